@@ -1,0 +1,336 @@
+"""The `taskcli` command line: parse, resolve, call one engine function, print.
+
+Keep this module light: `taskcli --help` must not import torch, transformers or datasets.
+Results go to stdout (`--json` for machines); progress and logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from typing import Any, Optional
+
+import typer
+
+from taskcli import __version__
+
+app = typer.Typer(
+    name="taskcli",
+    help="Fine-tune, evaluate and run Hugging Face models for common tasks, from YAML recipes.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+recipes_app = typer.Typer(help="List, show and validate recipes.", no_args_is_help=True)
+app.add_typer(recipes_app, name="recipes")
+
+SET_HELP = "Override one recipe field, e.g. `--set train.epochs=1` (repeatable; values are typed as YAML)."
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _stdout():
+    from rich.console import Console
+
+    return Console()
+
+
+def guarded(fn):
+    """One line on stderr and exit 1 for any error; the traceback only with TASKCLI_DEBUG=1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as err:  # noqa: BLE001 - the CLI's last line of defence
+            if os.environ.get("TASKCLI_DEBUG") == "1":
+                raise
+            from taskcli.errors import TaskcliError
+
+            if isinstance(err, TaskcliError):
+                message = str(err)
+            else:
+                first = (str(err).strip().splitlines() or [""])[0][:300]
+                message = f"{type(err).__name__}: {first} (run with TASKCLI_DEBUG=1 for the traceback)"
+            print(f"error: {message}", file=sys.stderr)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _version(value: bool):
+    if value:
+        print(f"taskcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+):
+    """Fine-tune, evaluate and run Hugging Face models for common tasks, from YAML recipes.
+
+    Every task has three verbs: `finetune`, `eval` and `infer`. `--smoke` runs any recipe offline on a tiny
+    model and a bundled sample.
+    """
+
+
+def _relaunch(num_processes: int) -> None:
+    """Re-run this very command under Accelerate's launcher with N processes (DDP; gloo without GPUs)."""
+    import subprocess
+
+    argv = sys.argv[1:]
+    cleaned, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--num-processes":
+            skip = True
+            continue
+        if arg.startswith("--num-processes="):
+            continue
+        cleaned.append(arg)
+    # `--cpu --num_processes N` silently runs one process (platform-facts.md); --multi_gpu really forks N,
+    # and falls back to gloo on machines without GPUs.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "taskcli", *cleaned]
+    env = dict(os.environ, TASKCLI_LAUNCHED="1")
+    raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+@app.command(epilog="Examples: `taskcli finetune ner --smoke` · `taskcli finetune text-classification --recipe bert "
+             "--set train.epochs=1` · `taskcli finetune qa --num-processes 2`")
+@guarded
+def finetune(
+    task: str = typer.Argument(..., help="Task name or alias (see `taskcli tasks`)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Recipe name or YAML path (default: the task's)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint to start from (hub id or dir)."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset: hub id, file or folder."),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Where the model goes."),
+    set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
+    smoke: bool = typer.Option(False, "--smoke", help="Offline: tiny model + bundled sample."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output dir."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Resolve and print the recipe, train nothing."),
+    num_processes: int = typer.Option(1, "--num-processes", min=1, help="Data-parallel processes (Accelerate)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Fine-tune a model for TASK from a recipe."""
+    if num_processes > 1 and "WORLD_SIZE" not in os.environ and not dry_run:
+        _relaunch(num_processes)
+    from taskcli import engine
+
+    command = "taskcli " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("taskcli") else ""
+    result = engine.finetune(task, recipe=recipe, sets=set_, smoke=smoke, model=model, data=data,
+                             output_dir=output_dir, resume=resume, overwrite=overwrite, dry_run=dry_run,
+                             command=command)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if as_json or dry_run:
+        print(json.dumps(result, indent=None if as_json else 2, default=float))
+        return
+    out = _stdout()
+    out.print(f"[bold green]saved[/] {result['output_dir']}  (train loss {result['train_loss']:.4f}, "
+              f"{result['train_runtime_s']:.1f}s)")
+    _print_metrics(out, result["metrics"])
+
+
+@app.command(name="eval", epilog="Examples: `taskcli eval ner --model runs/token-classification-distilbert-smoke "
+             "--smoke` · `taskcli eval text-classification --model my-model --data dev.csv --json`")
+@guarded
+def eval_(
+    task: str = typer.Argument(..., help="Task name or alias."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model dir or hub id (default: the recipe's)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Recipe name or YAML path."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset: hub id, file or folder."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: the recipe's eval split)."),
+    set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
+    smoke: bool = typer.Option(False, "--smoke", help="Evaluate on the bundled sample (tiny model if no --model)."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"task", "model", "split", "samples", "metrics"}.'),
+):
+    """Evaluate a model on a dataset with the task's metrics."""
+    from taskcli import engine
+
+    result = engine.evaluate(task, model=model, recipe=recipe, data=data, split=split, sets=set_, smoke=smoke)
+    if as_json:
+        print(json.dumps(result, default=float))
+        return
+    out = _stdout()
+    out.print(f"[bold]{result['task']}[/] · {result['model']} · {result['split']} · {result['samples']} samples")
+    _print_metrics(out, result["metrics"])
+
+
+def _print_metrics(out, metrics: dict) -> None:
+    from rich.table import Table
+
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in scalars.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out.print(table)
+    for key, value in metrics.items():
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            cols = list(next(iter(value.values())))
+            sub = Table(title=key.replace("_", " "), title_justify="left", header_style="bold")
+            sub.add_column("name")
+            for c in cols:
+                sub.add_column(c, justify="right")
+            for name, row in value.items():
+                sub.add_row(name, *(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in cols))
+            out.print(sub)
+
+
+@app.command(epilog="Examples: `taskcli infer ner \"Alice works for Acme in Paris.\" --model runs/ner` · "
+             "`taskcli infer qa --question \"Who?\" --context \"...\"` · `cat texts.txt | taskcli infer "
+             "text-classification - --json`")
+@guarded
+def infer(
+    task: str = typer.Argument(..., help="Task name or alias."),
+    inputs: Optional[list[str]] = typer.Argument(None, help="Texts, files (one input per line; JSONL for structured "
+                                                            "inputs), or - for stdin."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model dir or hub id (default: the recipe's)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Recipe name or YAML path."),
+    set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
+    smoke: bool = typer.Option(False, "--smoke", help="Use an untrained tiny model when no --model is given."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", min=1, help="Inputs per forward pass."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="Labels/fills per input; text-generation: top-k sampling."),
+    question: Optional[str] = typer.Option(None, "--question", help="question-answering: the question."),
+    context: Optional[str] = typer.Option(None, "--context", help="question-answering: the context (text or file)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Generative tasks: tokens to generate."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", min=0.0, help="Generative tasks: sampling temperature."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0, help="Generative tasks: nucleus sampling."),
+    num_beams: Optional[int] = typer.Option(None, "--num-beams", min=1, help="Generative tasks: beam search width."),
+    do_sample: Optional[bool] = typer.Option(None, "--do-sample/--greedy", help="Generative tasks: sample or decode greedily."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling."),
+    language: Optional[str] = typer.Option(None, "--language", help="ASR (Whisper): spoken language, e.g. en."),
+    asr_task: Optional[str] = typer.Option(None, "--task", help="ASR (Whisper): transcribe or translate."),
+    timestamps: bool = typer.Option(False, "--timestamps", help="ASR: return segment times."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Audio/images: report unreadable files and go on."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per input per line."),
+):
+    """Run a model on inputs; results come back in input order."""
+    from taskcli import engine
+
+    options: dict[str, Any] = {k: v for k, v in dict(
+        batch_size=batch_size, top_k=top_k, question=question, context=context, max_new_tokens=max_new_tokens,
+        temperature=temperature, top_p=top_p, num_beams=num_beams, do_sample=do_sample,
+        seed=seed, language=language, task=asr_task, timestamps=timestamps or None, skip_bad=skip_bad or None,
+    ).items() if v is not None}
+    task_obj, items, results = engine.infer(task, list(inputs or []), model=model, recipe=recipe, sets=set_,
+                                            smoke=smoke, options=options)
+    if as_json:
+        for item, result in zip(items, results):
+            print(json.dumps({"input": item, **result}, ensure_ascii=False, default=float))
+        return
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold", show_lines=True)
+    rows_per_item = [task_obj.render(item, result) for item, result in zip(items, results)]
+    cols = list(rows_per_item[0][0]) if rows_per_item and rows_per_item[0] else []
+    table.add_column("input", overflow="fold", max_width=60)
+    for c in cols:
+        table.add_column(c, overflow="fold")
+    for item, rows in zip(items, rows_per_item):
+        shown = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
+        for k, row in enumerate(rows):
+            table.add_row(shown if k == 0 else "", *(str(row.get(c, "")) for c in cols))
+    _stdout().print(table)
+
+
+@app.command()
+@guarded
+def tasks(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")):
+    """List the tasks: aliases, default architecture, recipes and metrics."""
+    from taskcli import recipe as recipe_mod
+    from taskcli import registry
+
+    rows = []
+    for t in registry.all_tasks():
+        names = sorted(recipe_mod.shipped_name(p).split("/", 1)[1] for p in recipe_mod.shipped()
+                       if p.parent.name == t.name)
+        names.sort(key=lambda n: n != t.default_recipe)
+        default_type = ""
+        default_path = recipe_mod.RECIPES_DIR / t.name / f"{t.default_recipe}.yaml"
+        if default_path.is_file():
+            data, _ = recipe_mod.read_yaml(default_path)
+            default_type = str(data.get("model", {}).get("type", ""))
+        rows.append({"task": t.name, "aliases": list(t.aliases), "modality": t.modality,
+                     "default_architecture": default_type, "recipes": names, "metrics": list(t.metric_names)})
+    if as_json:
+        print(json.dumps(rows))
+        return
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    for col in ("task", "aliases", "default", "recipes", "metrics"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["task"], ", ".join(r["aliases"]), r["default_architecture"], ", ".join(r["recipes"]),
+                      ", ".join(r["metrics"]))
+    _stdout().print(table)
+
+
+@recipes_app.command("list")
+@guarded
+def recipes_list(task: Optional[str] = typer.Argument(None, help="Only this task's recipes.")):
+    """List shipped recipes (name, task, checkpoint, dataset)."""
+    from rich.table import Table
+
+    from taskcli import recipe as recipe_mod
+    from taskcli import registry
+
+    only = registry.get(task).name if task else None
+    table = Table(header_style="bold")
+    for col in ("recipe", "task", "checkpoint", "dataset"):
+        table.add_column(col)
+    for path in recipe_mod.shipped():
+        data, _ = recipe_mod.read_yaml(path)
+        if only and data.get("task") != only:
+            continue
+        table.add_row(recipe_mod.shipped_name(path), str(data.get("task")), str(data.get("model", {}).get("checkpoint")),
+                      str((data.get("data") or {}).get("dataset")))
+    _stdout().print(table)
+
+
+@recipes_app.command("show")
+@guarded
+def recipes_show(name: str = typer.Argument(..., help="Recipe name (task/name) or path.")):
+    """Print a recipe's YAML."""
+    from taskcli import recipe as recipe_mod
+    from taskcli import registry
+
+    path = recipe_mod.RECIPES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        task_name, _, rest = name.partition("/")
+        path = recipe_mod.find(registry.get(task_name), rest or None)
+    print(path.read_text(encoding="utf-8"), end="")
+
+
+@recipes_app.command("validate")
+@guarded
+def recipes_validate(paths: list[str] = typer.Argument(..., help="Recipe YAML files.")):
+    """Validate recipe files; every error is reported with its dotted path and line."""
+    from pathlib import Path
+
+    from taskcli import recipe as recipe_mod
+
+    for p in paths:
+        task_name, _ = recipe_mod.validate_file(Path(p))
+        print(f"ok  {p}  ({task_name})")
+
+
+def run() -> None:
+    app()

@@ -1,0 +1,190 @@
+"""Loading datasets: a hub id, local files (CSV/TSV/JSON/JSONL/Parquet/TXT) or a folder of them.
+
+Returns a DatasetDict with canonical column names (the task's column roles) and the splits the engine
+needs: ``train`` and ``eval`` (carved from train, seeded, when the data has no eval split).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from taskcli.errors import TaskcliError
+
+SAMPLES_DIR = Path(__file__).parent / "samples"
+
+# file suffix -> datasets builder name and default reader options
+_READERS = {
+    ".csv": ("csv", {}),
+    ".tsv": ("csv", {"delimiter": "\t", "quoting": 3}),  # GLUE TSVs are unquoted (csv.QUOTE_NONE)
+    ".json": ("json", {}),
+    ".jsonl": ("json", {}),
+    ".parquet": ("parquet", {}),
+    ".txt": ("text", {}),
+}
+
+
+def sample_path(task) -> Path:
+    return SAMPLES_DIR / task.sample
+
+
+def _local_files(path: Path) -> tuple[str, dict[str, list[str]] | list[str], dict]:
+    """Builder, data_files and reader options for a local file or folder."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in _READERS and p.is_file())
+        if not files:
+            raise TaskcliError(
+                f"no data files in {path}", f"expected {', '.join(_READERS)} files (or a split name per file)"
+            )
+    else:
+        files = [path]
+    suffixes = {p.suffix.lower() for p in files}
+    if len(suffixes) > 1:
+        raise TaskcliError(f"mixed file types in {path}: {', '.join(sorted(suffixes))}", "keep one format per folder")
+    suffix = suffixes.pop()
+    if suffix not in _READERS:
+        raise TaskcliError(
+            f"unsupported data file type '{suffix}': {path}", f"use one of {', '.join(_READERS)}"
+        )
+    builder, options = _READERS[suffix]
+    # Files named after splits (train.csv, validation.jsonl, dev.tsv...) become those splits.
+    by_split: dict[str, list[str]] = {}
+    for p in files:
+        stem = p.stem.lower()
+        split = {"dev": "validation", "val": "validation", "valid": "validation"}.get(stem, stem)
+        if split not in ("train", "validation", "test"):
+            split = "train"
+        by_split.setdefault(split, []).append(str(p))
+    return builder, by_split, dict(options)
+
+
+def _json_field(path: Path) -> str | None:
+    """'data' for whole-document JSON like SQuAD's {"version":..., "data": [...]}; None for JSON Lines."""
+    with path.open(encoding="utf-8") as fh:
+        first = fh.readline()
+    try:
+        json.loads(first)
+        return None  # first line is a complete record: JSON Lines
+    except json.JSONDecodeError:
+        pass
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise TaskcliError(f"{path} is not valid JSON or JSON Lines: {err}") from None
+    if isinstance(doc, dict):
+        lists = [k for k, v in doc.items() if isinstance(v, list)]
+        if len(lists) == 1:
+            return lists[0]
+        raise TaskcliError(f"{path}: cannot tell which key holds the records", "set data.field in the recipe")
+    return None
+
+
+def load_raw(ref: str, recipe):
+    """A DatasetDict from a hub id or a local path, before column mapping."""
+    import datasets
+
+    data = recipe.data
+    path = Path(ref).expanduser()
+    if path.exists():
+        builder, files, options = _local_files(path)
+        options.update(data.read_options)
+        if builder == "json":
+            field = data.field or _json_field(Path(next(iter(files.values()))[0]))
+            if field:
+                options["field"] = field
+        try:
+            return datasets.load_dataset(builder, data_files=files, **options)
+        except Exception as err:  # noqa: BLE001 - reader errors are user data errors
+            raise TaskcliError(f"could not read {path}: {str(err).splitlines()[0]}", "check the file format") from None
+    if looks_like_path(ref):
+        raise TaskcliError(f"data file not found: {ref}", "check the path (or give a hub dataset id)")
+    try:
+        return datasets.load_dataset(ref, data.config, **data.read_options)
+    except Exception as err:  # noqa: BLE001
+        raise offline_error("dataset", ref, err) from None
+
+
+def looks_like_path(ref: str) -> bool:
+    return ref.startswith((".", "/", "~")) or Path(ref).suffix.lower() in _READERS or ref.count("/") > 1
+
+
+def offline_error(kind: str, ref: str, err: Exception) -> TaskcliError:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return TaskcliError(
+        f"cannot load {kind} '{ref}' from the Hugging Face Hub ({text[:160]})",
+        "no network? use --smoke, or pass a local path",
+    )
+
+
+def load(run, ref: str | None, eval_split_name: str | None = None):
+    """Train/eval DatasetDict for `run`, with canonical column names, checked up front.
+
+    Smoke mode without --data uses the task's bundled sample as both train and eval: the smoke check is
+    that the model learns (memorises) its sample.
+    """
+    import datasets
+
+    recipe = run.recipe
+    data = recipe.data
+    if run.smoke and ref is None:
+        raw = load_raw(str(sample_path(run.task)), recipe)
+        sample = _rename(raw[next(iter(raw))], run)
+        limit = recipe.smoke.max_samples
+        sample = sample.select(range(min(limit, len(sample))))
+        return _checked(datasets.DatasetDict(train=sample, eval=sample), run)
+    ref = ref or data.dataset
+    if not ref:
+        raise TaskcliError("no data given", "pass --data PATH|ID or set data.dataset in the recipe")
+    raw = load_raw(ref, recipe)
+    splits = {}
+    train_name = data.train_split if data.train_split in raw else ("train" if "train" in raw else None)
+    eval_name = eval_split_name or data.eval_split
+    if eval_split_name and eval_split_name not in raw:
+        raise TaskcliError(f"split '{eval_split_name}' not in {ref}", f"splits: {', '.join(raw)}")
+    if eval_name not in raw:
+        eval_name = next((s for s in ("validation", "test") if s in raw and s != train_name), None)
+    if train_name:
+        splits["train"] = raw[train_name]
+    if eval_name:
+        splits["eval"] = raw[eval_name]
+    elif train_name:
+        carved = raw[train_name].train_test_split(test_size=data.eval_fraction, seed=recipe.train.seed)
+        splits = {"train": carved["train"], "eval": carved["test"]}
+    else:
+        raise TaskcliError(f"no usable split in {ref}", f"splits found: {', '.join(raw)}; set data.train_split")
+    if run.smoke:  # --smoke with --data: a few rows only
+        splits = {k: v.select(range(min(recipe.smoke.max_samples, len(v)))) for k, v in splits.items()}
+    if data.max_train_samples and "train" in splits:
+        splits["train"] = splits["train"].select(range(min(data.max_train_samples, len(splits["train"]))))
+    if data.max_eval_samples:
+        splits["eval"] = splits["eval"].select(range(min(data.max_eval_samples, len(splits["eval"]))))
+    return _checked(datasets.DatasetDict({k: _rename(v, run) for k, v in splits.items()}), run)
+
+
+def _rename(ds, run):
+    """Dataset columns -> the task's column roles, per `data.columns` (role: column)."""
+    mapping = {col: role for role, col in run.recipe.data.columns.items() if col != role and col in ds.column_names}
+    unknown = [r for r in run.recipe.data.columns if r not in run.task.columns]
+    if unknown:
+        from taskcli.errors import did_you_mean
+
+        raise TaskcliError(
+            f"data.columns: '{unknown[0]}' is not a column role of {run.task.name}{did_you_mean(unknown[0], run.task.columns)}",
+            f"roles: {', '.join(run.task.columns)}",
+        )
+    return ds.rename_columns(mapping) if mapping else ds
+
+
+def _checked(dsd, run):
+    for split, ds in dsd.items():
+        if len(ds) == 0:
+            raise TaskcliError(f"the {split} split is empty", "check the data file / split names")
+        missing = [r for r in run.task.columns if r not in run.task.optional_columns and r not in ds.column_names]
+        if missing:
+            role = missing[0]
+            col = run.recipe.data.columns.get(role, role)
+            raise TaskcliError(
+                f"missing column '{col}' ({run.task.columns[role]}) in the {split} data; columns: {', '.join(ds.column_names)}",
+                f"map it with --set data.columns.{role}=YOUR_COLUMN",
+            )
+    return dsd

@@ -1,0 +1,484 @@
+"""The one engine behind finetune / eval / infer, for every task.
+
+Each verb resolves a recipe into a ``Run``, then drives the task's hooks (see ``taskcli.task.Task``) through
+the Hugging Face Trainer (Seq2SeqTrainer for generative seq2seq tasks). Eval builds the same features and
+the same metric function as training-time eval, so the numbers agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from taskcli import data as data_mod
+from taskcli import recipe as recipe_mod
+from taskcli import registry
+from taskcli.errors import TaskcliError
+
+
+@dataclass
+class Run:
+    """Everything the task hooks need: the task, its validated recipe, and what was loaded so far."""
+
+    task: Any
+    resolved: recipe_mod.Resolved
+    smoke: bool = False
+    model_source: str | None = None  # local dir or hub id the processor/model load from
+    processor: Any = None
+    labels: list[str] | None = None
+    _tmp: list = field(default_factory=list)
+
+    @property
+    def recipe(self):
+        return self.resolved.recipe
+
+    @property
+    def params(self):
+        return self.resolved.recipe.params
+
+    def tokenizer(self):
+        """The text tokenizer, whether `processor` is a tokenizer or a multimodal processor."""
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    def pretrained_kwargs(self) -> dict:
+        """Keyword arguments for every from_pretrained call of this run."""
+        m = self.recipe.model
+        kw: dict = {"trust_remote_code": m.trust_remote_code}
+        if m.revision and not Path(self.model_source or "").exists():
+            kw["revision"] = m.revision
+        return kw
+
+    def close(self):
+        for tmp in self._tmp:
+            tmp.cleanup()
+
+
+def quiet_libraries() -> None:
+    """Silence the libraries' own progress bars and info logs: taskcli shows its own progress."""
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+    import transformers
+    from huggingface_hub.utils import disable_progress_bars
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    disable_progress_bars()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|torch|accelerate)\b")
+
+
+def prepare(task_name: str, recipe: str | None, sets: list[str] | None, smoke: bool) -> Run:
+    task = registry.get(task_name)
+    return Run(task=task, resolved=recipe_mod.resolve(task, recipe, sets, smoke), smoke=smoke)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def smoke_texts(dsd) -> list[str]:
+    """All strings in the data (also inside lists/dicts): the vocabulary source for tiny tokenizers."""
+    out: list[str] = []
+
+    def walk(value):
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+
+    for ds in dsd.values():
+        for row in ds:
+            walk(row)
+    return out
+
+
+def build_smoke_model(run: Run, dsd=None) -> str:
+    """A tiny checkpoint of the recipe's architecture, built in a temp dir, for --smoke runs."""
+    from taskcli import tiny
+
+    if dsd is None:
+        dsd = data_mod.load(run, None)
+    tmp = tempfile.TemporaryDirectory(prefix="taskcli-smoke-")
+    run._tmp.append(tmp)
+    tiny.build(run.recipe.model.type, Path(tmp.name), smoke_texts(dsd), run.recipe.smoke.config, run.recipe.train.seed)
+    return tmp.name
+
+
+def resolve_model_source(run: Run, model: str | None, default: str) -> str:
+    """--model wins; a local dir is used as is; anything else is a hub id (checked when loaded)."""
+    ref = model or default
+    path = Path(ref).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise TaskcliError(f"{path} is not a saved model (no config.json)", "pass a `taskcli finetune` output dir")
+        return str(path)
+    if model and (model.startswith((".", "/", "~")) or model.count("/") > 1):
+        raise TaskcliError(f"model not found: {model}", "check the path, or give a hub model id")
+    return ref
+
+
+def load_processor_and_model(run: Run, labels: list[str] | None):
+    try:
+        run.processor = run.task.load_processor(run)
+        model = run.task.load_model(run, run.model_source, labels)
+    except TaskcliError:
+        raise
+    except OSError as err:  # hub unreachable / repo missing: transformers raises OSError subclasses
+        raise data_mod.offline_error("model", run.model_source, err) from None
+    if not model_forward_uses_loss_function(model):
+        # Models that average their loss inline ignore num_items_in_batch; letting the Trainer think they
+        # accept loss kwargs multiplies the loss by the process count under DDP and skips the division by
+        # gradient_accumulation_steps (platform-facts.md). This flag makes them match single-process runs.
+        model.accepts_loss_kwargs = False
+    return model
+
+
+def model_forward_uses_loss_function(model) -> bool:
+    import inspect
+
+    try:
+        return "self.loss_function" in inspect.getsource(type(model).forward)
+    except (OSError, TypeError):
+        return False
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def check_labels(run: Run, model) -> list[str] | None:
+    """Labels of a trained model; error when the data holds labels the model does not know."""
+    model_labels = [model.config.id2label[i] for i in sorted(model.config.id2label)] if run.labels is not None else None
+    if model_labels is None:
+        return None
+    unknown = sorted(set(run.labels) - set(model_labels))
+    if unknown:
+        raise TaskcliError(
+            f"the model's labels don't match the data: {', '.join(map(str, unknown[:5]))} not among the model's "
+            f"{len(model_labels)} labels ({', '.join(map(str, model_labels[:8]))}{'...' if len(model_labels) > 8 else ''})",
+            "evaluate on data with the model's label set, or fine-tune on this data",
+        )
+    return model_labels
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+def training_arguments(run: Run, output_dir: str, for_eval: bool = False):
+    import torch
+    from transformers import Seq2SeqTrainingArguments, TrainingArguments
+
+    t = run.recipe.train
+    if t.precision == "fp16" and not torch.cuda.is_available():
+        raise TaskcliError("fp16 needs a CUDA GPU and none is available", "use --set train.precision=bf16 or no")
+    metric = run.recipe.eval.metric_for_best_model or run.task.best_metric
+    has_eval = t.eval_strategy != "no"
+    kwargs = dict(
+        output_dir=output_dir,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        learning_rate=t.learning_rate,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=run.recipe.eval.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,
+        lr_scheduler_type=t.lr_scheduler,
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=t.precision == "bf16",
+        fp16=t.precision == "fp16",
+        eval_strategy=t.eval_strategy,
+        eval_steps=t.eval_steps,
+        save_strategy=t.eval_strategy if has_eval else "epoch",
+        save_steps=t.eval_steps or 500,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=has_eval,
+        metric_for_best_model=metric if has_eval else None,
+        greater_is_better=run.task.greater_is_better if metric == run.task.best_metric else None,
+        logging_steps=t.logging_steps,
+        logging_strategy="steps",
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=t.dataloader_num_workers,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    if for_eval:
+        kwargs.update(eval_strategy="no", save_strategy="no", load_best_model_at_end=False, metric_for_best_model=None)
+    kwargs.update(t.trainer_args)
+    if run.task.seq2seq:
+        gen = run.recipe.infer.generation
+        return Seq2SeqTrainingArguments(
+            predict_with_generate=True,
+            generation_max_length=gen.get("max_new_tokens"),
+            generation_num_beams=gen.get("num_beams"),
+            **kwargs,
+        )
+    return TrainingArguments(**kwargs)
+
+
+def make_trainer(run: Run, model, args, train_features, eval_features, eval_examples, callbacks=()):
+    from transformers import Seq2SeqTrainer, Trainer
+
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    cls = Seq2SeqTrainer if run.task.seq2seq else Trainer
+    compute = run.task.metrics(run, eval_examples, eval_features) if eval_features is not None else None
+    trainer = cls(
+        model=model,
+        args=args,
+        train_dataset=train_features,
+        eval_dataset=eval_features,
+        processing_class=run.processor,
+        data_collator=run.task.collator(run),
+        compute_metrics=compute,
+        callbacks=list(callbacks),
+    )
+    for noisy in (PrinterCallback, ProgressCallback):  # taskcli prints its own progress and results
+        trainer.pop_callback(noisy)
+    return trainer
+
+
+def strip_prefix(metrics: dict, prefix: str = "eval_") -> dict:
+    skip = {"runtime", "samples_per_second", "steps_per_second", "epoch", "model_preparation_time"}
+    out = {}
+    for key, value in metrics.items():
+        name = key[len(prefix):] if key.startswith(prefix) else key
+        if name not in skip:
+            out[name] = value
+    return out
+
+
+# ----------------------------------------------------------------------------- finetune
+
+
+def default_output_dir(run: Run) -> Path:
+    name = run.resolved.name.replace("/", "-") if run.resolved.name.count("/") == 1 else Path(run.resolved.name).stem
+    if not name.startswith(run.task.name):
+        name = f"{run.task.name}-{name}"
+    return Path("runs") / (name + ("-smoke" if run.smoke else ""))
+
+
+def newest_checkpoint(output_dir: Path) -> str | None:
+    """Newest checkpoint-N that finished saving (has trainer_state.json); a kill mid-save leaves one without."""
+    complete = [p for p in output_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    complete.sort(key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    return str(complete[-1]) if complete else None
+
+
+def check_output_dir(out: Path, resume: bool, overwrite: bool) -> str | None:
+    """Refuse to clobber a user's folder; return the checkpoint to resume from, if any."""
+    if out.exists() and not out.is_dir():
+        raise TaskcliError(f"output path {out} is a file", "choose another --output-dir")
+    busy = out.is_dir() and any(out.iterdir())
+    if resume:
+        ckpt = newest_checkpoint(out) if busy else None
+        if ckpt is None:
+            raise TaskcliError(f"nothing to resume in {out}: no complete checkpoint-* folder", "drop --resume")
+        return ckpt
+    if busy and not overwrite:
+        raise TaskcliError(
+            f"output dir {out} is not empty",
+            "pass --resume to continue it, --overwrite to replace it, or choose another --output-dir",
+        )
+    if busy and overwrite:
+        shutil.rmtree(out)
+    return None
+
+
+def finetune(
+    task: str,
+    recipe: str | None = None,
+    sets: list[str] | None = None,
+    smoke: bool = False,
+    model: str | None = None,
+    data: str | None = None,
+    output_dir: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    dry_run: bool = False,
+    command: str = "",
+    log=None,
+) -> dict:
+    """Fine-tune; returns {"output_dir", "metrics", ...}. `log(renderable)` prints progress (stderr)."""
+    run = prepare(task, recipe, sets, smoke)
+    out = Path(output_dir or run.recipe.train.output_dir or default_output_dir(run))
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    # Under DDP only rank 0 may judge/clear the folder; other ranks would see rank 0's fresh files.
+    resume_from = check_output_dir(out, resume, overwrite) if is_main else (newest_checkpoint(out) if resume else None)
+    if dry_run:
+        return {"dry_run": True, "task": run.task.name, "recipe": run.resolved.name, "output_dir": str(out),
+                "resolved": run.recipe.model_dump(mode="json")}
+    quiet_libraries()
+    from transformers import set_seed
+
+    from taskcli.progress import RichProgress
+
+    set_seed(run.recipe.train.seed)
+    try:
+        dsd = data_mod.load(run, data)
+        run.labels = run.recipe.data.labels or run.task.labels(run, dsd)
+        run.model_source = build_smoke_model(run, dsd) if smoke and not model else resolve_model_source(
+            run, model, run.recipe.model.checkpoint)
+        mdl = load_processor_and_model(run, run.labels)
+        train_features = run.task.preprocess(run, dsd["train"], True)
+        eval_features = run.task.preprocess(run, dsd["eval"], False)
+        args = training_arguments(run, str(out))
+        if args.eval_strategy == "no":
+            eval_features = None
+        progress = RichProgress(log=log) if is_main else None
+        trainer = make_trainer(run, mdl, args, train_features, eval_features, dsd["eval"],
+                               callbacks=[progress] if progress else [])
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        metrics = strip_prefix(trainer.evaluate()) if eval_features is not None else {}
+        if trainer.is_world_process_zero():
+            trainer.save_model(str(out))
+            run.processor.save_pretrained(str(out))
+            write_run_files(run, out, metrics, result, command, len(dsd["train"]), len(dsd["eval"]))
+        return {"task": run.task.name, "recipe": run.resolved.name, "output_dir": str(out), "metrics": metrics,
+                "train_loss": result.training_loss, "train_runtime_s": result.metrics.get("train_runtime")}
+    finally:
+        run.close()
+
+
+def write_run_files(run: Run, out: Path, metrics: dict, result, command: str, n_train: int, n_eval: int):
+    """recipe.yaml (resolved), metrics.json and a model card README.md next to the model."""
+    import yaml
+
+    header = f"# Resolved recipe of this run ({run.resolved.name}).\n# Re-run: {command or 'taskcli finetune ' + run.task.name}\n"
+    (out / "recipe.yaml").write_text(header + yaml.safe_dump(run.recipe.model_dump(mode="json"), sort_keys=False))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
+    base = "a tiny randomly initialised model (--smoke)" if run.smoke else f"`{run.recipe.model.checkpoint}`"
+    dataset = "the bundled smoke sample" if run.smoke else f"`{run.recipe.data.dataset}`"
+    card = f"""---
+library_name: transformers
+pipeline_tag: {run.task.name}
+tags: [taskcli, {run.task.name}]
+---
+
+# {out.name}
+
+Fine-tuned with [taskcli](https://pypi.org/project/taskcli/) from {base} on {dataset}
+({n_train} training / {n_eval} evaluation examples), recipe `{run.resolved.name}`.
+
+```bash
+{command or 'taskcli finetune ' + run.task.name}
+```
+
+## Evaluation
+
+| metric | value |
+|---|---|
+{rows}
+
+Training loss: {result.training_loss:.4f}. The full resolved recipe is in `recipe.yaml`.
+
+## Use
+
+```bash
+taskcli infer {run.task.name} --model {out} "..."
+```
+"""
+    (out / "README.md").write_text(card)
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+def evaluate(
+    task: str,
+    model: str | None = None,
+    recipe: str | None = None,
+    data: str | None = None,
+    split: str | None = None,
+    sets: list[str] | None = None,
+    smoke: bool = False,
+) -> dict:
+    run = prepare(task, recipe, sets, smoke)
+    quiet_libraries()
+    try:
+        dsd = data_mod.load(run, data, eval_split_name=split)
+        data_labels = run.recipe.data.labels or run.task.labels(run, dsd)
+        if smoke and not model:
+            run.model_source = build_smoke_model(run, dsd)
+            run.labels = data_labels
+            mdl = load_processor_and_model(run, data_labels)
+        else:
+            run.model_source = resolve_model_source(run, model, run.recipe.model.infer_default or run.recipe.model.checkpoint)
+            run.labels = data_labels
+            mdl = load_processor_and_model(run, None)
+            run.labels = check_labels(run, mdl)
+        features = run.task.preprocess(run, dsd["eval"], False)
+        with tempfile.TemporaryDirectory(prefix="taskcli-eval-") as tmp:
+            trainer = make_trainer(run, mdl, training_arguments(run, tmp, for_eval=True), None, features, dsd["eval"])
+            metrics = strip_prefix(trainer.evaluate())
+        return {"task": run.task.name, "model": run.model_source if not (smoke and not model) else "tiny (untrained, --smoke)",
+                "split": split or ("smoke sample" if smoke and not data else run.recipe.data.eval_split or "eval"),
+                "samples": len(dsd["eval"]), "metrics": metrics}
+    finally:
+        run.close()
+
+
+# ----------------------------------------------------------------------------- infer
+
+
+def load_for_inference(task: str, model: str | None, recipe: str | None, sets: list[str] | None, smoke: bool):
+    """(run, model) ready for predict; smoke without --model gives an untrained tiny model."""
+    run = prepare(task, recipe, sets, smoke)
+    quiet_libraries()
+    import torch
+
+    if smoke and not model:
+        dsd = data_mod.load(run, None)
+        run.labels = run.recipe.data.labels or run.task.labels(run, dsd)
+        run.model_source = build_smoke_model(run, dsd)
+        mdl = load_processor_and_model(run, run.labels)
+    else:
+        default = run.recipe.model.infer_default or run.recipe.model.checkpoint
+        run.model_source = resolve_model_source(run, model, default)
+        mdl = load_processor_and_model(run, None)
+    mdl.eval()
+    if torch.cuda.is_available():
+        mdl.to("cuda")
+    return run, mdl
+
+
+def infer(
+    task: str,
+    inputs: list[str],
+    model: str | None = None,
+    recipe: str | None = None,
+    sets: list[str] | None = None,
+    smoke: bool = False,
+    options: dict | None = None,
+) -> tuple[Any, list[Any], list[dict]]:
+    """(task, inputs as read, results in input order)."""
+    options = dict(options or {})
+    run, mdl = load_for_inference(task, model, recipe, sets, smoke)
+    try:
+        options.setdefault("batch_size", run.recipe.infer.batch_size)
+        options.setdefault("top_k", run.recipe.infer.top_k)
+        items = run.task.read_inputs(run, inputs, options)
+        if not items:
+            raise TaskcliError("no inputs given", "pass texts/files as arguments, or - to read stdin")
+        results = run.task.predict(run, mdl, items, options)
+        return run.task, items, results
+    finally:
+        run.close()
+
+
+def stdin_lines() -> list[str]:
+    return [line.rstrip("\n") for line in sys.stdin if line.strip()]

@@ -1,0 +1,120 @@
+"""Metric functions shared by tasks: offline, deterministic, built on the reference libraries.
+
+Plus `extra_metrics`: any `evaluate` metric (hub name or local script path), loaded only when a recipe asks.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import string
+from typing import Any
+
+from taskcli.errors import TaskcliError
+
+
+def classification(preds, refs, labels: list[str]) -> dict:
+    """Accuracy, macro F1 and per-class precision/recall/F1 (scikit-learn)."""
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+    ids = list(range(len(labels)))
+    p, r, f, s = precision_recall_fscore_support(refs, preds, labels=ids, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(refs, preds)),
+        "f1": float(f1_score(refs, preds, labels=ids, average="macro", zero_division=0)),
+        "per_class": {
+            str(labels[i]): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i in ids
+        },
+    }
+
+
+def entity_level(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dict:
+    """seqeval (CoNLL entity matching): micro precision/recall/F1, token accuracy, per-entity scores."""
+    from seqeval.metrics import accuracy_score, classification_report
+
+    report = classification_report(true_tags, pred_tags, output_dict=True, zero_division=0)
+    micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
+    return {
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+        "accuracy": float(accuracy_score(true_tags, pred_tags)),
+        "per_entity": {
+            name: {"precision": float(v["precision"]), "recall": float(v["recall"]), "f1": float(v["f1-score"]),
+                   "support": int(v["support"])}
+            for name, v in report.items()
+            if not name.endswith(" avg")
+        },
+    }
+
+
+# --- SQuAD scoring, as defined by the official v1.1/v2.0 evaluation scripts -------------------------------
+
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, drop punctuation and the articles a/an/the, collapse whitespace."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def _f1(gold: str, pred: str) -> float:
+    gold_toks, pred_toks = normalize_answer(gold).split(), normalize_answer(pred).split()
+    if not gold_toks or not pred_toks:  # no-answer: right only if both are empty
+        return float(gold_toks == pred_toks)
+    common = collections.Counter(gold_toks) & collections.Counter(pred_toks)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred_toks), same / len(gold_toks)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad(predictions: dict[str, str], references: dict[str, list[str]]) -> dict:
+    """Exact match and F1 in percent, max over gold answers; an empty gold list means 'no answer' (v2)."""
+    em = f1 = 0.0
+    has_ans = [q for q, golds in references.items() if golds]
+    no_ans = [q for q, golds in references.items() if not golds]
+    per_q = {}
+    for qid, golds in references.items():
+        golds = golds or [""]
+        pred = predictions.get(qid, "")
+        q_em = max(float(normalize_answer(g) == normalize_answer(pred)) for g in golds)
+        q_f1 = max(_f1(g, pred) for g in golds)
+        per_q[qid] = (q_em, q_f1)
+        em += q_em
+        f1 += q_f1
+    n = max(len(references), 1)
+    out = {"exact_match": 100.0 * em / n, "f1": 100.0 * f1 / n}
+    if no_ans:  # SQuAD v2 breakdown
+        for name, ids in (("HasAns", has_ans), ("NoAns", no_ans)):
+            if ids:
+                out[f"{name}_exact"] = 100.0 * sum(per_q[q][0] for q in ids) / len(ids)
+                out[f"{name}_f1"] = 100.0 * sum(per_q[q][1] for q in ids) / len(ids)
+    return out
+
+
+# --- extra metrics via `evaluate` -------------------------------------------------------------------------
+
+
+def extra(names: list[str], predictions: list[Any], references: list[Any]) -> dict:
+    """Compute each `eval.extra_metrics` entry with the `evaluate` library (hub name or local script)."""
+    if not names:
+        return {}
+    import evaluate
+
+    out: dict = {}
+    for name in names:
+        try:
+            metric = evaluate.load(name)
+        except Exception as err:  # noqa: BLE001 - offline hub, bad path...
+            raise TaskcliError(
+                f"cannot load extra metric '{name}': {str(err).splitlines()[0][:160]}",
+                "give a local metric script path, or run online",
+            ) from None
+        result = metric.compute(predictions=predictions, references=references)
+        for key, value in (result or {}).items():
+            out[key if key not in out else f"{name}_{key}"] = value
+    return out

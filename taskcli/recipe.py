@@ -1,0 +1,324 @@
+"""Recipes: YAML files validated by pydantic, with `--set` overrides and readable errors.
+
+A recipe names the architecture, checkpoint, data and training settings for one task. Shipped recipes live
+in ``taskcli/recipes/<task>/<name>.yaml``. Validation reports every problem at once, each with its dotted
+path, file and line, and a "did you mean" for misspelt keys.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from taskcli.errors import TaskcliError, did_you_mean
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModelSection(_Strict):
+    checkpoint: str = Field(description="hub id or local path of the checkpoint to fine-tune")
+    type: str = Field(description="transformers model_type (distilbert, bert, ...); --smoke builds a tiny one")
+    revision: str | None = None
+    trust_remote_code: bool = False
+    infer_default: str | None = Field(None, description="model `infer` uses when no --model is given")
+
+
+class DataSection(_Strict):
+    dataset: str | None = Field(None, description="hub dataset id, or a local file/directory")
+    config: str | None = Field(None, description="hub dataset configuration name")
+    train_split: str = "train"
+    eval_split: str | None = "validation"
+    test_split: str | None = "test"
+    eval_fraction: float = Field(0.1, gt=0, lt=1, description="share of train carved off when there is no eval split")
+    columns: dict[str, str] = Field(default_factory=dict, description="task column role -> dataset column")
+    labels: list[str] | None = Field(None, description="label names in id order (default: from the data)")
+    max_length: int = Field(256, gt=0)
+    max_train_samples: int | None = Field(None, gt=0)
+    max_eval_samples: int | None = Field(None, gt=0)
+    field: str | None = Field(None, description="JSON key that holds the records (e.g. 'data' for SQuAD files)")
+    read_options: dict[str, Any] = Field(default_factory=dict, description="passed to the datasets file reader")
+
+
+class TrainSection(_Strict):
+    output_dir: str | None = Field(None, description="default: runs/<task>-<recipe>")
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = -1
+    learning_rate: float = Field(5e-5, gt=0)
+    batch_size: int = Field(16, gt=0, description="per device")
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    weight_decay: float = 0.01
+    warmup_ratio: float = Field(0.0, ge=0, le=1)
+    lr_scheduler: str = "linear"
+    seed: int = 42
+    precision: Literal["no", "bf16", "fp16"] = "no"
+    eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
+    eval_steps: int | None = Field(None, gt=0)
+    save_total_limit: int | None = Field(2, gt=0)
+    logging_steps: int = Field(10, gt=0)
+    dataloader_num_workers: int = Field(0, ge=0)
+    trainer_args: dict[str, Any] = Field(default_factory=dict, description="extra TrainingArguments, passed as-is")
+
+
+class EvalSection(_Strict):
+    metric_for_best_model: str | None = Field(None, description="default: the task's main metric")
+    batch_size: int = Field(32, gt=0)
+    extra_metrics: list[str] = Field(default_factory=list, description="`evaluate` metric names or local script paths")
+
+
+class InferSection(_Strict):
+    batch_size: int = Field(32, gt=0)
+    top_k: int = Field(1, gt=0)
+    generation: dict[str, Any] = Field(default_factory=dict, description="generate() settings for generative tasks")
+
+
+class SmokeSection(_Strict):
+    """What `--smoke` changes: a tiny model of `model.type`, the bundled sample, and these overrides."""
+
+    config: dict[str, Any] = Field(default_factory=dict, description="overrides for the tiny model config")
+    max_samples: int = Field(64, gt=0, description="rows of --data used in smoke mode")
+    train: dict[str, Any] = Field(default_factory=dict, description="`train:` overrides")
+    data: dict[str, Any] = Field(default_factory=dict, description="`data:` overrides")
+    params: dict[str, Any] = Field(default_factory=dict, description="`params:` overrides")
+    infer: dict[str, Any] = Field(default_factory=dict, description="`infer:` overrides")
+
+
+class Recipe(_Strict):
+    task: str
+    description: str = ""
+    model: ModelSection
+    data: DataSection = Field(default_factory=DataSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+    infer: InferSection = Field(default_factory=InferSection)
+    smoke: SmokeSection = Field(default_factory=SmokeSection)
+    # `params` (task-specific settings) is added per task by `schema_for`.
+
+
+@dataclass
+class Resolved:
+    """A validated recipe plus where it came from."""
+
+    recipe: Any  # an instance of schema_for(task)
+    name: str  # e.g. "token-classification/distilbert", or the file path for user recipes
+    path: Path
+    raw: dict  # the dict that was validated (after --set and smoke merges)
+    smoke: bool
+
+
+def schema_for(task) -> type[Recipe]:
+    return create_model(
+        f"Recipe_{task.name.replace('-', '_')}",
+        __base__=Recipe,
+        params=(task.params, Field(default_factory=task.params)),
+    )
+
+
+# ----------------------------------------------------------------------------- finding recipes
+
+
+def shipped() -> list[Path]:
+    """Every recipe shipped with the package, found recursively."""
+    return sorted(RECIPES_DIR.rglob("*.yaml"))
+
+
+def shipped_name(path: Path) -> str:
+    return path.relative_to(RECIPES_DIR).with_suffix("").as_posix()
+
+
+def find(task, recipe: str | None) -> Path:
+    """Path of the recipe named by --recipe (name, task-relative name, or file), or the task default."""
+    if recipe is None:
+        recipe = task.default_recipe
+    as_path = Path(recipe).expanduser()
+    if as_path.suffix in (".yaml", ".yml") or as_path.exists():
+        if not as_path.is_file():
+            raise TaskcliError(f"recipe file not found: {recipe}", "check the path, or `taskcli recipes list`")
+        return as_path
+    for candidate in (RECIPES_DIR / task.name / f"{recipe}.yaml", RECIPES_DIR / f"{recipe}.yaml"):
+        if candidate.is_file():
+            return candidate
+    known = [shipped_name(p) for p in shipped()]
+    near = did_you_mean(f"{task.name}/{recipe}", known) or did_you_mean(recipe, known)
+    raise TaskcliError(
+        f"unknown recipe '{recipe}' for {task.name}{near}",
+        f"`taskcli recipes list {task.name}` lists them; or pass a .yaml path",
+    )
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: Path) -> tuple[dict, yaml.Node | None]:
+    """The recipe as a dict, plus its YAML node tree (for line numbers in errors)."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise TaskcliError(f"malformed YAML in {where}: {problem}", "fix the YAML syntax") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise TaskcliError(f"recipe {path} must be a mapping of sections, got {type(data).__name__}")
+    return data, node
+
+
+def parse_set(item: str) -> tuple[list[str], Any]:
+    """'train.epochs=3' -> (['train', 'epochs'], 3). Values are parsed as YAML, so types come out right."""
+    key, sep, value = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(p.strip() for p in parts):
+        raise TaskcliError(f"bad --set '{item}'", "use --set section.key=value, e.g. --set train.epochs=2")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return [p.strip() for p in parts], parsed
+
+
+def apply_set(data: dict, items: list[str]) -> dict:
+    data = copy.deepcopy(data)
+    for item in items:
+        parts, value = parse_set(item)
+        node = data
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                if part in node and node[part] is not None:
+                    raise TaskcliError(f"bad --set '{item}': '{part}' is not a section")
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return data
+
+
+def merge(base: dict, over: dict) -> dict:
+    """Deep merge (over wins); used for smoke overrides."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def smoke_merged(data: dict) -> dict:
+    smoke = data.get("smoke") or {}
+    if not isinstance(smoke, dict):
+        return data
+    over = {k: smoke[k] for k in ("train", "data", "params", "infer") if isinstance(smoke.get(k), dict)}
+    return merge(data, over)
+
+
+def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
+    """Line (1-based) of the deepest YAML node found along `loc`."""
+    line = None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == str(key)), None)
+            key_node = next((k for k, v in node.value if k.value == str(key)), None)
+            if match is None:
+                break
+            line = (key_node or match).start_mark.line + 1
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the sub-model reached by `loc` (for "did you mean")."""
+    for key in loc:
+        field = model.model_fields.get(str(key))
+        ann = getattr(field, "annotation", None)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return []
+    return list(model.model_fields)
+
+
+def format_errors(err: ValidationError, schema: type[BaseModel], path: Path, node) -> list[str]:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(node, loc)
+        where = f"{path}:{line}" if line else str(path)
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown key '{dotted}'{did_you_mean(loc[-1], _fields_at(schema, loc[:-1]))}"
+        elif e["type"] == "missing":
+            msg = f"missing required key '{dotted}'"
+        else:
+            msg = f"'{dotted}': {e['msg']} (got {e.get('input')!r})"
+        lines.append(f"{where}: {msg}")
+    return lines
+
+
+def validate(task, data: dict, path: Path, node=None) -> Any:
+    """Validate a recipe dict (and its smoke-merged form) against the task's schema; all errors at once."""
+    schema = schema_for(task)
+    errors: list[str] = []
+    try:
+        recipe = schema.model_validate(data)
+    except ValidationError as err:
+        recipe = None
+        errors += format_errors(err, schema, path, node)
+    if not errors:
+        try:
+            schema.model_validate(smoke_merged(data))
+        except ValidationError as err:
+            errors += [f"{e} (in smoke overrides)" for e in format_errors(err, schema, path, node)]
+    if recipe is not None and recipe.task not in (task.name, *task.aliases):
+        errors.append(f"{path}: recipe is for task '{recipe.task}', not '{task.name}'")
+    if errors:
+        raise TaskcliError(
+            f"invalid recipe ({len(errors)} error{'s' * (len(errors) > 1)}):\n  " + "\n  ".join(errors),
+            None,
+        )
+    return recipe
+
+
+def resolve(task, recipe: str | None = None, sets: list[str] | None = None, smoke: bool = False) -> Resolved:
+    """Find, read, override (--set) and validate a recipe. --set wins over smoke overrides."""
+    path = find(task, recipe)
+    data, node = read_yaml(path)
+    sets = sets or []
+    data = apply_set(data, sets)
+    validate(task, data, path, node)  # raises with every error at once
+    final = apply_set(smoke_merged(data), sets) if smoke else data
+    schema = schema_for(task)
+    try:
+        parsed = schema.model_validate(final)
+    except ValidationError as err:  # a --set that only breaks together with smoke overrides
+        raise TaskcliError("invalid recipe:\n  " + "\n  ".join(format_errors(err, schema, path, node))) from None
+    name = shipped_name(path) if path.resolve().is_relative_to(RECIPES_DIR.resolve()) else str(path)
+    return Resolved(recipe=parsed, name=name, path=path, raw=final, smoke=smoke)
+
+
+def validate_file(path: Path) -> tuple[str, Any]:
+    """`taskcli recipes validate PATH`: finds the task from the file itself."""
+    from taskcli import registry
+
+    if not path.is_file():
+        raise TaskcliError(f"recipe file not found: {path}")
+    data, node = read_yaml(path)
+    if "task" not in data:
+        raise TaskcliError(f"{path}: missing required key 'task'", f"one of: {', '.join(registry.names())}")
+    task = registry.get(str(data["task"]))
+    return task.name, validate(task, data, path, node)

@@ -1,0 +1,38 @@
+"""The one list of tasks. Adding a task = one line in ``_MODULES`` (plus its module, recipes, tests)."""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+
+from taskcli.errors import TaskcliError, did_you_mean
+from taskcli.task import Task
+
+# Module names under taskcli/tasks/, in the order `taskcli tasks` lists them.
+_MODULES = (
+    #"text_classification",
+    "token_classification",
+    #"question_answering",
+)
+
+
+@lru_cache(maxsize=None)
+def all_tasks() -> tuple[Task, ...]:
+    return tuple(importlib.import_module(f"taskcli.tasks.{m}").TASK for m in _MODULES)
+
+
+def names() -> list[str]:
+    return [t.name for t in all_tasks()]
+
+
+def get(name: str) -> Task:
+    """Task by pipeline tag or alias (case-insensitive, '_' accepted for '-')."""
+    key = name.strip().lower().replace("_", "-")
+    for task in all_tasks():
+        if key == task.name or key in task.aliases:
+            return task
+    known = [t.name for t in all_tasks()] + [a for t in all_tasks() for a in t.aliases]
+    raise TaskcliError(
+        f"unknown task '{name}'{did_you_mean(key, known)}",
+        "run `taskcli tasks` to list the tasks",
+    )

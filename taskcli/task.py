@@ -1,0 +1,64 @@
+"""The shape every task module fills in: a small object of hook functions.
+
+A task module (``taskcli/tasks/<name>.py``) builds one ``Task`` and exposes it as ``TASK``.
+Task modules must stay cheap to import (no torch/transformers/datasets at module level):
+``taskcli tasks`` and ``--help`` import them all. Heavy imports go inside the hooks.
+
+The engine calls the hooks in this order:
+
+finetune/eval: load_processor -> labels -> load_model -> preprocess -> collator -> metrics
+infer:         load_processor -> load_model -> read_inputs -> predict -> (render)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict
+
+
+class NoParams(BaseModel):
+    """Recipe ``params:`` for a task that has no task-specific settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str  # Hub pipeline tag, e.g. "token-classification"
+    aliases: tuple[str, ...]
+    summary: str
+    modality: str  # "text" | "image" | "audio"
+    metric_names: tuple[str, ...]  # metric names reported by eval (shown in `taskcli tasks`)
+    best_metric: str  # default `eval.metric_for_best_model`
+    columns: dict[str, str]  # column role -> what it holds; recipes map roles to dataset columns
+    sample: str  # bundled smoke dataset under taskcli/samples/ (file or folder)
+    default_recipe: str  # recipe name under taskcli/recipes/<task>/ used when --recipe is absent
+    auto_model: str  # transformers Auto class used to load a checkpoint, e.g. "AutoModelForTokenClassification"
+
+    # --- hooks; `run` is a taskcli.engine.Run (recipe, processor, labels, paths...) ---
+    # (run) -> tokenizer / image processor / feature extractor / processor
+    load_processor: Callable[[Any], Any]
+    # (run, model_source: str, labels: list[str] | None) -> PreTrainedModel
+    load_model: Callable[[Any, str, Any], Any]
+    # (run, dataset: datasets.Dataset, training: bool) -> tokenized datasets.Dataset
+    preprocess: Callable[[Any, Any, bool], Any]
+    # (run) -> data collator
+    collator: Callable[[Any], Any]
+    # (run, examples: Dataset, features: Dataset) -> fn(EvalPrediction) -> dict of metrics
+    metrics: Callable[[Any, Any, Any], Callable[[Any], dict]]
+    # (run, raw input strings from the CLI, options dict) -> list of task inputs
+    read_inputs: Callable[[Any, list[str], dict], list[Any]]
+    # (run, model, inputs, options dict) -> list of JSON-able results, in input order
+    predict: Callable[[Any, Any, list[Any], dict], list[dict]]
+    # (input, result) -> rows for the human table: list of dicts column -> str
+    render: Callable[[Any, dict], list[dict]]
+
+    # (run, datasets.DatasetDict) -> ordered label names, or None for tasks without a label set
+    labels: Callable[[Any, Any], list[str] | None] = lambda run, data: None
+    optional_columns: tuple[str, ...] = ()  # roles in `columns` the data may lack
+    params: type[BaseModel] = NoParams  # schema of the recipe's `params:` section
+    seq2seq: bool = False  # use Seq2SeqTrainer with predict_with_generate
+    greater_is_better: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)  # free room for task-specific constants
