@@ -41,7 +41,7 @@ def _local_files(path: Path) -> tuple[str, dict[str, list[str]] | list[str], dic
     suffixes = {p.suffix.lower() for p in files}
     if len(suffixes) > 1:
         raise TaskcliError(f"mixed file types in {path}: {', '.join(sorted(suffixes))}", "keep one format per folder")
-    suffix = suffixes.pop()
+    suffix = suffixes.pop() or ".txt"  # an extension-less file (e.g. WikiExtractor's wiki_00) is plain text
     if suffix not in _READERS:
         raise TaskcliError(
             f"unsupported data file type '{suffix}': {path}", f"use one of {', '.join(_READERS)}"
@@ -86,6 +86,10 @@ def load_raw(ref: str, recipe):
     data = recipe.data
     path = Path(ref).expanduser()
     if path.exists():
+        from taskcli import audio  # light module: no heavy imports at its top
+
+        if path.is_dir() and audio.has_audio(path):  # audiofolder layout: files + metadata, or folder per label
+            return audio.load_folder(path)
         builder, files, options = _local_files(path)
         options.update(data.read_options)
         if builder == "json":
@@ -93,15 +97,30 @@ def load_raw(ref: str, recipe):
             if field:
                 options["field"] = field
         try:
-            return datasets.load_dataset(builder, data_files=files, **options)
+            dsd = datasets.load_dataset(builder, data_files=files, **options)
         except Exception as err:  # noqa: BLE001 - reader errors are user data errors
             raise TaskcliError(f"could not read {path}: {str(err).splitlines()[0]}", "check the file format") from None
+        return _absolute_paths(dsd, path if path.is_dir() else path.parent)
     if looks_like_path(ref):
         raise TaskcliError(f"data file not found: {ref}", "check the path (or give a hub dataset id)")
     try:
         return datasets.load_dataset(ref, data.config, **data.read_options)
     except Exception as err:  # noqa: BLE001
         raise offline_error("dataset", ref, err) from None
+
+
+def _absolute_paths(dsd, base: Path):
+    """String columns holding file paths relative to the data file (e.g. audio paths in a CSV) -> absolute."""
+    for split, ds in dsd.items():
+        if len(ds) == 0:
+            continue
+        first = ds[0]
+        cols = [c for c, v in first.items() if isinstance(v, str) and 0 < len(v) < 1024 and "\n" not in v
+                and not Path(v).is_absolute() and Path(v).suffix and (base / v).is_file()]
+        for col in cols:
+            ds = ds.map(lambda row, c=col: {c: str((base / row[c]).resolve()) if row[c] else row[c]})
+        dsd[split] = ds
+    return dsd
 
 
 def looks_like_path(ref: str) -> bool:

@@ -244,7 +244,9 @@ def make_trainer(run: Run, model, args, train_features, eval_features, eval_exam
         processing_class=run.processor,
         data_collator=run.task.collator(run),
         compute_metrics=compute,
-        callbacks=list(callbacks),
+        # Task.extra["callbacks"]: TrainerCallback classes a task adds (e.g. perplexity from eval_loss); first, so
+        # the progress callback sees what they add.
+        callbacks=[cb() for cb in run.task.extra.get("callbacks", ())] + list(callbacks),
     )
     for noisy in (PrinterCallback, ProgressCallback):  # taskcli prints its own progress and results
         trainer.pop_callback(noisy)

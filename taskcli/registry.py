@@ -10,9 +10,9 @@ from taskcli.task import Task
 
 # Module names under taskcli/tasks/, in the order `taskcli tasks` lists them.
 _MODULES = (
-    #"text_classification",
+    "text_classification",
     "token_classification",
-    #"question_answering",
+    "question_answering",
 )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from taskcli.errors import TaskcliError
 
-_MODULES = ("taskcli.tiny.text",)
+_MODULES = ("taskcli.tiny.text", "taskcli.tiny.lm")
 
 
 def builders() -> dict:

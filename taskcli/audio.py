@@ -1,0 +1,248 @@
+"""Audio input, done once for every audio task: find files, decode, mix to mono, resample.
+
+Decoding uses soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF...) and resampling uses soxr —
+no ffmpeg binary, no torchcodec, no torchaudio. Headerless ``.pcm``/``.raw`` files are read as signed 16-bit
+little-endian mono at 16 kHz (the usual speech convention; there is nothing in the file to say otherwise).
+
+Also: expanding `taskcli infer` arguments (files, directories, globs, ``-`` = paths on stdin) and loading a
+local audio dataset folder (the `audiofolder` layout: files + metadata.csv/jsonl, or one folder per label).
+Dataset audio columns stay paths (or undecoded {"bytes", "path"} dicts from a hub `Audio` column) until a task
+decodes them with :func:`load`.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import sys
+from pathlib import Path
+
+from taskcli.errors import TaskcliError
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".aifc", ".au", ".pcm", ".raw"}
+RAW_SUFFIXES = {".pcm", ".raw"}
+RAW_RATE = 16_000
+# Common containers libsndfile cannot open: say so up front instead of a codec error.
+UNSUPPORTED = {".m4a", ".aac", ".mp4", ".wma", ".webm", ".amr", ".3gp", ".mka", ".ac3"}
+_FIX = "convert it to WAV/FLAC/MP3/OGG first (e.g. `ffmpeg -i IN OUT.flac`), or pass --skip-bad to skip it"
+
+
+class BadAudio(TaskcliError):
+    """One unreadable audio file; ``path`` names it."""
+
+    def __init__(self, path: str, why: str):
+        self.path = path
+        super().__init__(f"cannot read audio file {path}: {why}", _FIX)
+
+
+def _name(source) -> str:
+    if isinstance(source, dict):
+        return str(source.get("path") or "<audio bytes>")
+    return str(source)
+
+
+def decode(source) -> tuple:
+    """(float32 array [frames, channels], sample rate) at the file's own rate and channel count.
+
+    `source`: a path, or a dict from a datasets `Audio(decode=False)` column ({"bytes", "path"}), or a dict
+    {"array"/"raw", "sampling_rate"} of already decoded audio.
+    """
+    import numpy as np
+    import soundfile as sf
+
+    name = _name(source)
+    if isinstance(source, dict):
+        raw = source.get("array", source.get("raw"))
+        if raw is not None:
+            arr = np.asarray(raw, dtype=np.float32)
+            return (arr[:, None] if arr.ndim == 1 else arr), int(source["sampling_rate"])
+        if source.get("bytes"):
+            data = source["bytes"]
+            try:
+                arr, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+            except Exception as err:  # noqa: BLE001 - libsndfile's errors are user data errors
+                raise BadAudio(name, _why(err, name)) from None
+            return _checked(arr, rate, name)
+        source = source.get("path")
+        if not source:
+            raise BadAudio(name, "the audio entry has neither bytes nor a path")
+    path = Path(str(source)).expanduser()
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise BadAudio(name, "no such file")
+    if path.is_dir():
+        raise BadAudio(name, "it is a directory")
+    if suffix in UNSUPPORTED:
+        raise BadAudio(name, f"'{suffix}' audio is not supported (soundfile reads WAV, FLAC, MP3, OGG/Vorbis, Opus)")
+    if path.stat().st_size == 0:
+        raise BadAudio(name, "the file is empty")
+    try:
+        if suffix in RAW_SUFFIXES:
+            arr, rate = sf.read(str(path), dtype="float32", always_2d=True, samplerate=RAW_RATE, channels=1,
+                                subtype="PCM_16", endian="LITTLE", format="RAW")
+        else:
+            arr, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # noqa: BLE001
+        raise BadAudio(name, _why(err, name)) from None
+    return _checked(arr, rate, name)
+
+
+def _why(err: Exception, name: str) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = text.replace(f"Error opening {name!r}: ", "").replace(f"Error opening '{name}': ", "")
+    return f"not a readable audio format ({text[:120]})"
+
+
+def _checked(arr, rate, name):
+    if arr.shape[0] == 0:
+        raise BadAudio(name, "it holds no audio samples")
+    return arr, int(rate)
+
+
+def to_mono_rate(arr, rate: int, target: int | None):
+    """Mix [frames, channels] down to mono float32 and resample to `target` (soxr, high quality)."""
+    import numpy as np
+
+    mono = arr.mean(axis=1) if arr.ndim == 2 else arr
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    if target and rate != target:
+        import soxr
+
+        mono = soxr.resample(mono, rate, target).astype(np.float32, copy=False)
+    return mono
+
+
+def load(source, rate: int | None):
+    """Mono float32 array at `rate` (None: the file's own rate)."""
+    arr, sr = decode(source)
+    return to_mono_rate(arr, sr, rate)
+
+
+def load_many(sources: list, rate: int, skip_bad: bool = False, warn=None) -> tuple[list, list[int]]:
+    """(arrays, kept indices). Without skip_bad the first bad file raises; with it, each is reported and skipped."""
+    arrays, kept = [], []
+    for i, src in enumerate(sources):
+        try:
+            arrays.append(load(src, rate))
+        except BadAudio as err:
+            if not skip_bad:
+                raise
+            (warn or _warn)(f"skipped: {err.message}")
+            continue
+        kept.append(i)
+    return arrays, kept
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def is_audio_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES
+
+
+def expand_inputs(args: list[str]) -> list[str]:
+    """`taskcli infer` arguments -> audio paths, in order: files as given (any suffix: decoding judges them),
+    directories (their audio files, recursively, sorted), globs, and '-' (one path per stdin line)."""
+    out: list[str] = []
+    for arg in args:
+        if arg == "-":
+            out.extend(expand_inputs([line.strip() for line in sys.stdin.read().splitlines() if line.strip()]))
+            continue
+        path = Path(arg).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if is_audio_file(p))
+            if not found:
+                raise TaskcliError(f"no audio files in {arg}", f"expected {', '.join(sorted(AUDIO_SUFFIXES))} files")
+            out.extend(str(p) for p in found)
+        elif path.exists():
+            out.append(str(path))
+        elif glob.has_magic(arg):
+            found = sorted(p for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+            if not found:
+                raise TaskcliError(f"no files match {arg}", "check the pattern (quote it so the shell leaves it alone)")
+            out.extend(found)
+        else:
+            out.append(arg)  # decoding reports it as missing (or --skip-bad skips it)
+    return out
+
+
+# ----------------------------------------------------------------------------- local audio datasets
+
+_SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
+                "dev": "validation", "eval": "validation", "test": "test"}
+_META_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.json", "metadata.tsv")
+
+
+def has_audio(folder: Path) -> bool:
+    return any(is_audio_file(p) for p in folder.rglob("*"))
+
+
+def _read_metadata(path: Path) -> list[dict]:
+    import csv
+    import json
+
+    if path.suffix == ".jsonl" or path.suffix == ".json":
+        text = path.read_text(encoding="utf-8")
+        try:
+            doc = json.loads(text)
+            rows = doc if isinstance(doc, list) else next(v for v in doc.values() if isinstance(v, list))
+        except (json.JSONDecodeError, StopIteration):
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t" if path.suffix == ".tsv" else ","))
+    if not rows:
+        raise TaskcliError(f"{path} holds no rows")
+    return rows
+
+
+def _folder_rows(root: Path) -> list[dict]:
+    """Rows of one split folder: from its metadata file, or one folder per label."""
+    meta = next((root / n for n in _META_NAMES if (root / n).is_file()), None)
+    if meta is not None:
+        rows = _read_metadata(meta)
+        key = next((k for k in ("file_name", "audio", "path", "file", "filename") if k in rows[0]), None)
+        if key is None:
+            raise TaskcliError(f"{meta} has no file_name column", f"columns: {', '.join(rows[0])}")
+        out = []
+        for row in rows:
+            row = dict(row)
+            rel = row.pop(key)
+            path = Path(str(rel)).expanduser()
+            row = {"audio": str(path if path.is_absolute() else (meta.parent / path).resolve()), **row}
+            out.append(row)
+        return out
+    files = sorted(p for p in root.rglob("*") if is_audio_file(p))
+    rows = [{"audio": str(p.resolve()), "label": p.parent.name} for p in files if p.parent != root]
+    if not rows:
+        raise TaskcliError(
+            f"no metadata file and no label folders in {root}",
+            "add metadata.csv/jsonl (file_name + columns), or put files in one folder per label",
+        )
+    return rows
+
+
+def load_folder(root: Path):
+    """DatasetDict from an audio folder: split sub-folders (train/, validation/, test/) or one split 'train'.
+    Audio stays as absolute path strings in column 'audio'."""
+    import datasets
+
+    splits = {}
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        split = _SPLIT_NAMES.get(sub.name.lower())
+        if split and has_audio(sub):
+            splits.setdefault(split, []).extend(_folder_rows(sub))
+    if not splits:
+        splits = {"train": _folder_rows(root)}
+    return datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in splits.items()})
+
+
+def undecoded(ds, column: str):
+    """Make a datasets `Audio` column undecoded ({"bytes", "path"}): decoding it needs torchcodec."""
+    import datasets
+
+    feature = ds.features.get(column)
+    if isinstance(feature, datasets.Audio) and feature.decode:
+        return ds.cast_column(column, datasets.Audio(decode=False))
+    return ds

@@ -1,0 +1,246 @@
+"""question-answering (extractive): question + context -> answer span, with SQuAD v1/v2 scoring.
+
+transformers 5 has no question-answering pipeline, so the span search lives here and serves both eval and
+infer: every overflow window of a long context is scored, and the best valid (start <= end, at most
+`max_answer_length` tokens, inside the context) span wins. Scores are start-probability x end-probability.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskcli.errors import TaskcliError
+from taskcli.task import Task
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    doc_stride: int = Field(128, gt=0, description="token overlap between windows of a long context")
+    max_answer_length: int = Field(30, gt=0, description="longest answer, in tokens")
+    allow_no_answer: bool | None = Field(
+        None, description="SQuAD v2 'no answer' predictions; default: on when the data has unanswerable questions")
+
+
+def load_processor(run):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(run.model_source, **run.pretrained_kwargs())
+    if not getattr(tok, "is_fast", False):
+        raise TaskcliError(f"{run.model_source} has no fast tokenizer", "question-answering needs offset mappings")
+    return tok
+
+
+def load_model(run, source, label_names):
+    from transformers import AutoModelForQuestionAnswering
+
+    return AutoModelForQuestionAnswering.from_pretrained(source, **run.pretrained_kwargs())
+
+
+def _windows(tok, questions, contexts, max_length, stride):
+    """Tokenize (question, context) pairs into overflow windows; pad side decides which text is truncated."""
+    q_first = tok.padding_side == "right"
+    if max_length <= stride:
+        raise TaskcliError(f"params.doc_stride ({stride}) must be below data.max_length ({max_length})")
+    return tok(
+        [q.lstrip() for q in questions] if q_first else contexts,
+        contexts if q_first else [q.lstrip() for q in questions],
+        truncation="only_second" if q_first else "only_first",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    ), (1 if q_first else 0)
+
+
+def preprocess(run, ds, training):
+    """Windows with start/end token positions (CLS when the answer is outside the window or absent)."""
+    tok, max_length, stride = run.tokenizer(), run.recipe.data.max_length, run.params.doc_stride
+    has_id = "id" in ds.column_names
+
+    def encode(batch):
+        enc, ctx_seq = _windows(tok, batch["question"], batch["context"], max_length, stride)
+        sample_map = enc.pop("overflow_to_sample_mapping")
+        starts, ends, example_ids, offsets = [], [], [], []
+        for i, offs in enumerate(enc["offset_mapping"]):
+            ex = sample_map[i]
+            seq_ids = enc.sequence_ids(i)
+            cls = enc["input_ids"][i].index(tok.cls_token_id) if tok.cls_token_id in enc["input_ids"][i] else 0
+            answers = batch["answers"][ex]
+            ctx_tokens = [k for k, s in enumerate(seq_ids) if s == ctx_seq]
+            start_tok = end_tok = cls
+            if answers["answer_start"]:
+                a_start = answers["answer_start"][0]
+                a_end = a_start + len(answers["text"][0])
+                first, last = ctx_tokens[0], ctx_tokens[-1]
+                if offs[first][0] <= a_start and offs[last][1] >= a_end:
+                    start_tok = next(k for k in ctx_tokens if offs[k][1] > a_start)
+                    end_tok = next(k for k in reversed(ctx_tokens) if offs[k][0] < a_end)
+            starts.append(start_tok)
+            ends.append(end_tok)
+            example_ids.append(str(batch["id"][ex] if has_id else batch["__index"][ex]))
+            # keep offsets only for context tokens: the span search must never pick question tokens
+            offsets.append([o if seq_ids[k] == ctx_seq else None for k, o in enumerate(offs)])
+        enc["start_positions"], enc["end_positions"] = starts, ends
+        enc["example_id"], enc["offset_mapping"] = example_ids, offsets
+        return enc
+
+    ds = _with_index(ds)
+    return ds.map(encode, batched=True, remove_columns=ds.column_names)
+
+
+def _with_index(ds):
+    """A stable per-example key when the data has no `id` column."""
+    return ds if "id" in ds.column_names else ds.add_column("__index", list(range(len(ds))))
+
+
+def collator(run):
+    from transformers import DataCollatorWithPadding
+
+    return DataCollatorWithPadding(run.tokenizer())
+
+
+def best_answers(start_logits, end_logits, feature_offsets, feature_example, contexts, max_answer_len, allow_null):
+    """{example_id: {"answer", "score", "start", "end"}} from per-window logits (numpy arrays)."""
+    import numpy as np
+
+    best: dict = {}
+    for k, (s_log, e_log, offs) in enumerate(zip(start_logits, end_logits, feature_offsets)):
+        ex = feature_example[k]
+        n = min(len(offs), len(s_log))
+        in_ctx = np.array([offs[i] is not None for i in range(n)] + [False] * (len(s_log) - n))
+        keep = in_ctx.copy()
+        keep[0] = True  # CLS: the 'no answer' position
+        s_prob = _softmax(np.where(keep, s_log, -np.inf))
+        e_prob = _softmax(np.where(keep, e_log, -np.inf))
+        scores = np.outer(s_prob * in_ctx, e_prob * in_ctx)
+        scores = np.triu(scores) - np.triu(scores, k=max_answer_len)  # start <= end < start + max_len
+        s_i, e_i = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        span = float(scores[s_i, e_i])
+        null = float(s_prob[0] * e_prob[0])
+        entry = best.setdefault(ex, {"answer": "", "score": -1.0, "start": 0, "end": 0, "null": 1.0})
+        entry["null"] = min(entry["null"], null)
+        if span > entry["score"] and in_ctx[s_i]:
+            start, end = offs[s_i][0], offs[e_i][1]
+            entry.update(answer=contexts[ex][start:end], score=span, start=int(start), end=int(end))
+    for entry in best.values():
+        if allow_null and entry["null"] > entry["score"]:
+            entry.update(answer="", score=entry["null"], start=0, end=0)
+        entry.pop("null")
+        entry["score"] = max(entry["score"], 0.0)
+    return best
+
+
+def _softmax(x):
+    import numpy as np
+
+    x = x - np.max(x)
+    e = np.exp(x)
+    return e / e.sum()
+
+
+def metrics(run, examples, features):
+    """Official SQuAD EM/F1 (v2 'no answer' handling when the data has unanswerable questions)."""
+    from taskcli.metrics import squad
+
+    examples = _with_index(examples)
+    key = "id" if "id" in examples.column_names else "__index"
+    ids = [str(x) for x in examples[key]]
+    contexts = dict(zip(ids, examples["context"]))
+    references = {i: list(a["text"]) for i, a in zip(ids, examples["answers"])}
+    allow_null = run.params.allow_no_answer
+    if allow_null is None:
+        allow_null = any(not golds for golds in references.values())
+    offsets, feature_example = list(features["offset_mapping"]), list(features["example_id"])
+    max_len = run.params.max_answer_length
+
+    def compute(pred):
+        start_logits, end_logits = pred.predictions[:2]
+        answers = best_answers(start_logits, end_logits, offsets, feature_example, contexts, max_len, allow_null)
+        return squad({i: a["answer"] for i, a in answers.items()}, references)
+
+    return compute
+
+
+def read_inputs(run, args, options):
+    """--question/--context, or JSON objects {"question", "context"} as args, files (JSONL) or stdin."""
+    from pathlib import Path
+
+    from taskcli.inputs import read_text_inputs
+
+    items = []
+    if options.get("question") or options.get("context"):
+        if not (options.get("question") and options.get("context")):
+            raise TaskcliError("question-answering needs both --question and --context")
+        context = options["context"]
+        if len(context) < 4096 and Path(context).is_file():
+            context = Path(context).read_text(encoding="utf-8")
+        items.append({"question": options["question"], "context": context})
+    for n, item in enumerate(read_text_inputs(args), 1):
+        if not (isinstance(item, dict) and "question" in item and "context" in item):
+            raise TaskcliError(
+                f"question-answering input {n} is not a JSON object with 'question' and 'context'",
+                'pass {"question": "...", "context": "..."} lines, or --question/--context',
+            )
+        items.append({"question": str(item["question"]), "context": str(item["context"])})
+    return items
+
+
+def predict(run, model, items, options):
+    import numpy as np
+    import torch
+
+    from taskcli.batching import run_sorted
+
+    tok = run.tokenizer()
+    limit = min(run.recipe.data.max_length, tok.model_max_length or 512)
+    enc, _ = _windows(tok, [i["question"] for i in items], [i["context"] for i in items], limit, run.params.doc_stride)
+    sample_map = enc["overflow_to_sample_mapping"]
+    offsets = [[o if enc.sequence_ids(k)[j] == (1 if tok.padding_side == "right" else 0) else None
+                for j, o in enumerate(offs)] for k, offs in enumerate(enc["offset_mapping"])]
+    model_keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    if "token_type_ids" in model_keys and "token_type_ids" not in model.forward.__code__.co_varnames:
+        model_keys.remove("token_type_ids")
+    windows = [{k: enc[k][w] for k in model_keys} for w in range(len(enc["input_ids"]))]
+
+    def forward(idx):
+        batch = tok.pad([windows[w] for w in idx], return_tensors="pt").to(model.device)
+        with torch.inference_mode():
+            out = model(**batch)
+        s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+        return [(s[j], e[j]) for j in range(len(idx))]
+
+    logits = run_sorted([len(w["input_ids"]) for w in windows], options.get("batch_size", 32), forward)
+    allow_null = bool(run.params.allow_no_answer)
+    answers = best_answers([l[0] for l in logits], [l[1] for l in logits], offsets, list(sample_map),
+                           [i["context"] for i in items], run.params.max_answer_length, allow_null)
+    return [answers[i] for i in range(len(items))]
+
+
+def render(item, result):
+    return [{"answer": result["answer"] or "(no answer)", "score": f"{result['score']:.4f}",
+             "span": f"{result['start']}-{result['end']}"}]
+
+
+TASK = Task(
+    name="question-answering",
+    aliases=("qa", "extractive-qa"),
+    summary="Extractive question answering (SQuAD-style spans)",
+    modality="text",
+    metric_names=("exact_match", "f1"),
+    best_metric="f1",
+    columns={"question": "the question", "context": "text that holds the answer",
+             "answers": "{text: [..], answer_start: [..]} (empty lists = unanswerable)", "id": "optional example id"},
+    optional_columns=("id",),
+    sample="question-answering.jsonl",
+    default_recipe="distilbert",
+    auto_model="AutoModelForQuestionAnswering",
+    load_processor=load_processor,
+    load_model=load_model,
+    preprocess=preprocess,
+    collator=collator,
+    metrics=metrics,
+    read_inputs=read_inputs,
+    predict=predict,
+    render=render,
+    params=Params,
+)

@@ -1,0 +1,155 @@
+"""text-classification: a text (or sentence pair) -> one label with a score."""
+
+from __future__ import annotations
+
+from taskcli.errors import TaskcliError
+from taskcli.task import Task
+
+
+def labels(run, dsd) -> list[str]:
+    feature = dsd["train" if "train" in dsd else "eval"].features["label"]
+    if hasattr(feature, "names"):
+        return list(feature.names)
+    found = {v for ds in dsd.values() for v in ds["label"]}
+    if any(isinstance(v, float) and not float(v).is_integer() for v in found):
+        raise TaskcliError("label column holds real numbers", "regression is not supported yet; use class labels")
+    if all(isinstance(v, (int, float)) for v in found):
+        return [str(i) for i in range(int(max(found)) + 1)]  # integer ids keep their meaning
+    return sorted(str(v) for v in found)
+
+
+def load_processor(run):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(run.model_source, **run.pretrained_kwargs())
+
+
+def load_model(run, source, label_names):
+    from transformers import AutoModelForSequenceClassification
+
+    if label_names is None:
+        return AutoModelForSequenceClassification.from_pretrained(source, **run.pretrained_kwargs())
+    return AutoModelForSequenceClassification.from_pretrained(
+        source,
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={n: i for i, n in enumerate(label_names)},
+        ignore_mismatched_sizes=True,
+        **run.pretrained_kwargs(),
+    )
+
+
+def preprocess(run, ds, training):
+    tok, max_length = run.tokenizer(), run.recipe.data.max_length
+    index = {n: i for i, n in enumerate(run.labels)}
+    pair = "text_pair" in ds.column_names
+
+    def encode(batch):
+        args = (batch["text"], batch["text_pair"]) if pair else (batch["text"],)
+        enc = tok(*args, truncation=True, max_length=max_length)
+        try:
+            enc["labels"] = [index[v if isinstance(v, str) else str(int(v))] for v in batch["label"]]
+        except KeyError as err:
+            raise TaskcliError(f"unknown label {err} in the data", f"the model knows: {', '.join(index)}") from None
+        return enc
+
+    return ds.map(encode, batched=True, remove_columns=ds.column_names)
+
+
+def collator(run):
+    from transformers import DataCollatorWithPadding
+
+    return DataCollatorWithPadding(run.tokenizer())
+
+
+def metrics(run, examples, features):
+    import numpy as np
+
+    from taskcli.metrics import classification
+
+    names = run.labels
+
+    def compute(pred):
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        return classification(np.argmax(logits, axis=-1), pred.label_ids, names)
+
+    return compute
+
+
+def read_inputs(run, args, options):
+    """Plain texts, or JSON lines {"text": ..., "text_pair": ...} for sentence pairs."""
+    from taskcli.inputs import read_text_inputs
+
+    out = []
+    for item in read_text_inputs(args):
+        if isinstance(item, dict):
+            if "text" not in item:
+                raise TaskcliError("a JSON input for text-classification needs a 'text' field", f"got keys {list(item)}")
+            item = {"text": str(item["text"]), "text_pair": item.get("text_pair")}
+            if item["text_pair"] is None:
+                item = item["text"]
+        out.append(item)
+    return out
+
+
+def predict(run, model, items, options):
+    """Length-sorted batches; softmax scores (sigmoid for single-logit / multi-label heads, as the pipeline)."""
+    import torch
+
+    from taskcli.batching import run_sorted
+
+    tok = run.tokenizer()
+    texts = [i["text"] if isinstance(i, dict) else i for i in items]
+    pairs = [i["text_pair"] if isinstance(i, dict) else None for i in items]
+    limit = min(tok.model_max_length or 512, getattr(model.config, "max_position_embeddings", 512) or 512)
+    if any(p is not None for p in pairs):
+        encodings = [dict(tok(t, p, truncation=True, max_length=limit)) for t, p in zip(texts, pairs)]
+    else:
+        batch = tok(texts, truncation=True, max_length=limit)
+        encodings = [{k: batch[k][i] for k in batch} for i in range(len(texts))]
+    id2label = model.config.id2label
+    sigmoid = model.config.num_labels == 1 or model.config.problem_type == "multi_label_classification"
+    top_k = min(options.get("top_k", 1), len(id2label))
+
+    def forward(idx):
+        inputs = tok.pad([encodings[i] for i in idx], return_tensors="pt").to(model.device)
+        with torch.inference_mode():
+            logits = model(**inputs).logits.float()
+        probs = (torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=-1)).cpu()
+        scores, labels_ = probs.topk(top_k, dim=-1)
+        rows = []
+        for s, l in zip(scores.tolist(), labels_.tolist()):
+            ranked = [{"label": id2label[j], "score": float(v)} for v, j in zip(s, l)]
+            rows.append({**ranked[0], **({"top_k": ranked} if top_k > 1 else {})})
+        return rows
+
+    return run_sorted([len(e["input_ids"]) for e in encodings], options.get("batch_size", 32), forward)
+
+
+def render(item, result):
+    ranked = result.get("top_k") or [result]
+    return [{"label": r["label"], "score": f"{r['score']:.4f}"} for r in ranked]
+
+
+TASK = Task(
+    name="text-classification",
+    aliases=("text-cls", "sentiment", "classification"),
+    summary="Sentence / sentence-pair classification",
+    modality="text",
+    metric_names=("accuracy", "f1"),
+    best_metric="accuracy",
+    columns={"text": "the text", "text_pair": "optional second sentence", "label": "class name or id"},
+    optional_columns=("text_pair",),
+    sample="text-classification.jsonl",
+    default_recipe="distilbert",
+    auto_model="AutoModelForSequenceClassification",
+    load_processor=load_processor,
+    load_model=load_model,
+    preprocess=preprocess,
+    collator=collator,
+    metrics=metrics,
+    read_inputs=read_inputs,
+    predict=predict,
+    render=render,
+    labels=labels,
+)
