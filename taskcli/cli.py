@@ -228,6 +228,7 @@ def infer(
         batch_size=batch_size, top_k=top_k, question=question, context=context, max_new_tokens=max_new_tokens,
         temperature=temperature, top_p=top_p, num_beams=num_beams, do_sample=do_sample,
         seed=seed, language=language, task=asr_task, timestamps=timestamps or None, skip_bad=skip_bad or None,
+        as_json=as_json or None,  # text-generation streams a single prompt's tokens unless --json
     ).items() if v is not None}
     task_obj, items, results = engine.infer(task, list(inputs or []), model=model, recipe=recipe, sets=set_,
                                             smoke=smoke, options=options)
@@ -276,7 +277,7 @@ def tasks(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")):
 
     table = Table(header_style="bold")
     for col in ("task", "aliases", "default", "recipes", "metrics"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(r["task"], ", ".join(r["aliases"]), r["default_architecture"], ", ".join(r["recipes"]),
                       ", ".join(r["metrics"]))
@@ -285,7 +286,10 @@ def tasks(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")):
 
 @recipes_app.command("list")
 @guarded
-def recipes_list(task: Optional[str] = typer.Argument(None, help="Only this task's recipes.")):
+def recipes_list(
+    task: Optional[str] = typer.Argument(None, help="Only this task's recipes."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+):
     """List shipped recipes (name, task, checkpoint, dataset)."""
     from rich.table import Table
 
@@ -293,15 +297,21 @@ def recipes_list(task: Optional[str] = typer.Argument(None, help="Only this task
     from taskcli import registry
 
     only = registry.get(task).name if task else None
-    table = Table(header_style="bold")
-    for col in ("recipe", "task", "checkpoint", "dataset"):
-        table.add_column(col)
+    rows = []
     for path in recipe_mod.shipped():
         data, _ = recipe_mod.read_yaml(path)
-        if only and data.get("task") != only:
-            continue
-        table.add_row(recipe_mod.shipped_name(path), str(data.get("task")), str(data.get("model", {}).get("checkpoint")),
-                      str((data.get("data") or {}).get("dataset")))
+        if not only or data.get("task") == only:
+            rows.append({"recipe": recipe_mod.shipped_name(path), "task": str(data.get("task")),
+                         "checkpoint": str(data.get("model", {}).get("checkpoint")),
+                         "dataset": str((data.get("data") or {}).get("dataset"))})
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(header_style="bold")
+    for col in ("recipe", "task", "checkpoint", "dataset"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*row.values())
     _stdout().print(table)
 
 

@@ -317,12 +317,12 @@ def finetune(
     """Fine-tune; returns {"output_dir", "metrics", ...}. `log(renderable)` prints progress (stderr)."""
     run = prepare(task, recipe, sets, smoke)
     out = Path(output_dir or run.recipe.train.output_dir or default_output_dir(run))
+    if dry_run:
+        return {"dry_run": True, "task": run.task.name, "recipe": run.resolved.name, "output_dir": str(out),
+                "output_dir_exists": out.exists(), "resolved": run.recipe.model_dump(mode="json")}
     is_main = int(os.environ.get("RANK", "0")) == 0
     # Under DDP only rank 0 may judge/clear the folder; other ranks would see rank 0's fresh files.
     resume_from = check_output_dir(out, resume, overwrite) if is_main else (newest_checkpoint(out) if resume else None)
-    if dry_run:
-        return {"dry_run": True, "task": run.task.name, "recipe": run.resolved.name, "output_dir": str(out),
-                "resolved": run.recipe.model_dump(mode="json")}
     quiet_libraries()
     from transformers import set_seed
 

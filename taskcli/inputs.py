@@ -31,6 +31,13 @@ def _lines(text: str) -> list:
     return out
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a text too long to be a file name
+        return False
+
+
 def read_text_inputs(args: list[str]) -> list:
     """Each arg: '-' (stdin lines), an existing file (its lines), or the text itself."""
     items: list = []
@@ -39,7 +46,7 @@ def read_text_inputs(args: list[str]) -> list:
             items.extend(_lines(sys.stdin.read()))
             continue
         path = Path(arg).expanduser()
-        is_file = len(arg) < 4096 and "\n" not in arg and path.is_file()
+        is_file = len(arg) < 1024 and "\n" not in arg and not arg.lstrip().startswith("{") and _is_file(path)
         if is_file:
             try:
                 items.extend(_lines(path.read_text(encoding="utf-8")))

@@ -118,3 +118,50 @@ def extra(names: list[str], predictions: list[Any], references: list[Any]) -> di
         for key, value in (result or {}).items():
             out[key if key not in out else f"{name}_{key}"] = value
     return out
+
+
+# --- speech recognition -----------------------------------------------------------------------------------
+
+
+def wer_cer(predictions: list[str], references: list[str]) -> dict:
+    """Corpus-level word and character error rates with jiwer (its values exactly), on already-normalised text."""
+    import jiwer
+
+    if not references:
+        return {"wer": 0.0, "cer": 0.0}
+    if not any(r.strip() for r in references):  # jiwer cannot score against nothing but empty references
+        wrong = float(any(p.strip() for p in predictions))
+        return {"wer": wrong, "cer": wrong}
+    return {"wer": float(jiwer.wer(references, predictions)), "cer": float(jiwer.cer(references, predictions))}
+
+
+# --- generative text: ROUGE (rouge-score) and BLEU / chrF (sacreBLEU) --------------------------------------
+
+
+def rouge(predictions: list[str], references: list[str]) -> dict:
+    """ROUGE-1/2/L/Lsum F-measures (rouge-score, Porter stemming), plain mean over examples: deterministic,
+    as the summarization guide reports them (fractions in 0..1). rougeLsum splits sentences on newlines."""
+    from rouge_score import rouge_scorer
+
+    keys = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+    scorer = rouge_scorer.RougeScorer(list(keys), use_stemmer=True)
+    totals = dict.fromkeys(keys, 0.0)
+    for pred, ref in zip(predictions, references):
+        scores = scorer.score(ref, pred)  # (target, prediction)
+        for k in keys:
+            totals[k] += scores[k].fmeasure
+    n = max(len(predictions), 1)
+    return {k: totals[k] / n for k in keys}
+
+
+def bleu_chrf(predictions: list[str], references: list[str] | list[list[str]]) -> dict:
+    """Corpus sacreBLEU (default 13a tokenizer) and chrF, both 0..100, one or more references per example."""
+    import sacrebleu
+
+    refs = [r if isinstance(r, (list, tuple)) else [r] for r in references]
+    width = max((len(r) for r in refs), default=1)
+    streams = [[r[i] if i < len(r) else "" for r in refs] for i in range(width)]
+    return {
+        "bleu": float(sacrebleu.corpus_bleu(predictions, streams).score),
+        "chrf": float(sacrebleu.corpus_chrf(predictions, streams).score),
+    }

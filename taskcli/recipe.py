@@ -272,6 +272,10 @@ def format_errors(err: ValidationError, schema: type[BaseModel], path: Path, nod
 
 def validate(task, data: dict, path: Path, node=None) -> Any:
     """Validate a recipe dict (and its smoke-merged form) against the task's schema; all errors at once."""
+    named = str(data.get("task", ""))
+    if named and named not in (task.name, *task.aliases):
+        raise TaskcliError(f"{path}: recipe is for task '{named}', not '{task.name}'",
+                           f"run `taskcli finetune {named} --recipe {path}`, or pick a {task.name} recipe")
     schema = schema_for(task)
     errors: list[str] = []
     try:
@@ -284,8 +288,6 @@ def validate(task, data: dict, path: Path, node=None) -> Any:
             schema.model_validate(smoke_merged(data))
         except ValidationError as err:
             errors += [f"{e} (in smoke overrides)" for e in format_errors(err, schema, path, node)]
-    if recipe is not None and recipe.task not in (task.name, *task.aliases):
-        errors.append(f"{path}: recipe is for task '{recipe.task}', not '{task.name}'")
     if errors:
         raise TaskcliError(
             f"invalid recipe ({len(errors)} error{'s' * (len(errors) > 1)}):\n  " + "\n  ".join(errors),

@@ -13,6 +13,11 @@ _MODULES = (
     "text_classification",
     "token_classification",
     "question_answering",
+    "speech_recognition",
+    "text_generation",
+    "fill_mask",
+    "summarization",
+    "translation",
 )
 
 

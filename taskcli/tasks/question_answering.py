@@ -140,7 +140,7 @@ def _softmax(x):
 
 def metrics(run, examples, features):
     """Official SQuAD EM/F1 (v2 'no answer' handling when the data has unanswerable questions)."""
-    from taskcli.metrics import squad
+    from taskcli.metrics import extra, squad
 
     examples = _with_index(examples)
     key = "id" if "id" in examples.column_names else "__index"
@@ -151,12 +151,16 @@ def metrics(run, examples, features):
     if allow_null is None:
         allow_null = any(not golds for golds in references.values())
     offsets, feature_example = list(features["offset_mapping"]), list(features["example_id"])
-    max_len = run.params.max_answer_length
+    max_len, extra_names = run.params.max_answer_length, run.recipe.eval.extra_metrics
 
     def compute(pred):
         start_logits, end_logits = pred.predictions[:2]
         answers = best_answers(start_logits, end_logits, offsets, feature_example, contexts, max_len, allow_null)
-        return squad({i: a["answer"] for i, a in answers.items()}, references)
+        predicted = {i: a["answer"] for i, a in answers.items()}
+        # `evaluate`'s squad metrics take these shapes
+        extra_preds = [{"id": i, "prediction_text": predicted.get(i, "")} for i in ids]
+        extra_refs = [{"id": i, "answers": {"text": references[i], "answer_start": [0] * len(references[i])}} for i in ids]
+        return {**squad(predicted, references), **extra(extra_names, extra_preds, extra_refs)}
 
     return compute
 
@@ -172,7 +176,7 @@ def read_inputs(run, args, options):
         if not (options.get("question") and options.get("context")):
             raise TaskcliError("question-answering needs both --question and --context")
         context = options["context"]
-        if len(context) < 4096 and Path(context).is_file():
+        if len(context) < 1024 and "\n" not in context and Path(context).suffix and Path(context).is_file():
             context = Path(context).read_text(encoding="utf-8")
         items.append({"question": options["question"], "context": context})
     for n, item in enumerate(read_text_inputs(args), 1):

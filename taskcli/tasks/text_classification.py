@@ -65,13 +65,15 @@ def collator(run):
 def metrics(run, examples, features):
     import numpy as np
 
-    from taskcli.metrics import classification
+    from taskcli.metrics import classification, extra
 
-    names = run.labels
+    names, extra_names = run.labels, run.recipe.eval.extra_metrics
 
     def compute(pred):
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        return classification(np.argmax(logits, axis=-1), pred.label_ids, names)
+        preds = np.argmax(logits, axis=-1)
+        return {**classification(preds, pred.label_ids, names),
+                **extra(extra_names, preds.tolist(), pred.label_ids.tolist())}
 
     return compute
 

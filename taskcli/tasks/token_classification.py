@@ -97,9 +97,9 @@ def metrics(run, examples, features):
     """seqeval on the first sub-token of each word (the positions that carry a label)."""
     import numpy as np
 
-    from taskcli.metrics import entity_level
+    from taskcli.metrics import entity_level, extra
 
-    names = run.labels
+    names, extra_names = run.labels, run.recipe.eval.extra_metrics
 
     def compute(pred):
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
@@ -109,7 +109,7 @@ def metrics(run, examples, features):
             keep = l_row != -100
             true_tags.append([names[i] for i in l_row[keep]])
             pred_tags.append([names[i] for i in p_row[keep]])
-        return entity_level(true_tags, pred_tags)
+        return {**entity_level(true_tags, pred_tags), **extra(extra_names, pred_tags, true_tags)}
 
     return compute
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from taskcli.errors import TaskcliError
 
-_MODULES = ("taskcli.tiny.text", "taskcli.tiny.lm")
+_MODULES = ("taskcli.tiny.text", "taskcli.tiny.lm", "taskcli.tiny.speech")
 
 
 def builders() -> dict:

@@ -1,0 +1,99 @@
+"""Shared by summarization and translation: encoder-decoder models, one Seq2SeqTrainer path.
+
+The engine trains and evaluates them with Seq2SeqTrainer and predict_with_generate (Task.seq2seq=True);
+these helpers tokenize (source, target) pairs, decode generated ids for the metrics, and run batched,
+length-sorted generate() for `infer` (transformers 5 has no summarization/translation pipeline).
+
+Not a task module (no TASK): imported by the two task modules' hooks.
+"""
+
+from __future__ import annotations
+
+from taskcli.errors import TaskcliError
+
+GENERATION_KEYS = ("max_new_tokens", "num_beams", "do_sample", "temperature", "top_p", "length_penalty",
+                   "no_repeat_ngram_size", "repetition_penalty", "min_new_tokens", "early_stopping")
+
+
+def load_model(run, source, labels):
+    from transformers import AutoModelForSeq2SeqLM
+
+    return AutoModelForSeq2SeqLM.from_pretrained(source, **run.pretrained_kwargs())
+
+
+def encode_pairs(run, ds, sources_of, targets_of, max_target_length: int):
+    """Tokenize sources (truncated to data.max_length) and targets (as labels) with a batched map.
+
+    `sources_of(batch)` / `targets_of(batch)` give the strings of a batch; they must close over plain values
+    only (datasets hashes the map function)."""
+    tok, max_length = run.tokenizer(), run.recipe.data.max_length
+
+    def encode(batch):
+        enc = tok(sources_of(batch), max_length=max_length, truncation=True)
+        enc["labels"] = tok(text_target=targets_of(batch), max_length=max_target_length, truncation=True)["input_ids"]
+        return enc
+
+    out = ds.map(encode, batched=True, remove_columns=ds.column_names)
+    return out.remove_columns([c for c in out.column_names if c == "token_type_ids"])
+
+
+def collator(run):
+    from transformers import DataCollatorForSeq2Seq
+
+    return DataCollatorForSeq2Seq(run.tokenizer(), label_pad_token_id=-100, pad_to_multiple_of=None)
+
+
+def decode_eval(tok, pred):
+    """(predicted strings, reference strings, generated lengths) from a Seq2SeqTrainer EvalPrediction."""
+    import numpy as np
+
+    preds = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+    preds = np.where(preds < 0, tok.pad_token_id, preds)
+    labels = np.where(pred.label_ids < 0, tok.pad_token_id, pred.label_ids)
+    texts = [t.strip() for t in tok.batch_decode(preds, skip_special_tokens=True)]
+    refs = [t.strip() for t in tok.batch_decode(labels, skip_special_tokens=True)]
+    gen_len = float(np.mean([np.count_nonzero(p != tok.pad_token_id) for p in preds])) if len(preds) else 0.0
+    return texts, refs, gen_len
+
+
+def generation_settings(run, options: dict) -> dict:
+    gen = dict(run.recipe.infer.generation)
+    gen.update({k: options[k] for k in GENERATION_KEYS if options.get(k) is not None})
+    if gen.get("do_sample"):
+        if options.get("top_k") is not None:
+            gen["top_k"] = options["top_k"]
+    else:
+        for k in ("temperature", "top_p", "top_k"):
+            gen.pop(k, None)
+        gen["do_sample"] = False
+    gen.setdefault("max_new_tokens", 128)
+    return gen
+
+
+def generate(run, model, sources: list[str], options: dict, extra_generate: dict | None = None) -> list[str]:
+    """Batched generate(), longest inputs first (less padding), results in input order."""
+    import torch
+    from transformers import set_seed
+
+    from taskcli.batching import pad_ids, run_sorted
+
+    tok = run.tokenizer()
+    gen = generation_settings(run, options)
+    gen.update(extra_generate or {})
+    enc = tok(sources, max_length=run.recipe.data.max_length, truncation=True)["input_ids"]
+    if options.get("seed") is not None:
+        set_seed(options["seed"])
+    device = model.device
+
+    def batch(idx):
+        ids, mask = pad_ids([enc[i] for i in idx], tok.pad_token_id)
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen)
+        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+
+    return run_sorted([len(e) for e in enc], options.get("batch_size", 16), batch)
+
+
+def need(cond: bool, message: str, hint: str | None = None) -> None:
+    if not cond:
+        raise TaskcliError(message, hint)

@@ -1,0 +1,166 @@
+"""translation: source text -> target text with an encoder-decoder (T5, BART, mBART), as in the HF guide.
+
+Data: `source`/`target` columns, or the WMT-style nested layout {"translation": {"en": ..., "ro": ...}} read
+with params.source_lang / params.target_lang. Multilingual tokenizers (mBART, NLLB...) get their language
+codes from params.source_lang_code / target_lang_code. Eval: sacreBLEU and chrF plus the mean generated
+length. Infer: texts -> translations, batched and length-sorted.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskcli.errors import TaskcliError
+from taskcli.task import Task
+from taskcli.tasks import seq2seq_common as s2s
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source_lang: str = Field("en", description="key of the source text in nested `translation` records")
+    target_lang: str = Field("fr", description="key of the target text in nested `translation` records")
+    prefix: str = Field("", description='put before every source, e.g. "translate English to French: " for T5')
+    source_lang_code: str | None = Field(None, description="tokenizer language code of the source (mBART: en_XX)")
+    target_lang_code: str | None = Field(None, description="tokenizer language code of the target (mBART: ro_RO)")
+    max_target_length: int = Field(128, gt=0, description="target tokens kept for training labels")
+
+
+def _known_codes(tok) -> list[str]:
+    codes = getattr(tok, "lang_code_to_id", None) or {}
+    if not codes:
+        codes = [t for t in getattr(tok, "additional_special_tokens", None) or [] if "_" in str(t)]
+    return sorted(map(str, codes))
+
+
+def load_processor(run):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(run.model_source, **run.pretrained_kwargs())
+    p = run.params
+    vocab = tok.get_vocab()
+    for which, code in (("source", p.source_lang_code), ("target", p.target_lang_code)):
+        if code is not None and code not in vocab:
+            known = _known_codes(tok)
+            shown = ", ".join(known[:12]) + ("..." if len(known) > 12 else "") if known else "none"
+            raise TaskcliError(
+                f"the tokenizer of {run.model_source} doesn't know the {which} language code '{code}' "
+                f"(known codes: {shown})",
+                f"set params.{which}_lang_code to one of the tokenizer's codes"
+                + ("" if known else ", or drop it for a monolingual model"),
+            )
+    if p.source_lang_code is not None and hasattr(tok, "src_lang"):
+        tok.src_lang = p.source_lang_code
+    if p.target_lang_code is not None and hasattr(tok, "tgt_lang"):
+        tok.tgt_lang = p.target_lang_code
+    return tok
+
+
+def load_model(run, source, labels):
+    model = s2s.load_model(run, source, labels)
+    code = run.params.target_lang_code
+    if code is not None:
+        tok = run.tokenizer()
+        code_id = tok.convert_tokens_to_ids(code)
+        target = tok(text_target="a")["input_ids"]
+        gc = model.generation_config
+        if target and target[0] == code_id:  # mBART-50 / NLLB: labels start with the code; force it first
+            gc.forced_bos_token_id = code_id
+        else:  # mBART (cc25): labels end with [eos, code]; the decoder starts from the code
+            gc.decoder_start_token_id = code_id
+            model.config.decoder_start_token_id = code_id
+    return model
+
+
+def _pairs_fn(ds, src: str, tgt: str):
+    """(sources_of, targets_of) for this dataset's layout; errors for missing columns / languages."""
+    cols = ds.column_names
+    if "source" in cols and "target" in cols:
+        return (lambda b: [s or "" for s in b["source"]]), (lambda b: [t or "" for t in b["target"]])
+    if "translation" not in cols:
+        raise TaskcliError(
+            f"translation data needs 'source' and 'target' columns or a nested 'translation' column; "
+            f"columns: {', '.join(cols)}",
+            "map them with --set data.columns.source=COL --set data.columns.target=COL",
+        )
+    first = ds[0]["translation"]
+    if not isinstance(first, dict):
+        raise TaskcliError("the 'translation' column must hold {language: text} records", f"got {type(first).__name__}")
+    for which, lang in (("source", src), ("target", tgt)):
+        if lang not in first:
+            raise TaskcliError(
+                f"{which} language '{lang}' is not in the data's translation records (languages: {', '.join(first)})",
+                f"--set params.{which}_lang=...",
+            )
+    return (lambda b: [t[src] or "" for t in b["translation"]]), (lambda b: [t[tgt] or "" for t in b["translation"]])
+
+
+def preprocess(run, ds, training):
+    p = run.params
+    sources_of, targets_of = _pairs_fn(ds, p.source_lang, p.target_lang)
+    prefix = p.prefix
+    return s2s.encode_pairs(run, ds, lambda b: [prefix + s for s in sources_of(b)], targets_of, p.max_target_length)
+
+
+def metrics(run, examples, features):
+    from taskcli.metrics import bleu_chrf
+
+    tok = run.tokenizer()
+
+    def compute(pred):
+        texts, refs, gen_len = s2s.decode_eval(tok, pred)
+        return {**bleu_chrf(texts, refs), "gen_len": gen_len}
+
+    return compute
+
+
+def read_inputs(run, args, options):
+    from taskcli.inputs import read_text_inputs
+
+    src = run.params.source_lang
+    out = []
+    for item in read_text_inputs(args):
+        if isinstance(item, dict):
+            if isinstance(item.get("translation"), dict):
+                item = item["translation"]
+            key = next((k for k in (src, "source", "text") if k in item), None)
+            if key is None:
+                raise TaskcliError(f"a JSON input for translation needs a '{src}', 'source' or 'text' field",
+                                   f"got keys {list(item)}")
+            item = item[key]
+        out.append(str(item))
+    return out
+
+
+def predict(run, model, texts, options):
+    prefix = run.params.prefix
+    return [{"translation_text": t} for t in s2s.generate(run, model, [prefix + t for t in texts], options)]
+
+
+def render(text, result):
+    return [{"translation": result["translation_text"]}]
+
+
+TASK = Task(
+    name="translation",
+    aliases=("translate", "mt"),
+    summary="Machine translation (encoder-decoder)",
+    modality="text",
+    metric_names=("bleu", "chrf", "gen_len"),
+    best_metric="bleu",
+    columns={"source": "source-language text", "target": "target-language text",
+             "translation": "nested {language: text} records (WMT layout), read with params.source_lang/target_lang"},
+    optional_columns=("source", "target", "translation"),
+    sample="translation.jsonl",
+    default_recipe="t5-small",
+    auto_model="AutoModelForSeq2SeqLM",
+    load_processor=load_processor,
+    load_model=load_model,
+    preprocess=preprocess,
+    collator=s2s.collator,
+    metrics=metrics,
+    read_inputs=read_inputs,
+    predict=predict,
+    render=render,
+    params=Params,
+    seq2seq=True,
+)

@@ -1,0 +1,69 @@
+"""Shared test setup: offline Hugging Face libraries, the CLI runner, real-format sample data."""
+
+import os
+
+# Before any Hugging Face import: tests never touch the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+REALDATA = REPO.parent / "shared" / "realdata"
+
+
+@pytest.fixture
+def realdata() -> Path:
+    assert REALDATA.is_dir(), f"real-format samples expected at {REALDATA}"
+    return REALDATA
+
+
+class Cli:
+    """Runs `taskcli ...` in-process; returns click's Result (stdout, stderr, exit_code)."""
+
+    def __init__(self):
+        self.runner = CliRunner()
+
+    def __call__(self, *args, input=None):
+        from taskcli.cli import app
+
+        return self.runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def cli() -> Cli:
+    return Cli()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, cli):
+    """finetune --smoke once per (task, recipe), shared by eval/infer/parity tests."""
+    cache: dict = {}
+
+    def get(task: str, recipe: str | None = None, *extra) -> Path:
+        key = (task, recipe, extra)
+        if key not in cache:
+            out = tmp_path_factory.mktemp(task + (recipe or ""))
+            args = ["finetune", task, "--smoke", "--output-dir", out, "--overwrite", *extra]
+            if recipe:
+                args += ["--recipe", recipe]
+            result = cli(*args)
+            assert result.exit_code == 0, result.stderr
+            cache[key] = out
+        return cache[key]
+
+    return get
+
+
+def assert_clean_error(result, *fragments):
+    """One `error:` line on stderr naming the problem, non-zero exit, no traceback."""
+    assert result.exit_code != 0
+    lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
+    assert lines and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for f in fragments:
+        assert f.lower() in result.stderr.lower(), result.stderr

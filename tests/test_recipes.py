@@ -1,0 +1,75 @@
+"""Every shipped recipe validates; recipe errors are complete, located and helpful."""
+
+import pytest
+
+from taskcli import recipe, registry
+from taskcli.errors import TaskcliError
+from conftest import assert_clean_error
+
+SHIPPED = recipe.shipped()
+
+
+def test_recipes_are_found_recursively_two_per_task_at_least():
+    tasks = registry.all_tasks()
+    assert len(SHIPPED) >= 2 * len(tasks)
+    for task in tasks:
+        mine = [p for p in SHIPPED if p.parent.name == task.name]
+        assert len(mine) >= 2, task.name
+        assert (recipe.RECIPES_DIR / task.name / f"{task.default_recipe}.yaml") in mine
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[recipe.shipped_name(p) for p in SHIPPED])
+def test_shipped_recipe_validates_with_header_command(path):
+    task_name, parsed = recipe.validate_file(path)
+    assert parsed.model.checkpoint and parsed.data.dataset, "recipes name a real hub checkpoint and dataset"
+    header = path.read_text().splitlines()[:6]
+    assert header[0].startswith("#") and any("taskcli finetune" in line for line in header)
+    recipe.resolve(registry.get(task_name), str(path), smoke=True)  # smoke overrides validate too
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    return p
+
+
+BASE = "task: token-classification\nmodel:\n  checkpoint: x\n  type: distilbert\n"
+
+
+def test_all_errors_at_once_with_paths_lines_and_suggestions(tmp_path):
+    p = _write(tmp_path, BASE + "train:\n  epochz: 3\n  learning_rate: fast\ndata:\n  max_lenght: 5\n")
+    with pytest.raises(TaskcliError) as err:
+        recipe.validate_file(p)
+    text = str(err.value)
+    assert "3 errors" in text
+    assert "train.epochz" in text and "did you mean 'epochs'" in text and f"{p}:6" in text
+    assert "train.learning_rate" in text and f"{p}:7" in text
+    assert "data.max_lenght" in text and "did you mean 'max_length'" in text
+
+
+def test_unknown_top_level_section_and_missing_model(tmp_path):
+    p = _write(tmp_path, "task: ner\nmodle: {}\n")
+    text = str(pytest.raises(TaskcliError, recipe.validate_file, p).value)
+    assert "'modle'" in text and "did you mean 'model'" in text and "missing required key 'model'" in text
+
+
+def test_task_specific_params_are_checked(tmp_path):
+    p = _write(tmp_path, BASE.replace("token-classification", "question-answering") + "params:\n  doc_strid: 3\n")
+    assert "did you mean 'doc_stride'" in str(pytest.raises(TaskcliError, recipe.validate_file, p).value)
+
+
+def test_malformed_yaml_names_file_and_line(cli, tmp_path):
+    p = _write(tmp_path, BASE + "train: [unclosed\n")
+    assert_clean_error(cli("finetune", "ner", "--recipe", p, "--dry-run"), "malformed yaml", str(p))
+
+
+def test_unknown_recipe_and_bad_set(cli):
+    assert_clean_error(cli("finetune", "ner", "--recipe", "bertt", "--dry-run"), "unknown recipe", "did you mean")
+    assert_clean_error(cli("finetune", "ner", "--set", "train.epochs", "--dry-run"), "bad --set")
+    assert_clean_error(cli("finetune", "ner", "--set", "train.epochs=lots", "--dry-run"), "train.epochs")
+    assert_clean_error(cli("finetune", "ner", "--set", "train.epoch=2", "--dry-run"), "did you mean 'epochs'")
+
+
+def test_recipe_for_another_task_is_refused(cli):
+    path = recipe.RECIPES_DIR / "question-answering" / "distilbert.yaml"
+    assert_clean_error(cli("finetune", "ner", "--recipe", path, "--dry-run"), "not 'token-classification'")
