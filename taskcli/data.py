@@ -162,22 +162,27 @@ def load(run, ref: str | None, eval_split_name: str | None = None):
         raise TaskcliError(f"split '{eval_split_name}' not in {ref}", f"splits: {', '.join(raw)}")
     if eval_name not in raw:
         eval_name = next((s for s in ("validation", "test") if s in raw and s != train_name), None)
+    if not train_name and not eval_name:
+        raise TaskcliError(f"no usable split in {ref}", f"splits found: {', '.join(raw)}; set data.train_split")
     if train_name:
         splits["train"] = raw[train_name]
     if eval_name:
         splits["eval"] = raw[eval_name]
-    elif train_name:
-        carved = raw[train_name].train_test_split(test_size=data.eval_fraction, seed=recipe.train.seed)
+    # Check columns and emptiness on what was read, before any carving.
+    splits = dict(_checked(datasets.DatasetDict({k: _rename(v, run) for k, v in splits.items()}), run))
+    if not eval_name:
+        if len(splits["train"]) < 2:
+            raise TaskcliError(f"{ref} has {len(splits['train'])} row(s): too few to carve an eval split",
+                               "give more data, or a separate validation file")
+        carved = splits["train"].train_test_split(test_size=data.eval_fraction, seed=recipe.train.seed)
         splits = {"train": carved["train"], "eval": carved["test"]}
-    else:
-        raise TaskcliError(f"no usable split in {ref}", f"splits found: {', '.join(raw)}; set data.train_split")
     if run.smoke:  # --smoke with --data: a few rows only
         splits = {k: v.select(range(min(recipe.smoke.max_samples, len(v)))) for k, v in splits.items()}
     if data.max_train_samples and "train" in splits:
         splits["train"] = splits["train"].select(range(min(data.max_train_samples, len(splits["train"]))))
     if data.max_eval_samples:
         splits["eval"] = splits["eval"].select(range(min(data.max_eval_samples, len(splits["eval"]))))
-    return _checked(datasets.DatasetDict({k: _rename(v, run) for k, v in splits.items()}), run)
+    return datasets.DatasetDict(splits)
 
 
 def _rename(ds, run):
