@@ -231,11 +231,13 @@ def training_arguments(run: Run, output_dir: str, for_eval: bool = False):
 
 def make_trainer(run: Run, model, args, train_features, eval_features, eval_examples, callbacks=()):
     from transformers import Seq2SeqTrainer, Trainer
-
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     cls = Seq2SeqTrainer if run.task.seq2seq else Trainer
     compute = run.task.metrics(run, eval_examples, eval_features) if eval_features is not None else None
+    # Models that average their loss inline know nothing of other processes' label counts; for plain
+    # cross-entropy tasks the engine does the averaging itself (see summed_cross_entropy).
+    own_loss = run.task.cross_entropy_loss and not model_forward_uses_loss_function(model)
     trainer = cls(
         model=model,
         args=args,
@@ -247,10 +249,27 @@ def make_trainer(run: Run, model, args, train_features, eval_features, eval_exam
         # Task.extra["callbacks"]: TrainerCallback classes a task adds (e.g. perplexity from eval_loss); first, so
         # the progress callback sees what they add.
         callbacks=[cb() for cb in run.task.extra.get("callbacks", ())] + list(callbacks),
+        compute_loss_func=summed_cross_entropy if own_loss else None,
     )
     for noisy in (PrinterCallback, ProgressCallback):  # taskcli prints its own progress and results
         trainer.pop_callback(noisy)
     return trainer
+
+
+def summed_cross_entropy(outputs, labels, num_items_in_batch=None):
+    """Cross-entropy summed over labelled positions, divided by the label count of the whole global batch.
+
+    The Trainer passes `num_items_in_batch` counted across processes and accumulation steps, so the gradient
+    equals a single-process run's over the same global batch (a mean of per-device means would not).
+    """
+    import torch.nn.functional as F
+
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+    labels = labels.to(logits.device)
+    total = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100,
+                            reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else labels.ne(-100).sum().clamp(min=1)
+    return total / count
 
 
 def strip_prefix(metrics: dict, prefix: str = "eval_") -> dict:
@@ -338,19 +357,19 @@ def finetune(
         train_features = run.task.preprocess(run, dsd["train"], True)
         eval_features = run.task.preprocess(run, dsd["eval"], False)
         args = training_arguments(run, str(out))
-        if args.eval_strategy == "no":
-            eval_features = None
         progress = RichProgress(log=log) if is_main else None
         trainer = make_trainer(run, mdl, args, train_features, eval_features, dsd["eval"],
                                callbacks=[progress] if progress else [])
         result = trainer.train(resume_from_checkpoint=resume_from)
-        metrics = strip_prefix(trainer.evaluate()) if eval_features is not None else {}
+        metrics = strip_prefix(trainer.evaluate())  # the best (or, with eval_strategy=no, the last) model
         if trainer.is_world_process_zero():
             trainer.save_model(str(out))
             run.processor.save_pretrained(str(out))
             write_run_files(run, out, metrics, result, command, len(dsd["train"]), len(dsd["eval"]))
         return {"task": run.task.name, "recipe": run.resolved.name, "output_dir": str(out), "metrics": metrics,
-                "train_loss": result.training_loss, "train_runtime_s": result.metrics.get("train_runtime")}
+                "train_loss": result.training_loss, "train_runtime_s": result.metrics.get("train_runtime"),
+                "processes": args.world_size, "global_batch_size": args.train_batch_size * args.world_size
+                * args.gradient_accumulation_steps}
     finally:
         run.close()
 

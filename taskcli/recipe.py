@@ -10,14 +10,20 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from taskcli.errors import TaskcliError, did_you_mean
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+# YAML 1.1 reads a bare `no` as False; accept it where "no" is a valid choice.
+_NoIsFalse = BeforeValidator(lambda v: "no" if v is False else v)
+Precision = Annotated[Literal["no", "bf16", "fp16"], _NoIsFalse]
+Strategy = Annotated[Literal["epoch", "steps", "no"], _NoIsFalse]
 
 
 class _Strict(BaseModel):
@@ -59,8 +65,8 @@ class TrainSection(_Strict):
     warmup_ratio: float = Field(0.0, ge=0, le=1)
     lr_scheduler: str = "linear"
     seed: int = 42
-    precision: Literal["no", "bf16", "fp16"] = "no"
-    eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
+    precision: Precision = "no"
+    eval_strategy: Strategy = "epoch"
     eval_steps: int | None = Field(None, gt=0)
     save_total_limit: int | None = Field(2, gt=0)
     logging_steps: int = Field(10, gt=0)

@@ -60,5 +60,9 @@ class Task:
     optional_columns: tuple[str, ...] = ()  # roles in `columns` the data may lack
     params: type[BaseModel] = NoParams  # schema of the recipe's `params:` section
     seq2seq: bool = False  # use Seq2SeqTrainer with predict_with_generate
+    # True when the loss is plain cross-entropy of `logits` against `labels` (-100 = ignore) and the model
+    # needs no labels to run its forward: the engine then computes it as a sum over the global label count,
+    # so data-parallel and gradient-accumulated runs match single-process ones exactly.
+    cross_entropy_loss: bool = False
     greater_is_better: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # free room for task-specific constants

@@ -154,4 +154,5 @@ TASK = Task(
     predict=predict,
     render=render,
     labels=labels,
+    cross_entropy_loss=True,
 )
