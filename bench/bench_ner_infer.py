@@ -1,0 +1,77 @@
+"""NER infer throughput: taskcli's batched, length-sorted predict vs transformers.pipeline, same inputs.
+
+A DistilBERT-base-size token-classification model (random weights), 1,000 sentences of mixed length.
+Targets: >= 2x the pipeline at batch size 1, >= 1.5x the pipeline at its best batch size.
+"""
+
+import os
+import random
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def sentences(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    words = ("Alice Martin works for Globex in Tokyo and Paris while the team from Acme Corp visited Berlin on "
+             "Monday after shares rose sharply because investors said the new office would grow").split()
+    return [" ".join(rng.choice(words) for _ in range(rng.choice([4, 8, 12, 20, 35, 60]))) + " ." for _ in range(n)]
+
+
+def build_model(path: str, texts: list[str]) -> None:
+    import torch
+    from transformers import DistilBertConfig, DistilBertForTokenClassification
+
+    from taskcli.tiny.text import wordpiece_vocab
+    from transformers import DistilBertTokenizer
+
+    torch.manual_seed(0)
+    vocab = wordpiece_vocab(texts)
+    tok = DistilBertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=512)
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+    config = DistilBertConfig(vocab_size=30522, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                              label2id={l: i for i, l in enumerate(labels)})  # base size: dim 768, 6 layers
+    DistilBertForTokenClassification(config).save_pretrained(path)
+    tok.save_pretrained(path)
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    import torch
+    from transformers import pipeline
+
+    from taskcli import engine
+
+    texts = sentences(1000)
+    with tempfile.TemporaryDirectory() as tmp:
+        build_model(tmp, texts)
+        run, model = engine.load_for_inference("token-classification", tmp, None, None, False)
+        task = run.task
+        pipe = pipeline("token-classification", model=tmp, aggregation_strategy="simple", device="cpu")
+        task.predict(run, model, texts[:16], {"batch_size": 16})  # warm-up
+        pipe(texts[:16], batch_size=16)
+        print(f"torch threads: {torch.get_num_threads()}, sentences: {len(texts)}")
+        ours = {}
+        for bs in (32, 64):
+            ours[bs] = timed(lambda: task.predict(run, model, texts, {"batch_size": bs}))
+            print(f"taskcli   batch {bs:>3}: {len(texts) / ours[bs]:7.1f} sentences/s")
+        theirs = {}
+        for bs in (1, 8, 32, 64):
+            theirs[bs] = timed(lambda: pipe(texts, batch_size=bs))
+            print(f"pipeline  batch {bs:>3}: {len(texts) / theirs[bs]:7.1f} sentences/s")
+        best_ours = min(ours.values())
+        best_bs = min(theirs, key=theirs.get)
+        r1, rbest = theirs[1] / best_ours, theirs[best_bs] / best_ours
+        print(f"speed-up vs pipeline batch 1:               {r1:.2f}x (target >= 2x)   {'OK' if r1 >= 2 else 'MISS'}")
+        print(f"speed-up vs pipeline best batch ({best_bs:>2}):       {rbest:.2f}x (target >= 1.5x) "
+              f"{'OK' if rbest >= 1.5 else 'MISS'}")
+        same = task.predict(run, model, texts[:50], {"batch_size": 32})
+        ref = pipe(texts[:50], batch_size=8)
+        agree = all([e["entity_group"] for e in a["entities"]] == [e["entity_group"] for e in b] for a, b in zip(same, ref))
+        print(f"same entities as the pipeline on 50 sentences: {agree}")
