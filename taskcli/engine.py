@@ -59,11 +59,32 @@ class Run:
             tmp.cleanup()
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Can we open a TCP connection to the Hub endpoint? (DNS failure or refusal answers at once.)"""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def quiet_libraries() -> None:
-    """Silence the libraries' own progress bars and info logs: taskcli shows its own progress."""
+    """Silence the libraries' own progress bars and info logs: taskcli shows its own progress.
+
+    Also: with no route to the Hub, switch the HF libraries to offline mode before they are imported, so a
+    hub id fails at once with taskcli's clear message instead of after a minute of retries (cached files
+    still load).
+    """
     import warnings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if "huggingface_hub" not in sys.modules and not os.environ.get("HF_HUB_OFFLINE") and not hub_reachable():
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["HF_DATASETS_OFFLINE"] = "1"
     import datasets
     import transformers
     from huggingface_hub.utils import disable_progress_bars

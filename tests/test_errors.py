@@ -87,3 +87,17 @@ def test_traceback_only_with_debug(tmp_path):
     plain = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     assert plain.returncode == 1 and "Traceback" not in plain.stderr
     assert plain.stderr.startswith("error: unknown recipe 'bertt'") and len(plain.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_hub_fails_fast_without_offline_flags():
+    """No HF_HUB_OFFLINE set, Hub unreachable: one clear line within seconds, not a minute of retries."""
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # discard port: connection refused at once
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "taskcli", "infer", "ner", "Alice went to Paris"],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert done.returncode == 1 and time.perf_counter() - start < 30
+    assert done.stderr.startswith("error: cannot load model 'dslim/distilbert-NER'") and "--smoke" in done.stderr
+    assert "Traceback" not in done.stderr and "Retrying" not in done.stderr
