@@ -24,6 +24,23 @@ class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def load_pretrained(run, source: str, labels: list[str] | None):
+    """`run.task.auto_model`.from_pretrained(source); with labels, a fresh head sized and named for them."""
+    import transformers
+
+    auto = getattr(transformers, run.task.auto_model)
+    if labels is None:  # a trained model: keep its head and label names
+        return auto.from_pretrained(source, **run.pretrained_kwargs())
+    return auto.from_pretrained(
+        source,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other labels gets a new head
+        **run.pretrained_kwargs(),
+    )
+
+
 @dataclass(frozen=True)
 class Task:
     name: str  # Hub pipeline tag, e.g. "token-classification"
@@ -40,8 +57,6 @@ class Task:
     # --- hooks; `run` is a taskcli.engine.Run (recipe, processor, labels, paths...) ---
     # (run) -> tokenizer / image processor / feature extractor / processor
     load_processor: Callable[[Any], Any]
-    # (run, model_source: str, labels: list[str] | None) -> PreTrainedModel
-    load_model: Callable[[Any, str, Any], Any]
     # (run, dataset: datasets.Dataset, training: bool) -> tokenized datasets.Dataset
     preprocess: Callable[[Any, Any, bool], Any]
     # (run) -> data collator
@@ -55,6 +70,8 @@ class Task:
     # (input, result) -> rows for the human table: list of dicts column -> str
     render: Callable[[Any, dict], list[dict]]
 
+    # (run, model_source: str, labels: list[str] | None) -> PreTrainedModel; default: `auto_model`.from_pretrained
+    load_model: Callable[[Any, str, Any], Any] = lambda run, source, labels: load_pretrained(run, source, labels)
     # (run, datasets.DatasetDict) -> ordered label names, or None for tasks without a label set
     labels: Callable[[Any, Any], list[str] | None] = lambda run, data: None
     optional_columns: tuple[str, ...] = ()  # roles in `columns` the data may lack

@@ -30,12 +30,6 @@ def load_processor(run):
     return tok
 
 
-def load_model(run, source, label_names):
-    from transformers import AutoModelForQuestionAnswering
-
-    return AutoModelForQuestionAnswering.from_pretrained(source, **run.pretrained_kwargs())
-
-
 def _windows(tok, questions, contexts, max_length, stride):
     """Tokenize (question, context) pairs into overflow windows; pad side decides which text is truncated."""
     q_first = tok.padding_side == "right"
@@ -239,7 +233,6 @@ TASK = Task(
     default_recipe="distilbert",
     auto_model="AutoModelForQuestionAnswering",
     load_processor=load_processor,
-    load_model=load_model,
     preprocess=preprocess,
     collator=collator,
     metrics=metrics,

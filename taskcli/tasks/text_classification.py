@@ -24,21 +24,6 @@ def load_processor(run):
     return AutoTokenizer.from_pretrained(run.model_source, **run.pretrained_kwargs())
 
 
-def load_model(run, source, label_names):
-    from transformers import AutoModelForSequenceClassification
-
-    if label_names is None:
-        return AutoModelForSequenceClassification.from_pretrained(source, **run.pretrained_kwargs())
-    return AutoModelForSequenceClassification.from_pretrained(
-        source,
-        num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)),
-        label2id={n: i for i, n in enumerate(label_names)},
-        ignore_mismatched_sizes=True,
-        **run.pretrained_kwargs(),
-    )
-
-
 def preprocess(run, ds, training):
     tok, max_length = run.tokenizer(), run.recipe.data.max_length
     index = {n: i for i, n in enumerate(run.labels)}
@@ -146,7 +131,6 @@ TASK = Task(
     default_recipe="distilbert",
     auto_model="AutoModelForSequenceClassification",
     load_processor=load_processor,
-    load_model=load_model,
     preprocess=preprocess,
     collator=collator,
     metrics=metrics,

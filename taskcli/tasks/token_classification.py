@@ -38,21 +38,6 @@ def load_processor(run):
     return tok
 
 
-def load_model(run, source, label_names):
-    from transformers import AutoModelForTokenClassification
-
-    if label_names is None:
-        return AutoModelForTokenClassification.from_pretrained(source, **run.pretrained_kwargs())
-    return AutoModelForTokenClassification.from_pretrained(
-        source,
-        num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)),
-        label2id={n: i for i, n in enumerate(label_names)},
-        ignore_mismatched_sizes=True,
-        **run.pretrained_kwargs(),
-    )
-
-
 def _tag_ids(index: dict, tags):
     if tags and isinstance(tags[0], int):
         return tags
@@ -213,7 +198,6 @@ TASK = Task(
     default_recipe="distilbert",
     auto_model="AutoModelForTokenClassification",
     load_processor=load_processor,
-    load_model=load_model,
     preprocess=preprocess,
     collator=collator,
     metrics=metrics,
