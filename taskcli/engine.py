@@ -382,6 +382,7 @@ def finetune(
         trainer = make_trainer(run, mdl, args, train_features, eval_features, dsd["eval"],
                                callbacks=[progress] if progress else [])
         result = trainer.train(resume_from_checkpoint=resume_from)
+        set_seed(run.recipe.train.seed)  # same random state as `taskcli eval` (e.g. MLM masks): same numbers
         metrics = strip_prefix(trainer.evaluate())  # the best (or, with eval_strategy=no, the last) model
         if trainer.is_world_process_zero():
             trainer.save_model(str(out))
@@ -451,6 +452,8 @@ def evaluate(
 ) -> dict:
     run = prepare(task, recipe, sets, smoke)
     quiet_libraries()
+    from transformers import set_seed
+
     try:
         dsd = data_mod.load(run, data, eval_split_name=split)
         data_labels = run.recipe.data.labels or run.task.labels(run, dsd)
@@ -466,6 +469,7 @@ def evaluate(
         features = run.task.preprocess(run, dsd["eval"], False)
         with tempfile.TemporaryDirectory(prefix="taskcli-eval-") as tmp:
             trainer = make_trainer(run, mdl, training_arguments(run, tmp, for_eval=True), None, features, dsd["eval"])
+            set_seed(run.recipe.train.seed)  # as finetune's final eval: random eval-time masking agrees
             metrics = strip_prefix(trainer.evaluate())
         return {"task": run.task.name, "model": run.model_source if not (smoke and not model) else "tiny (untrained, --smoke)",
                 "split": split or ("smoke sample" if smoke and not data else run.recipe.data.eval_split or "eval"),

@@ -56,7 +56,7 @@ def read_inputs(run, args, options):
         text = tok.mask_token.join(GENERIC_MASK.sub(lambda m: tok.mask_token, p) for p in parts)
         if tok.mask_token not in text:
             raise TaskcliError(f"no mask token in input: {str(item)[:60]!r}",
-                               f"write {tok.mask_token} (or <mask> / [MASK]) where a word is missing")
+                               f"write {tok.mask_token} where a word is missing (<mask> and [MASK] work too)")
         out.append(text)
     return out
 

@@ -9,8 +9,6 @@ Not a task module (no TASK): imported by the two task modules' hooks.
 
 from __future__ import annotations
 
-from taskcli.errors import TaskcliError
-
 GENERATION_KEYS = ("max_new_tokens", "num_beams", "do_sample", "temperature", "top_p", "length_penalty",
                    "no_repeat_ngram_size", "repetition_penalty", "min_new_tokens", "early_stopping")
 
@@ -92,8 +90,3 @@ def generate(run, model, sources: list[str], options: dict, extra_generate: dict
         return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
 
     return run_sorted([len(e) for e in enc], options.get("batch_size", 16), batch)
-
-
-def need(cond: bool, message: str, hint: str | None = None) -> None:
-    if not cond:
-        raise TaskcliError(message, hint)

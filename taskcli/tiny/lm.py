@@ -73,6 +73,7 @@ def gpt2(out_dir: Path, texts: list[str], overrides: dict) -> None:
     tok = GPT2Tokenizer(vocab=vocab, merges=merges, model_max_length=256)
     cfg = dict(n_embd=64, n_layer=2, n_head=2, n_positions=256, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     cfg.update(overrides)
+    tok.model_max_length = cfg["n_positions"]
     eos = tok.convert_tokens_to_ids("<|endoftext|>")
     config = GPT2Config(vocab_size=len(tok), bos_token_id=eos, eos_token_id=eos, **cfg)
     _save(GPT2LMHeadModel, config, tok, out_dir)
