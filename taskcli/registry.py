@@ -14,6 +14,7 @@ _MODULES = (
     "token_classification",
     "question_answering",
     "speech_recognition",
+    "audio_classification",
     "text_generation",
     "fill_mask",
     "summarization",

@@ -259,6 +259,7 @@ def metrics(run, examples, features):
     refs = [norm(t) for t in examples["text"]]
     seq2seq = run.__dict__.get("asr_kind") == "seq2seq"
     pad = tok.pad_token_id or 0
+    frames = None if seq2seq else _ctc_frames(run, [len(x) for x in features["input_values"]])
 
     def compute(pred):
         out = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
@@ -269,11 +270,26 @@ def metrics(run, examples, features):
             padded = (out == -100).all(-1)  # rows the Trainer added when concatenating batches
             ids = out.argmax(-1)
             ids[padded] = pad
+            for i, n in enumerate(frames[: len(ids)]):  # frames past a clip's end (batch padding) are noise
+                ids[i, n:] = pad
             texts = tok.batch_decode(ids)
         preds = [norm(t) for t in texts]
         return wer_cer(preds, refs[: len(preds)])
 
     return compute
+
+
+def _ctc_frames(run, n_samples: list[int]) -> list[int]:
+    """Output frames of each clip: the conv feature encoder's length formula (no padding, kernel k, stride s)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(run.model_source, **run.pretrained_kwargs())
+    out = []
+    for n in n_samples:
+        for k, s in zip(config.conv_kernel, config.conv_stride):
+            n = (n - k) // s + 1
+        out.append(max(int(n), 0))
+    return out
 
 
 # ----------------------------------------------------------------------------- inference
@@ -338,8 +354,10 @@ def _predict_seq2seq(run, model, arrays, options):
     def short(idx):
         feats = fe([arrays[i] for i in idx], sampling_rate=rate, return_tensors="pt")
         with torch.inference_mode():
-            ids = model.generate(feats.input_features.to(device, dtype), return_timestamps=timestamps, **gen)
-        return [_result(tok, row, timestamps, precision) for row in ids]
+            # one decoding pass per clip (short-form): a stray timestamp token must not start another segment
+            ids = model.generate(feats.input_features.to(device, dtype), return_timestamps=timestamps,
+                                 force_unique_generate_call=True, **gen)
+        return [_result(tok, row, timestamps, precision, len(arrays[i]) / rate) for i, row in zip(idx, ids)]
 
     def long(idx):
         feats = fe([arrays[i] for i in idx], sampling_rate=rate, return_tensors="pt", truncation=False,
@@ -347,7 +365,7 @@ def _predict_seq2seq(run, model, arrays, options):
         with torch.inference_mode():
             ids = model.generate(feats.input_features.to(device, dtype), attention_mask=feats.attention_mask.to(device),
                                  return_timestamps=True, **gen)
-        return [_result(tok, row, timestamps, precision) for row in ids]
+        return [_result(tok, row, timestamps, precision, len(arrays[i]) / rate) for i, row in zip(idx, ids)]
 
     out: list = [None] * len(arrays)
     for fn, group in ((long, [i for i, a in enumerate(arrays) if len(a) > window]),
@@ -360,7 +378,7 @@ def _predict_seq2seq(run, model, arrays, options):
     return out
 
 
-def _result(tok, ids, timestamps: bool, precision: float) -> dict:
+def _result(tok, ids, timestamps: bool, precision: float, duration: float) -> dict:
     ids = [int(t) for t in ids]
     text = tok.decode(ids, skip_special_tokens=True).strip()
     if not timestamps:
@@ -369,6 +387,8 @@ def _result(tok, ids, timestamps: bool, precision: float) -> dict:
     chunks = [{"text": o["text"].strip(), "timestamp": [round(float(o["timestamp"][0]), 2),
                                                         round(float(o["timestamp"][1]), 2)]}
               for o in decoded.get("offsets", []) if o["text"].strip()]
+    if not chunks and text:  # no timestamp tokens came out: the whole clip is one segment
+        chunks = [{"text": text, "timestamp": [0.0, round(duration, 2)]}]
     return {"text": text, "chunks": chunks}
 
 
@@ -438,8 +458,8 @@ def _ctc_result(tok, ids, timestamps: bool, seconds_per_frame: float) -> dict:
     if not timestamps:
         return {"text": tok.decode(ids).strip()}
     dec = tok.decode(ids, output_word_offsets=True)
-    chunks = [{"text": w["word"], "timestamp": [round(w["start_offset"] * seconds_per_frame, 2),
-                                               round(w["end_offset"] * seconds_per_frame, 2)]}
+    chunks = [{"text": w["word"], "timestamp": [round(float(w["start_offset"] * seconds_per_frame), 2),
+                                               round(float(w["end_offset"] * seconds_per_frame), 2)]}
               for w in dec.word_offsets]
     return {"text": dec.text.strip(), "chunks": chunks}
 

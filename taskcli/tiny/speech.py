@@ -42,7 +42,7 @@ def whisper_tokenizer(texts: list[str], merges_budget: int = 400):
     vocab = state["vocab"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
     vocab["<|endoftext|>"] = len(vocab)
-    tok = WhisperTokenizer(vocab=vocab, merges=merges, model_max_length=448)
+    tok = WhisperTokenizer(vocab=vocab, merges=merges, model_max_length=448, pad_token="<|endoftext|>")
     specials = ["<|startoftranscript|>", *[f"<|{code}|>" for code in LANGUAGES], *_AFTER_LANGS]
     tok.add_special_tokens({"extra_special_tokens": specials})
     # Timestamp tokens follow <|notimestamps|> and are *not* special (decode(skip_special_tokens) keeps them out
@@ -85,21 +85,25 @@ def whisper(out_dir: Path, texts: list[str], overrides: dict) -> None:
     WhisperProcessor(feature_extractor=fe, tokenizer=tok).save_pretrained(out_dir)
 
 
-def wav2vec2(out_dir: Path, texts: list[str], overrides: dict) -> None:
-    """Model + feature extractor only (no tokenizer), as facebook/wav2vec2-base ships."""
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+def wav2vec2(out_dir: Path, texts: list[str], overrides: dict, arch: str = "wav2vec2") -> None:
+    """Model + feature extractor only (no tokenizer), as facebook/wav2vec2-base ships. `arch`: wav2vec2 | hubert."""
+    from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     cfg = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-               conv_dim=(32, 32, 32), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4),  # 80 samples/frame = 5 ms
+               conv_dim=(64, 64, 64), conv_stride=(10, 8, 4), conv_kernel=(10, 8, 4),  # 320 samples/frame, as the real one
                num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, feat_extract_norm="layer",
                do_stable_layer_norm=True, hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
                feat_proj_dropout=0.0, final_dropout=0.0, layerdrop=0.0, mask_time_prob=0.0,
                classifier_proj_size=32, vocab_size=32)
     cfg.update(overrides)
-    config = Wav2Vec2Config(**cfg)
-    Wav2Vec2Model(config).save_pretrained(out_dir)
+    config_cls, model_cls = (HubertConfig, HubertModel) if arch == "hubert" else (Wav2Vec2Config, Wav2Vec2Model)
+    model_cls(config_cls(**cfg)).save_pretrained(out_dir)
     Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
                              return_attention_mask=True).save_pretrained(out_dir)
 
 
-BUILDERS = {"whisper": whisper, "wav2vec2": wav2vec2}
+def hubert(out_dir: Path, texts: list[str], overrides: dict) -> None:
+    wav2vec2(out_dir, texts, overrides, arch="hubert")
+
+
+BUILDERS = {"whisper": whisper, "wav2vec2": wav2vec2, "hubert": hubert}

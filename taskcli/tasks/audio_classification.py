@@ -1,0 +1,186 @@
+"""audio-classification: audio file -> top-k labels with scores (Wav2Vec2 & co + a classification head).
+
+Data: a hub dataset with an audio column, a folder per label (audio/<label>/*.wav), an audiofolder with
+metadata.csv/jsonl, or CSV/JSONL with path + label columns. Audio is decoded from paths (taskcli.audio),
+mixed to mono and resampled to the feature extractor's rate; training clips are cut to params.max_duration_s.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskcli.errors import TaskcliError
+from taskcli.task import Task
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_duration_s: float = Field(1.0, gt=0, description="training/eval clips are truncated to this length")
+    freeze_feature_encoder: bool = Field(False, description="keep the convolutional feature encoder frozen")
+
+
+def labels(run, dsd) -> list[str]:
+    from taskcli import audio
+
+    split = "train" if "train" in dsd else next(iter(dsd))
+    feature = audio.undecoded(dsd[split], "audio").features.get("label")
+    if hasattr(feature, "names"):
+        return list(feature.names)
+    found = {v for ds in dsd.values() for v in ds["label"]}
+    if all(isinstance(v, int) for v in found):
+        raise TaskcliError("audio labels are integers without names", "set data.labels in the recipe (names in id order)")
+    return sorted(str(v) for v in found)
+
+
+def load_processor(run):
+    from transformers import AutoFeatureExtractor
+
+    return AutoFeatureExtractor.from_pretrained(run.model_source, **run.pretrained_kwargs())
+
+
+def load_model(run, source, label_names):
+    from transformers import AutoModelForAudioClassification
+
+    kw = run.pretrained_kwargs()
+    if label_names is None:
+        model = AutoModelForAudioClassification.from_pretrained(source, **kw)
+    else:
+        model = AutoModelForAudioClassification.from_pretrained(
+            source, num_labels=len(label_names), id2label=dict(enumerate(label_names)),
+            label2id={n: i for i, n in enumerate(label_names)}, ignore_mismatched_sizes=True, **kw)
+    if run.params.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
+        model.freeze_feature_encoder()
+    return model
+
+
+def preprocess(run, ds, training):
+    from taskcli import audio
+
+    ds = audio.undecoded(ds, "audio")
+    fe = run.processor
+    rate = fe.sampling_rate
+    max_len = int(run.params.max_duration_s * rate)
+    index = {n: i for i, n in enumerate(run.labels or [])}
+
+    def encode(row):
+        value = row["label"]
+        if not isinstance(value, int):
+            if str(value) not in index:
+                raise TaskcliError(f"unknown label '{value}' in the data", f"known labels: {', '.join(index)}")
+            value = index[str(value)]
+        array = audio.load(row["audio"], rate)
+        values = fe(array, sampling_rate=rate, max_length=max_len, truncation=True).input_values[0]
+        return {"input_values": values, "labels": value}
+
+    return ds.map(encode, remove_columns=ds.column_names)
+
+
+class AudioCollator:
+    def __init__(self, use_mask: bool):
+        self.use_mask = use_mask
+
+    def __call__(self, features):
+        import numpy as np
+        import torch
+
+        xs = [np.asarray(f["input_values"], dtype=np.float32) for f in features]
+        width = max(len(x) for x in xs)
+        values = np.zeros((len(xs), width), dtype=np.float32)
+        mask = np.zeros((len(xs), width), dtype=np.int64)
+        for i, x in enumerate(xs):
+            values[i, : len(x)] = x
+            mask[i, : len(x)] = 1
+        batch = {"input_values": torch.from_numpy(values),
+                 "labels": torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)}
+        if self.use_mask:
+            batch["attention_mask"] = torch.from_numpy(mask)
+        return batch
+
+
+def collator(run):
+    return AudioCollator(bool(getattr(run.processor, "return_attention_mask", False)))
+
+
+def metrics(run, examples, features):
+    import numpy as np
+
+    from taskcli.metrics import classification
+
+    names = run.labels
+
+    def compute(pred):
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        return classification(np.argmax(logits, axis=-1), pred.label_ids, names)
+
+    return compute
+
+
+def read_inputs(run, args, options):
+    from taskcli import audio
+
+    paths = audio.expand_inputs(args)
+    arrays, kept = audio.load_many(paths, run.processor.sampling_rate, bool(options.get("skip_bad")))
+    if paths and not kept:
+        raise TaskcliError("none of the inputs could be read", "see the messages above")
+    kept_paths = [paths[i] for i in kept]
+    options["_decoded"] = dict(zip(kept_paths, arrays))
+    return kept_paths
+
+
+def predict(run, model, inputs, options):
+    """Length-sorted batches (one by one for models without an attention mask: padding would change them);
+    softmax top-k as the audio-classification pipeline."""
+    import torch
+
+    from taskcli import audio
+    from taskcli.batching import run_sorted
+
+    fe = run.processor
+    rate = fe.sampling_rate
+    cache = options.get("_decoded") or {}
+    arrays = [cache[x] if isinstance(x, str) and x in cache else audio.load(x, rate) for x in inputs]
+    masked = bool(getattr(fe, "return_attention_mask", False))
+    bs = int(options.get("batch_size") or 8) if masked else 1
+    k = min(int(options.get("top_k") or 1), model.config.num_labels)
+    id2label = model.config.id2label
+    device = model.device
+
+    def forward(idx):
+        feats = fe([arrays[i] for i in idx], sampling_rate=rate, return_tensors="pt", padding=True,
+                   return_attention_mask=masked)
+        kw = {"attention_mask": feats.attention_mask.to(device)} if masked else {}
+        with torch.inference_mode():
+            probs = model(feats.input_values.to(device, model.dtype), **kw).logits.float().softmax(-1).cpu()
+        scores, ids = probs.topk(k, dim=-1)
+        return [{"labels": [{"label": id2label[int(i)], "score": float(s)} for s, i in zip(srow, irow)]}
+                for srow, irow in zip(scores.tolist(), ids.tolist())]
+
+    return run_sorted([len(a) for a in arrays], bs, forward)
+
+
+def render(path, result):
+    return [{"label": r["label"], "score": f"{r['score']:.4f}"} for r in result["labels"]]
+
+
+TASK = Task(
+    name="audio-classification",
+    aliases=("audio-cls", "audio-classify", "keyword-spotting"),
+    summary="Label an audio clip (keyword spotting, intent, sound events)",
+    modality="audio",
+    metric_names=("accuracy", "f1"),
+    best_metric="accuracy",
+    columns={"audio": "audio file path (or a hub Audio column)", "label": "class name or ClassLabel id"},
+    sample="audio-classification",
+    default_recipe="wav2vec2",
+    auto_model="AutoModelForAudioClassification",
+    load_processor=load_processor,
+    load_model=load_model,
+    preprocess=preprocess,
+    collator=collator,
+    metrics=metrics,
+    read_inputs=read_inputs,
+    predict=predict,
+    render=render,
+    labels=labels,
+    params=Params,
+)
