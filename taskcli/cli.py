@@ -269,17 +269,18 @@ def tasks(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")):
             data, _ = recipe_mod.read_yaml(default_path)
             default_type = str(data.get("model", {}).get("type", ""))
         rows.append({"task": t.name, "aliases": list(t.aliases), "modality": t.modality,
-                     "default_architecture": default_type, "recipes": names, "metrics": list(t.metric_names)})
+                     "default_recipe": t.default_recipe, "default_architecture": default_type, "recipes": names,
+                     "metrics": list(t.metric_names)})
     if as_json:
         print(json.dumps(rows))
         return
     from rich.table import Table
 
     table = Table(header_style="bold")
-    for col in ("task", "aliases", "default", "recipes", "metrics"):
+    for col in ("task", "aliases", "recipes (default first)", "architecture", "metrics"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["task"], ", ".join(r["aliases"]), r["default_architecture"], ", ".join(r["recipes"]),
+        table.add_row(r["task"], ", ".join(r["aliases"]), ", ".join(r["recipes"]), r["default_architecture"],
                       ", ".join(r["metrics"]))
     _stdout().print(table)
 

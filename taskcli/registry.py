@@ -13,12 +13,12 @@ _MODULES = (
     "text_classification",
     "token_classification",
     "question_answering",
-    "speech_recognition",
-    "audio_classification",
     "text_generation",
     "fill_mask",
     "summarization",
     "translation",
+    "audio_classification",
+    "speech_recognition",
 )
 
 

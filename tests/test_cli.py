@@ -50,7 +50,7 @@ def test_tasks_table_lists_every_registered_task(cli):
     rows = json.loads(cli("tasks", "--json").stdout)
     assert [r["task"] for r in rows] == registry.names()
     ner = next(r for r in rows if r["task"] == "token-classification")
-    assert "ner" in ner["aliases"] and ner["default_architecture"] == "distilbert"
+    assert "ner" in ner["aliases"] and ner["default_architecture"] == "distilbert" and ner["default_recipe"] == "distilbert"
     assert ner["recipes"][0] == "distilbert" and "bert" in ner["recipes"]
     assert "f1" in ner["metrics"]
 

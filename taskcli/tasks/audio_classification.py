@@ -183,4 +183,5 @@ TASK = Task(
     render=render,
     labels=labels,
     params=Params,
+    cross_entropy_loss=True,
 )

@@ -139,4 +139,5 @@ TASK = Task(
     render=render,
     params=MLMParams,
     extra={"callbacks": (perplexity_callback,)},
+    cross_entropy_loss=True,
 )
