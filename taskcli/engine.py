@@ -267,9 +267,8 @@ def make_trainer(run: Run, model, args, train_features, eval_features, eval_exam
         processing_class=run.processor,
         data_collator=run.task.collator(run),
         compute_metrics=compute,
-        # Task.extra["callbacks"]: TrainerCallback classes a task adds (e.g. perplexity from eval_loss); first, so
-        # the progress callback sees what they add.
-        callbacks=[cb() for cb in run.task.extra.get("callbacks", ())] + list(callbacks),
+        # the task's own callbacks first, so the progress display sees what they add to the metrics
+        callbacks=[make() for make in run.task.callbacks] + list(callbacks),
         compute_loss_func=summed_cross_entropy if own_loss else None,
     )
     for noisy in (PrinterCallback, ProgressCallback):  # taskcli prints its own progress and results

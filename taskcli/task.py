@@ -12,7 +12,7 @@ infer:         load_processor -> load_model -> read_inputs -> predict -> (render
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
@@ -82,4 +82,5 @@ class Task:
     # so data-parallel and gradient-accumulated runs match single-process ones exactly.
     cross_entropy_loss: bool = False
     greater_is_better: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)  # free room for task-specific constants
+    # zero-argument factories of TrainerCallbacks this task adds (e.g. perplexity from eval_loss)
+    callbacks: tuple[Callable[[], Any], ...] = ()

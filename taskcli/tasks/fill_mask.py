@@ -138,6 +138,6 @@ TASK = Task(
     predict=predict,
     render=render,
     params=MLMParams,
-    extra={"callbacks": (perplexity_callback,)},
+    callbacks=(perplexity_callback,),
     cross_entropy_loss=True,
 )

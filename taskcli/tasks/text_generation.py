@@ -155,5 +155,5 @@ TASK = Task(
     predict=predict,
     render=render,
     params=LMParams,
-    extra={"callbacks": (perplexity_callback,)},
+    callbacks=(perplexity_callback,),
 )
