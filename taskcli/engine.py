@@ -32,6 +32,8 @@ class Run:
     model_source: str | None = None  # local dir or hub id the processor/model load from
     processor: Any = None
     labels: list[str] | None = None
+    seq2seq: bool = False  # Seq2SeqTrainer + generate: a seq2seq task on an encoder-decoder model
+    state: dict = field(default_factory=dict)  # what a task's hooks learn along the way (e.g. ASR's model kind)
     _tmp: list = field(default_factory=list)
 
     @property
@@ -159,6 +161,8 @@ def load_processor_and_model(run: Run, labels: list[str] | None):
         raise
     except OSError as err:  # hub unreachable / repo missing: transformers raises OSError subclasses
         raise data_mod.offline_error("model", run.model_source, err) from None
+    # e.g. ASR: Whisper generates (Seq2SeqTrainer), a CTC model of the same task does not
+    run.seq2seq = run.task.seq2seq and bool(getattr(model.config, "is_encoder_decoder", False))
     if not model_forward_uses_loss_function(model):
         # Models that average their loss inline ignore num_items_in_batch; letting the Trainer think they
         # accept loss kwargs multiplies the loss by the process count under DDP and skips the division by
@@ -239,7 +243,7 @@ def training_arguments(run: Run, output_dir: str, for_eval: bool = False):
     if for_eval:
         kwargs.update(eval_strategy="no", save_strategy="no", load_best_model_at_end=False, metric_for_best_model=None)
     kwargs.update(t.trainer_args)
-    if run.task.seq2seq:
+    if run.seq2seq:
         gen = run.recipe.infer.generation
         return Seq2SeqTrainingArguments(
             predict_with_generate=True,
@@ -254,7 +258,7 @@ def make_trainer(run: Run, model, args, train_features, eval_features, eval_exam
     from transformers import Seq2SeqTrainer, Trainer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    cls = Seq2SeqTrainer if run.task.seq2seq else Trainer
+    cls = Seq2SeqTrainer if run.seq2seq else Trainer
     compute = run.task.metrics(run, eval_examples, eval_features) if eval_features is not None else None
     # Models that average their loss inline know nothing of other processes' label counts; for plain
     # cross-entropy tasks the engine does the averaging itself (see summed_cross_entropy).

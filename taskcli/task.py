@@ -76,7 +76,7 @@ class Task:
     labels: Callable[[Any, Any], list[str] | None] = lambda run, data: None
     optional_columns: tuple[str, ...] = ()  # roles in `columns` the data may lack
     params: type[BaseModel] = NoParams  # schema of the recipe's `params:` section
-    seq2seq: bool = False  # use Seq2SeqTrainer with predict_with_generate
+    seq2seq: bool = False  # generative: Seq2SeqTrainer + predict_with_generate when the model is encoder-decoder
     # True when the loss is plain cross-entropy of `logits` against `labels` (-100 = ignore) and the model
     # needs no labels to run its forward: the engine then computes it as a sum over the global label count,
     # so data-parallel and gradient-accumulated runs match single-process ones exactly.

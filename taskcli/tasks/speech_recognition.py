@@ -14,7 +14,6 @@ references for WER/CER, and to training targets when `params.normalize_targets` 
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Literal
 
@@ -83,7 +82,7 @@ def labels(run, dsd):
     chars = set()
     for text in dsd[split]["text"]:
         chars.update(norm(text))
-    run.__dict__["ctc_chars"] = sorted(chars)
+    run.state["ctc_chars"] = sorted(chars)
     return None
 
 
@@ -109,9 +108,7 @@ def _kind(run) -> str:
 
 def load_processor(run):
     kind = _kind(run)
-    run.__dict__["asr_kind"] = kind
-    if run.task.seq2seq != (kind == "seq2seq"):  # the engine picks Trainer vs Seq2SeqTrainer from this
-        run.task = dataclasses.replace(run.task, seq2seq=kind == "seq2seq")
+    run.state["asr_kind"] = kind
     if kind == "seq2seq":
         from transformers import AutoProcessor
 
@@ -129,7 +126,7 @@ def load_processor(run):
     except (OSError, ValueError, TypeError):
         tok = None
     if tok is None or not tok.get_vocab():
-        chars = run.__dict__.get("ctc_chars")
+        chars = run.state.get("ctc_chars")
         if not chars:
             raise TaskcliError(f"{run.model_source} has no CTC vocabulary (vocab.json)",
                                "fine-tune it first: `taskcli finetune asr --recipe wav2vec2` builds one from the transcripts")
@@ -148,7 +145,7 @@ def load_processor(run):
 
 def load_model(run, source, label_names):
     kw = run.pretrained_kwargs()
-    if run.__dict__.get("asr_kind") == "seq2seq":
+    if run.state.get("asr_kind") == "seq2seq":
         from transformers import AutoModelForSpeechSeq2Seq
 
         model = AutoModelForSpeechSeq2Seq.from_pretrained(source, **kw)
@@ -179,7 +176,7 @@ def preprocess(run, ds, training):
     fe, tok = run.processor.feature_extractor, run.tokenizer()
     rate = fe.sampling_rate
     norm = normalizer(run.params, _spelling(run)) if run.params.normalize_targets else None
-    seq2seq = run.__dict__.get("asr_kind") == "seq2seq"
+    seq2seq = run.state.get("asr_kind") == "seq2seq"
     max_label = 448 if seq2seq else None
     max_samples = int(run.params.max_duration_s * rate) if training else None
 
@@ -241,7 +238,7 @@ class SpeechCollator:
 
 
 def collator(run):
-    if run.__dict__.get("asr_kind") == "seq2seq":
+    if run.state.get("asr_kind") == "seq2seq":
         start = run.tokenizer().convert_tokens_to_ids("<|startoftranscript|>")
         return SpeechCollator("input_features", start if isinstance(start, int) else None, False)
     return SpeechCollator("input_values", None, bool(getattr(run.processor.feature_extractor,
@@ -257,7 +254,7 @@ def metrics(run, examples, features):
     tok = run.tokenizer()
     norm = normalizer(run.params, _spelling(run))
     refs = [norm(t) for t in examples["text"]]
-    seq2seq = run.__dict__.get("asr_kind") == "seq2seq"
+    seq2seq = run.state.get("asr_kind") == "seq2seq"
     pad = tok.pad_token_id or 0
     frames = None if seq2seq else _ctc_frames(run, [len(x) for x in features["input_values"]])
 
@@ -318,7 +315,7 @@ def _arrays(run, inputs, options):
 
 def predict(run, model, inputs, options):
     arrays = _arrays(run, inputs, options)
-    if run.__dict__.get("asr_kind") == "seq2seq":
+    if run.state.get("asr_kind") == "seq2seq":
         return _predict_seq2seq(run, model, arrays, options)
     return _predict_ctc(run, model, arrays, options)
 
