@@ -39,15 +39,9 @@ def load_processor(run):
 
 
 def load_model(run, source, label_names):
-    from transformers import AutoModelForAudioClassification
+    from taskcli.task import load_pretrained
 
-    kw = run.pretrained_kwargs()
-    if label_names is None:
-        model = AutoModelForAudioClassification.from_pretrained(source, **kw)
-    else:
-        model = AutoModelForAudioClassification.from_pretrained(
-            source, num_labels=len(label_names), id2label=dict(enumerate(label_names)),
-            label2id={n: i for i, n in enumerate(label_names)}, ignore_mismatched_sizes=True, **kw)
+    model = load_pretrained(run, source, label_names)
     if run.params.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
         model.freeze_feature_encoder()
     return model

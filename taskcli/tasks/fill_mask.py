@@ -24,12 +24,6 @@ def load_processor(run):
     return tok
 
 
-def load_model(run, source, labels):
-    from transformers import AutoModelForMaskedLM
-
-    return AutoModelForMaskedLM.from_pretrained(source, **run.pretrained_kwargs())
-
-
 def preprocess(run, ds, training):
     return pack(run, ds, add_eos=False, special_tokens_mask=True)
 
@@ -130,7 +124,6 @@ TASK = Task(
     default_recipe="distilroberta",
     auto_model="AutoModelForMaskedLM",
     load_processor=load_processor,
-    load_model=load_model,
     preprocess=preprocess,
     collator=collator,
     metrics=no_metrics,
