@@ -527,7 +527,3 @@ def infer(
         return run.task, items, results
     finally:
         run.close()
-
-
-def stdin_lines() -> list[str]:
-    return [line.rstrip("\n") for line in sys.stdin if line.strip()]

@@ -22,6 +22,18 @@ def realdata() -> Path:
     return REALDATA
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models are overhead-bound: one intra-op thread is faster, and on a busy 2-core machine two
+    spinning OpenMP threads per process made a smoke fine-tune ~15x slower (60 s vs 3.6 s)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class Cli:
     """Runs `taskcli ...` in-process; returns click's Result (stdout, stderr, exit_code)."""
 

@@ -1,11 +1,6 @@
 """Audio input: decoding real files of several formats, rates and channel counts; bad files; input expansion;
 local audio datasets; WER/CER equal to jiwer."""
 
-import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_DATASETS_OFFLINE"] = "1"
-
 import io
 import json
 import sys

@@ -1,11 +1,6 @@
 """Audio tasks end to end on tiny models: finetune --smoke -> eval --smoke (thresholds) -> infer, and parity with
 transformers.pipeline on the same decoded arrays."""
 
-import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_DATASETS_OFFLINE"] = "1"
-
 import json
 from pathlib import Path
 

@@ -1,28 +1,14 @@
 """summarization and translation (one Seq2SeqTrainer path): smoke learning, batched generate() infer, real
 XSum / WMT files (nested translation records, CRLF), and the task-specific errors."""
 
-import os
+import json
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+import pytest
 
-import json  # noqa: E402
-
-import pytest  # noqa: E402
-
-from conftest import assert_clean_error  # noqa: E402
+from conftest import assert_clean_error
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models are overhead-bound: one intra-op thread is faster, and on a busy 2-core machine two
-    spinning OpenMP threads per process made a smoke fine-tune ~15x slower (60 s vs 3.6 s)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TARGETS = {"summarization": ("rougeL", 0.6), "translation": ("bleu", 40.0)}
 

@@ -184,7 +184,6 @@ def read_inputs(run, args, options):
 
 
 def predict(run, model, items, options):
-    import numpy as np
     import torch
 
     from taskcli.batching import run_sorted

@@ -114,7 +114,6 @@ def read_inputs(run, args, options):
 
 def predict(run, model, texts, options):
     """Batched, length-sorted forward; entity grouping as the pipeline's aggregation_strategy='simple'."""
-    import numpy as np
     import torch
 
     from taskcli.batching import pad_ids, run_sorted
