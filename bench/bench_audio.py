@@ -1,6 +1,6 @@
 """ASR inference throughput: taskcli vs transformers.pipeline, and audio decoding time per file.
 
-    .venv/bin/python bench/bench_audio.py [--clips 50] [--new-tokens 24] [--json]
+    .venv/bin/python bench/bench_audio.py [--clips 50] [--new-tokens 8] [--precisions fp32,bf16] [--json]
 
 Model: Whisper with whisper-tiny's dimensions (d_model 384, 4+4 layers, 6 heads, 30 s window), random weights,
 built offline (tokenizer learnt from the bundled transcripts, so the vocabulary is smaller than the real 51865).
@@ -8,6 +8,7 @@ Every generation is forced to the same length (min_new_tokens = max_new_tokens),
 Inputs: `--clips` files of mixed length (0.4 s .. 25 s: bundled clips and concatenations of them), written as
 FLAC. taskcli is timed from file paths (decoding included); the pipeline gets the already decoded arrays
 ({"raw", "sampling_rate"}: its own path input needs an ffmpeg binary), which only flatters the pipeline.
+Each precision is compared like for like: taskcli `--precision bf16` against pipeline(dtype=torch.bfloat16).
 """
 
 from __future__ import annotations
@@ -63,10 +64,12 @@ def build_model(out: Path) -> None:
                                   "encoder_ffn_dim": 1536, "decoder_ffn_dim": 1536}, seed=0)
 
 
-def bench_taskcli(model_dir: str, paths: list[str], batch_size: int, new_tokens: int) -> tuple[float, list[str]]:
+def bench_taskcli(model_dir: str, paths: list[str], batch_size: int, new_tokens: int,
+                  precision: str) -> tuple[float, list[str]]:
     from taskcli import engine
 
-    run, model = engine.load_for_inference("asr", model_dir, None, None, False)
+    sets = [f"infer.precision={'no' if precision == 'fp32' else precision}"]
+    run, model = engine.load_for_inference("asr", model_dir, None, sets, False)
     options = {"batch_size": batch_size, "max_new_tokens": new_tokens, "min_new_tokens": new_tokens}
     run.recipe.infer.generation["min_new_tokens"] = new_tokens
     start = time.perf_counter()
@@ -77,10 +80,12 @@ def bench_taskcli(model_dir: str, paths: list[str], batch_size: int, new_tokens:
     return elapsed, [r["text"] for r in results]
 
 
-def bench_pipeline(model_dir: str, arrays: list, batch_size: int, new_tokens: int) -> float:
+def bench_pipeline(model_dir: str, arrays: list, batch_size: int, new_tokens: int, precision: str) -> float:
+    import torch
     from transformers import pipeline
 
-    pipe = pipeline("automatic-speech-recognition", model=model_dir, device="cpu")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    pipe = pipeline("automatic-speech-recognition", model=model_dir, device="cpu", dtype=dtype)
     inputs = [{"raw": a, "sampling_rate": 16000} for a in arrays]
     # force_unique_generate_call: one decoding pass per clip, as taskcli does for clips within the window (a random
     # model emits stray timestamp tokens that would otherwise make Whisper decode the clip again)
@@ -127,6 +132,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=50)
     ap.add_argument("--new-tokens", type=int, default=8)
     ap.add_argument("--batch-sizes", default="1,8")
+    ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     from taskcli.engine import quiet_libraries
@@ -136,6 +142,8 @@ def main() -> None:
 
     torch.manual_seed(0)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
+    precisions = args.precisions.split(",")
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     with tempfile.TemporaryDirectory(prefix="taskcli-bench-") as tmp:
         tmp = Path(tmp)
         model_dir = tmp / "whisper-tiny-size"
@@ -146,31 +154,44 @@ def main() -> None:
         arrays = [audio.load(p, 16000) for p in paths]
         seconds = sum(len(a) for a in arrays) / 16000
         report: dict = {"clips": len(paths), "audio_seconds": round(seconds, 1), "new_tokens": args.new_tokens,
-                        "threads": torch.get_num_threads(), "taskcli_s": {}, "pipeline_s": {}}
+                        "threads": torch.get_num_threads(), "cpu_has_avx512_bf16": "avx512_bf16" in flags,
+                        "runs": {}}
         texts = {}
-        for b in sizes:
-            report["taskcli_s"][b], texts[b] = bench_taskcli(str(model_dir), paths, b, args.new_tokens)
-            report["pipeline_s"][b] = bench_pipeline(str(model_dir), arrays, b, args.new_tokens)
-            print(f"batch {b}: taskcli {report['taskcli_s'][b]:.1f}s, pipeline {report['pipeline_s'][b]:.1f}s",
-                  file=sys.stderr, flush=True)
-        best_t = min(report["taskcli_s"].values())
-        best_p = min(report["pipeline_s"].values())
-        report["speedup_vs_pipeline_bs1"] = round(report["pipeline_s"][1] / best_t, 2) if 1 in sizes else None
-        report["speedup_vs_pipeline_best"] = round(best_p / best_t, 2)
-        report["same_text_across_batch_sizes"] = len({tuple(t) for t in texts.values()}) == 1
+        for p in precisions:
+            taskcli_s, pipeline_s = {}, {}
+            for b in sizes:
+                taskcli_s[b], texts[p, b] = bench_taskcli(str(model_dir), paths, b, args.new_tokens, p)
+                pipeline_s[b] = bench_pipeline(str(model_dir), arrays, b, args.new_tokens, p)
+                print(f"{p} batch {b}: taskcli {taskcli_s[b]:.1f}s, pipeline {pipeline_s[b]:.1f}s",
+                      file=sys.stderr, flush=True)
+            best_t, best_p = min(taskcli_s.values()), min(pipeline_s.values())
+            report["runs"][p] = {
+                "taskcli_s": {str(k): round(v, 2) for k, v in taskcli_s.items()},
+                "pipeline_s": {str(k): round(v, 2) for k, v in pipeline_s.items()},
+                "speedup_vs_pipeline_bs1": round(pipeline_s[1] / best_t, 2) if 1 in sizes else None,
+                "speedup_vs_pipeline_best": round(best_p / best_t, 2),
+                "same_text_across_batch_sizes": len({tuple(texts[p, b]) for b in sizes}) == 1,
+            }
+        if "fp32" in precisions and "bf16" in precisions:
+            a, b = texts["fp32", sizes[0]], texts["bf16", sizes[0]]
+            report["bf16_same_text_as_fp32"] = f"{sum(x == y for x, y in zip(a, b))}/{len(a)}"
         report["decoding"] = bench_decoding(paths)
-        for key in ("taskcli_s", "pipeline_s"):
-            report[key] = {str(k): round(v, 2) for k, v in report[key].items()}
     if args.json:
         print(json.dumps(report))
         return
     print(f"ASR infer, {report['clips']} clips ({report['audio_seconds']} s audio), whisper-tiny size, "
-          f"{args.new_tokens} tokens each, {report['threads']} threads")
-    print(f"{'batch':>6} {'taskcli s':>10} {'pipeline s':>11}")
-    for b in sizes:
-        print(f"{b:>6} {report['taskcli_s'][str(b)]:>10} {report['pipeline_s'][str(b)]:>11}")
-    print(f"taskcli (best) vs pipeline bs1: {report['speedup_vs_pipeline_bs1']}x (target >= 2x); "
-          f"vs pipeline best: {report['speedup_vs_pipeline_best']}x (target >= 1.5x)")
+          f"{args.new_tokens} tokens each, {report['threads']} threads, "
+          f"avx512_bf16: {report['cpu_has_avx512_bf16']}")
+    print(f"{'precision':>9} {'batch':>6} {'taskcli s':>10} {'pipeline s':>11}")
+    for p, r in report["runs"].items():
+        for b in sizes:
+            print(f"{p:>9} {b:>6} {r['taskcli_s'][str(b)]:>10} {r['pipeline_s'][str(b)]:>11}")
+    for p, r in report["runs"].items():
+        print(f"{p}: taskcli (best) vs pipeline bs1 {r['speedup_vs_pipeline_bs1']}x (target >= 2x), "
+              f"vs pipeline best {r['speedup_vs_pipeline_best']}x (target >= 1.5x); "
+              f"same text at every batch size: {r['same_text_across_batch_sizes']}")
+    if "bf16_same_text_as_fp32" in report:
+        print(f"bf16 text equal to fp32 text: {report['bf16_same_text_as_fp32']}")
     print(f"decoding: {json.dumps(report['decoding'])}")
 
 

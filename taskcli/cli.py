@@ -219,6 +219,8 @@ def infer(
     asr_task: Optional[str] = typer.Option(None, "--task", help="ASR (Whisper): transcribe or translate."),
     timestamps: bool = typer.Option(False, "--timestamps", help="ASR: return segment times."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Audio/images: report unreadable files and go on."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="no (fp32), bf16, or fp16 (CUDA); "
+                                                                      "same as --set infer.precision=..."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per input per line."),
 ):
     """Run a model on inputs; results come back in input order."""
@@ -230,7 +232,8 @@ def infer(
         seed=seed, language=language, task=asr_task, timestamps=timestamps or None, skip_bad=skip_bad or None,
         as_json=as_json or None,  # text-generation streams a single prompt's tokens unless --json
     ).items() if v is not None}
-    task_obj, items, results = engine.infer(task, list(inputs or []), model=model, recipe=recipe, sets=set_,
+    sets = [*set_, f"infer.precision={precision}"] if precision is not None else set_
+    task_obj, items, results = engine.infer(task, list(inputs or []), model=model, recipe=recipe, sets=sets,
                                             smoke=smoke, options=options)
     if as_json:
         for item, result in zip(items, results):

@@ -502,7 +502,24 @@ def load_for_inference(task: str, model: str | None, recipe: str | None, sets: l
     mdl.eval()
     if torch.cuda.is_available():
         mdl.to("cuda")
+    set_inference_precision(run, mdl)
     return run, mdl
+
+
+def set_inference_precision(run: Run, mdl) -> None:
+    """Cast for `infer.precision`; bf16 on CPU also takes the bf16-friendly attention path (see attention.py)."""
+    import torch
+
+    precision = run.recipe.infer.precision
+    if precision == "no":
+        return
+    if precision == "fp16" and mdl.device.type != "cuda":
+        raise TaskcliError("fp16 inference needs a CUDA GPU and none is available", "use --precision bf16 or no")
+    mdl.to(torch.bfloat16 if precision == "bf16" else torch.float16)
+    if mdl.device.type == "cpu":
+        from taskcli import attention
+
+        attention.use_for(mdl)
 
 
 def infer(

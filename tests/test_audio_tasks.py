@@ -91,6 +91,12 @@ def test_whisper_pipeline_parity(whisper_dir):
                 for a in arrays_for(paths)]
     assert [r["text"] for r in results] == [e["text"].strip() for e in expected]
     assert results[0]["text"] == TRANSCRIPTS["clip_00.flac"]
+    # --precision bf16 (the fast CPU path) still transcribes correctly every clip fp32 gets right (a clip held out
+    # of the smoke training gets a guess, which may differ)
+    _, _, bf16 = engine.infer("asr", paths[:6], model=str(whisper_dir), sets=["infer.precision=bf16"],
+                              options={"batch_size": 4})
+    right = [i for i in range(6) if results[i]["text"] == TRANSCRIPTS[Path(paths[i]).name]]
+    assert len(right) >= 4 and all(bf16[i]["text"] == results[i]["text"] for i in right)
 
 
 def test_whisper_long_recording_and_timestamps(whisper_dir, tmp_path):

@@ -69,6 +69,8 @@ def test_fp16_without_cuda(cli, tmp_path):
         pytest.skip("this machine has CUDA: fp16 is valid here")
     result = cli("finetune", "ner", "--smoke", "--output-dir", tmp_path / "o", "--set", "train.precision=fp16")
     assert_clean_error(result, "fp16 needs a CUDA GPU", "bf16")
+    assert_clean_error(cli("infer", "ner", "Alice", "--smoke", "--precision", "fp16"), "fp16 inference needs a CUDA",
+                       "bf16")
 
 
 def test_missing_input_file_and_no_inputs(cli, trained):

@@ -69,6 +69,9 @@ def test_unknown_recipe_and_bad_set(cli):
     assert_clean_error(cli("finetune", "ner", "--set", "train.epochs", "--dry-run"), "bad --set")
     assert_clean_error(cli("finetune", "ner", "--set", "train.epochs=lots", "--dry-run"), "train.epochs")
     assert_clean_error(cli("finetune", "ner", "--set", "train.epoch=2", "--dry-run"), "did you mean 'epochs'")
+    # an error in a --set value names the --set item, not a line of the recipe file it never was in
+    result = cli("finetune", "ner", "--set", "train.epochs=lots", "--dry-run")
+    assert "--set train.epochs=lots:" in result.stderr and ".yaml:" not in result.stderr
 
 
 def test_recipe_for_another_task_is_refused(cli):
