@@ -12,7 +12,6 @@ decodes them with :func:`load`.
 
 from __future__ import annotations
 
-import glob
 import io
 import sys
 from pathlib import Path
@@ -142,100 +141,23 @@ def is_audio_file(path: Path) -> bool:
 
 
 def expand_inputs(args: list[str]) -> list[str]:
-    """`taskcli infer` arguments -> audio paths, in order: files as given (any suffix: decoding judges them),
-    directories (their audio files, recursively, sorted), globs, and '-' (one path per stdin line)."""
-    out: list[str] = []
-    for arg in args:
-        if arg == "-":
-            out.extend(expand_inputs([line.strip() for line in sys.stdin.read().splitlines() if line.strip()]))
-            continue
-        path = Path(arg).expanduser()
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if is_audio_file(p))
-            if not found:
-                raise TaskcliError(f"no audio files in {arg}", f"expected {', '.join(sorted(AUDIO_SUFFIXES))} files")
-            out.extend(str(p) for p in found)
-        elif path.exists():
-            out.append(str(path))
-        elif glob.has_magic(arg):
-            found = sorted(p for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
-            if not found:
-                raise TaskcliError(f"no files match {arg}", "check the pattern (quote it so the shell leaves it alone)")
-            out.extend(found)
-        else:
-            out.append(arg)  # decoding reports it as missing (or --skip-bad skips it)
-    return out
+    """`taskcli infer` arguments -> audio paths (see files.expand_inputs)."""
+    from taskcli import files
 
-
-# ----------------------------------------------------------------------------- local audio datasets
-
-_SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
-                "dev": "validation", "eval": "validation", "test": "test"}
-_META_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.json", "metadata.tsv")
+    return files.expand_inputs(args, AUDIO_SUFFIXES, "audio")
 
 
 def has_audio(folder: Path) -> bool:
-    return any(is_audio_file(p) for p in folder.rglob("*"))
+    from taskcli import files
 
-
-def _read_metadata(path: Path) -> list[dict]:
-    import csv
-    import json
-
-    if path.suffix == ".jsonl" or path.suffix == ".json":
-        text = path.read_text(encoding="utf-8")
-        try:
-            doc = json.loads(text)
-            rows = doc if isinstance(doc, list) else next(v for v in doc.values() if isinstance(v, list))
-        except (json.JSONDecodeError, StopIteration):
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    else:
-        with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh, delimiter="\t" if path.suffix == ".tsv" else ","))
-    if not rows:
-        raise TaskcliError(f"{path} holds no rows")
-    return rows
-
-
-def _folder_rows(root: Path) -> list[dict]:
-    """Rows of one split folder: from its metadata file, or one folder per label."""
-    meta = next((root / n for n in _META_NAMES if (root / n).is_file()), None)
-    if meta is not None:
-        rows = _read_metadata(meta)
-        key = next((k for k in ("file_name", "audio", "path", "file", "filename") if k in rows[0]), None)
-        if key is None:
-            raise TaskcliError(f"{meta} has no file_name column", f"columns: {', '.join(rows[0])}")
-        out = []
-        for row in rows:
-            row = dict(row)
-            rel = row.pop(key)
-            path = Path(str(rel)).expanduser()
-            row = {"audio": str(path if path.is_absolute() else (meta.parent / path).resolve()), **row}
-            out.append(row)
-        return out
-    files = sorted(p for p in root.rglob("*") if is_audio_file(p))
-    rows = [{"audio": str(p.resolve()), "label": p.parent.name} for p in files if p.parent != root]
-    if not rows:
-        raise TaskcliError(
-            f"no metadata file and no label folders in {root}",
-            "add metadata.csv/jsonl (file_name + columns), or put files in one folder per label",
-        )
-    return rows
+    return files.has_media(folder, AUDIO_SUFFIXES)
 
 
 def load_folder(root: Path):
-    """DatasetDict from an audio folder: split sub-folders (train/, validation/, test/) or one split 'train'.
-    Audio stays as absolute path strings in column 'audio'."""
-    import datasets
+    """DatasetDict from an audio folder (see files.load_folder); audio paths in column 'audio'."""
+    from taskcli import files
 
-    splits = {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        split = _SPLIT_NAMES.get(sub.name.lower())
-        if split and has_audio(sub):
-            splits.setdefault(split, []).extend(_folder_rows(sub))
-    if not splits:
-        splits = {"train": _folder_rows(root)}
-    return datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in splits.items()})
+    return files.load_folder(root, AUDIO_SUFFIXES, "audio")
 
 
 def undecoded(ds, column: str):

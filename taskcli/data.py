@@ -79,17 +79,20 @@ def _json_field(path: Path) -> str | None:
     return None
 
 
-def load_raw(ref: str, recipe):
+def load_raw(ref: str, recipe, modality: str | None = None):
     """A DatasetDict from a hub id or a local path, before column mapping."""
     import datasets
 
     data = recipe.data
     path = Path(ref).expanduser()
     if path.exists():
-        from taskcli import audio  # light module: no heavy imports at its top
+        from taskcli import audio, images  # light modules: no heavy imports at their top
 
-        if path.is_dir() and audio.has_audio(path):  # audiofolder layout: files + metadata, or folder per label
+        # audiofolder / imagefolder layout: files + metadata, or one folder per label
+        if path.is_dir() and modality == "audio" and audio.has_audio(path):
             return audio.load_folder(path)
+        if path.is_dir() and modality == "image" and images.has_images(path):
+            return images.load_folder(path)
         builder, files, options = _local_files(path)
         options.update(data.read_options)
         if builder == "json":
@@ -146,7 +149,7 @@ def load(run, ref: str | None, eval_split_name: str | None = None):
     recipe = run.recipe
     data = recipe.data
     if run.smoke and ref is None:
-        raw = load_raw(str(sample_path(run.task)), recipe)
+        raw = load_raw(str(sample_path(run.task)), recipe, run.task.modality)
         sample = _rename(raw[next(iter(raw))], run)
         limit = recipe.smoke.max_samples
         sample = sample.select(range(min(limit, len(sample))))
@@ -154,7 +157,7 @@ def load(run, ref: str | None, eval_split_name: str | None = None):
     ref = ref or data.dataset
     if not ref:
         raise TaskcliError("no data given", "pass --data PATH|ID or set data.dataset in the recipe")
-    raw = load_raw(ref, recipe)
+    raw = load_raw(ref, recipe, run.task.modality)
     splits = {}
     train_name = data.train_split if data.train_split in raw else ("train" if "train" in raw else None)
     eval_name = eval_split_name or data.eval_split

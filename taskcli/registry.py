@@ -17,6 +17,7 @@ _MODULES = (
     "fill_mask",
     "summarization",
     "translation",
+    "image_classification",
     "audio_classification",
     "speech_recognition",
 )

@@ -81,6 +81,9 @@ class Task:
     # needs no labels to run its forward: the engine then computes it as a sum over the global label count,
     # so data-parallel and gradient-accumulated runs match single-process ones exactly.
     cross_entropy_loss: bool = False
+    # True when preprocess leaves raw columns (e.g. image paths) for the collator to decode per batch: the Trainer
+    # must then pass every column through instead of dropping those the model's forward does not name
+    collator_reads_raw: bool = False
     greater_is_better: bool = True
     # zero-argument factories of TrainerCallbacks this task adds (e.g. perplexity from eval_loss)
     callbacks: tuple[Callable[[], Any], ...] = ()

@@ -128,14 +128,14 @@ def test_local_audio_datasets(tmp_path):
     clip = sorted(ASR_SAMPLE.glob("*.flac"))[0]
     (folder / "one.flac").write_bytes(clip.read_bytes())
     (folder / "metadata.csv").write_text("file_name,transcription\none.flac,the cat sat on the mat\n")
-    ds = load_raw(str(folder), recipe)["train"]
+    ds = load_raw(str(folder), recipe, "audio")["train"]
     assert ds[0] == {"audio": str((folder / "one.flac").resolve()), "transcription": "the cat sat on the mat"}
     # CSV with a relative path column
     (tmp_path / "list.csv").write_text("path,sentence\nclips/one.flac,hello\n")
     ds = load_raw(str(tmp_path / "list.csv"), recipe)["train"]
     assert ds[0]["path"] == str((folder / "one.flac").resolve())
     # folder per label
-    ds = load_raw(str(CLS_SAMPLE), recipe)["train"]
+    ds = load_raw(str(CLS_SAMPLE), recipe, "audio")["train"]
     assert set(ds["label"]) == {"yes", "no", "up", "down"} and all(Path(p).is_file() for p in ds["audio"])
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
 from taskcli.task import Task
+from taskcli.tasks import classification_common
 
 
 class Params(BaseModel):
@@ -20,16 +21,7 @@ class Params(BaseModel):
 
 
 def labels(run, dsd) -> list[str]:
-    from taskcli import audio
-
-    split = "train" if "train" in dsd else next(iter(dsd))
-    feature = audio.undecoded(dsd[split], "audio").features.get("label")
-    if hasattr(feature, "names"):
-        return list(feature.names)
-    found = {v for ds in dsd.values() for v in ds["label"]}
-    if all(isinstance(v, int) for v in found):
-        raise TaskcliError("audio labels are integers without names", "set data.labels in the recipe (names in id order)")
-    return sorted(str(v) for v in found)
+    return classification_common.class_names(dsd, "audio")
 
 
 def load_processor(run):
@@ -57,14 +49,9 @@ def preprocess(run, ds, training):
     index = {n: i for i, n in enumerate(run.labels or [])}
 
     def encode(row):
-        value = row["label"]
-        if not isinstance(value, int):
-            if str(value) not in index:
-                raise TaskcliError(f"unknown label '{value}' in the data", f"known labels: {', '.join(index)}")
-            value = index[str(value)]
         array = audio.load(row["audio"], rate)
         values = fe(array, sampling_rate=rate, max_length=max_len, truncation=True).input_values[0]
-        return {"input_values": values, "labels": value}
+        return {"input_values": values, "labels": classification_common.label_id(row["label"], index)}
 
     return ds.map(encode, remove_columns=ds.column_names)
 
@@ -95,20 +82,6 @@ def collator(run):
     return AudioCollator(bool(getattr(run.processor, "return_attention_mask", False)))
 
 
-def metrics(run, examples, features):
-    import numpy as np
-
-    from taskcli.metrics import classification
-
-    names = run.labels
-
-    def compute(pred):
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        return classification(np.argmax(logits, axis=-1), pred.label_ids, names)
-
-    return compute
-
-
 def read_inputs(run, args, options):
     from taskcli import audio
 
@@ -135,8 +108,7 @@ def predict(run, model, inputs, options):
     arrays = [cache[x] if isinstance(x, str) and x in cache else audio.load(x, rate) for x in inputs]
     masked = bool(getattr(fe, "return_attention_mask", False))
     bs = int(options.get("batch_size") or 8) if masked else 1
-    k = min(int(options.get("top_k") or 1), model.config.num_labels)
-    id2label = model.config.id2label
+    k = int(options.get("top_k") or 1)
     device = model.device
 
     def forward(idx):
@@ -144,16 +116,10 @@ def predict(run, model, inputs, options):
                    return_attention_mask=masked)
         kw = {"attention_mask": feats.attention_mask.to(device)} if masked else {}
         with torch.inference_mode():
-            probs = model(feats.input_values.to(device, model.dtype), **kw).logits.float().softmax(-1).cpu()
-        scores, ids = probs.topk(k, dim=-1)
-        return [{"labels": [{"label": id2label[int(i)], "score": float(s)} for s, i in zip(srow, irow)]}
-                for srow, irow in zip(scores.tolist(), ids.tolist())]
+            logits = model(feats.input_values.to(device, model.dtype), **kw).logits
+        return classification_common.top_k(logits, k, model.config.id2label)
 
     return run_sorted([len(a) for a in arrays], bs, forward)
-
-
-def render(path, result):
-    return [{"label": r["label"], "score": f"{r['score']:.4f}"} for r in result["labels"]]
 
 
 TASK = Task(
@@ -171,10 +137,10 @@ TASK = Task(
     load_model=load_model,
     preprocess=preprocess,
     collator=collator,
-    metrics=metrics,
+    metrics=classification_common.metrics,
     read_inputs=read_inputs,
     predict=predict,
-    render=render,
+    render=classification_common.render,
     labels=labels,
     params=Params,
     cross_entropy_loss=True,

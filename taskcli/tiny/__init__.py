@@ -15,7 +15,7 @@ from pathlib import Path
 
 from taskcli.errors import TaskcliError
 
-_MODULES = ("taskcli.tiny.text", "taskcli.tiny.lm", "taskcli.tiny.speech")
+_MODULES = ("taskcli.tiny.text", "taskcli.tiny.lm", "taskcli.tiny.speech", "taskcli.tiny.vision")
 
 
 def builders() -> dict:

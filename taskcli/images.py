@@ -1,0 +1,101 @@
+"""Image input, done once for every vision task: find files, decode with Pillow, apply EXIF orientation, convert
+to RGB. As transformers' `load_image` (the pipelines) and its processors do, an alpha channel is dropped, not
+composited: the pixels under transparent areas are what the model sees, whichever path the image takes.
+
+Dataset image columns may hold a path, a datasets `Image` value (a PIL image, or an undecoded {"bytes", "path"}
+dict) or a PIL image; :func:`load` takes any of them. No torchvision: the image processors' Pillow backend does the
+resizing and normalising.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+from taskcli.errors import TaskcliError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+_FIX = "check the file (a JPEG/PNG/WebP/BMP/TIFF image), or pass --skip-bad to skip it"
+
+
+class BadImage(TaskcliError):
+    """One unreadable image; ``path`` names it."""
+
+    def __init__(self, path: str, why: str):
+        self.path = path
+        super().__init__(f"cannot read image {path}: {why}", _FIX)
+
+
+def _rgb(image):
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def load(source):
+    """An RGB PIL image from a path, a {"bytes", "path"} dict or a PIL image."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(source, Image.Image):
+        return _rgb(source)
+    name = str(source.get("path") or "<image bytes>") if isinstance(source, dict) else str(source)
+    if isinstance(source, dict):
+        if source.get("bytes"):
+            source = io.BytesIO(source["bytes"])
+        elif source.get("path"):
+            source = source["path"]
+        else:
+            raise BadImage(name, "the image entry has neither bytes nor a path")
+    if not isinstance(source, io.BytesIO):
+        path = Path(str(source)).expanduser()
+        if not path.exists():
+            raise BadImage(name, "no such file")
+        if path.is_dir():
+            raise BadImage(name, "it is a directory")
+        if path.stat().st_size == 0:
+            raise BadImage(name, "the file is empty")
+        source = path
+    try:
+        with Image.open(source) as image:
+            image.load()  # decode now: a truncated file fails here, not later inside a batch
+            return _rgb(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        why = "not an image Pillow can read" if isinstance(err, UnidentifiedImageError) else f"{err}"[:120]
+        raise BadImage(name, why) from None
+
+
+def load_many(sources: list, skip_bad: bool = False) -> tuple[list, list[int]]:
+    """(images, kept indices). Without skip_bad the first bad file raises; with it, each is reported and skipped."""
+    images, kept = [], []
+    for i, src in enumerate(sources):
+        try:
+            images.append(load(src))
+        except BadImage as err:
+            if not skip_bad:
+                raise
+            print(f"skipped: {err.message}", file=sys.stderr)
+            continue
+        kept.append(i)
+    return images, kept
+
+
+def expand_inputs(args: list[str]) -> list[str]:
+    """`taskcli infer` arguments -> image paths (see files.expand_inputs)."""
+    from taskcli import files
+
+    return files.expand_inputs(args, IMAGE_SUFFIXES, "image")
+
+
+def has_images(folder: Path) -> bool:
+    from taskcli import files
+
+    return files.has_media(folder, IMAGE_SUFFIXES)
+
+
+def load_folder(root: Path):
+    """DatasetDict from an image folder (see files.load_folder); image paths in column 'image'."""
+    from taskcli import files
+
+    return files.load_folder(root, IMAGE_SUFFIXES, "image")

@@ -1,0 +1,140 @@
+"""image-classification: image file -> top-k labels with scores (ViT, ConvNeXT & co + a classification head).
+
+Data: a hub dataset with an image column, a folder per label (photos/<label>/*.jpg), an imagefolder with
+metadata.csv/jsonl, or CSV/JSONL with path + label columns. Images are decoded per batch (taskcli.images) rather
+than stored as pixel arrays, so a large dataset costs no extra disk; training images get a random resized crop
+and a horizontal flip (params.augment), then the checkpoint's image processor resizes and normalises them.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskcli.errors import TaskcliError
+from taskcli.task import Task
+from taskcli.tasks import classification_common
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    augment: bool = Field(True, description="training only: random resized crop + horizontal flip")
+    crop_scale: tuple[float, float] = Field((0.6, 1.0), description="augment: crop area range, fraction of the image")
+
+
+def labels(run, dsd) -> list[str]:
+    return classification_common.class_names(dsd, "image")
+
+
+def load_processor(run):
+    from transformers import AutoImageProcessor
+
+    return AutoImageProcessor.from_pretrained(run.model_source, **run.pretrained_kwargs())
+
+
+def augmented(image, scale: tuple[float, float]):
+    """Random resized crop (area in `scale`, aspect 3/4..4/3) and a coin-flip mirror, on the Python RNG (the
+    Trainer seeds it, and DataLoader workers reseed it per worker)."""
+    import math
+    import random
+
+    from PIL import ImageOps
+
+    w, h = image.size
+    for _ in range(10):
+        area = w * h * random.uniform(*scale)
+        aspect = math.exp(random.uniform(math.log(3 / 4), math.log(4 / 3)))
+        cw, ch = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+        if 0 < cw <= w and 0 < ch <= h:
+            left, top = random.randint(0, w - cw), random.randint(0, h - ch)
+            image = image.crop((left, top, left + cw, top + ch))
+            break
+    return ImageOps.mirror(image) if random.random() < 0.5 else image
+
+
+def preprocess(run, ds, training):
+    """Keep the image reference and the label id; decoding happens per batch in the collator."""
+    from taskcli import images
+
+    index = {n: i for i, n in enumerate(run.labels or [])}
+    augment = training and run.params.augment
+    scale = tuple(run.params.crop_scale)
+
+    def transform(batch):
+        out = [images.load(x) for x in batch["image"]]
+        if augment:
+            out = [augmented(x, scale) for x in out]
+        return {"image": out, "labels": [classification_common.label_id(v, index) for v in batch["label"]]}
+
+    return ds.select_columns(["image", "label"]).with_transform(transform)
+
+
+class ImageCollator:
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, rows):
+        import torch
+
+        batch = self.processor([r["image"] for r in rows], return_tensors="pt")
+        return {"pixel_values": batch["pixel_values"],
+                "labels": torch.tensor([int(r["labels"]) for r in rows], dtype=torch.long)}
+
+
+def collator(run):
+    return ImageCollator(run.processor)
+
+
+def read_inputs(run, args, options):
+    from taskcli import images
+
+    paths = images.expand_inputs(args)
+    decoded, kept = images.load_many(paths, bool(options.get("skip_bad")))
+    if paths and not kept:
+        raise TaskcliError("none of the inputs could be read", "see the messages above")
+    kept_paths = [paths[i] for i in kept]
+    options["_decoded"] = dict(zip(kept_paths, decoded))
+    return kept_paths
+
+
+def predict(run, model, inputs, options):
+    """Batches of `batch_size` images (all resized alike, so no sorting needed); softmax top-k as the pipeline."""
+    import torch
+
+    from taskcli import images
+
+    cache = options.get("_decoded") or {}
+    bs = int(options.get("batch_size") or 32)
+    k = int(options.get("top_k") or 1)
+    out: list[dict] = []
+    for start in range(0, len(inputs), bs):
+        chunk = [cache[x] if isinstance(x, str) and x in cache else images.load(x) for x in inputs[start:start + bs]]
+        pixels = run.processor(chunk, return_tensors="pt")["pixel_values"].to(model.device, model.dtype)
+        with torch.inference_mode():
+            logits = model(pixel_values=pixels).logits
+        out.extend(classification_common.top_k(logits, k, model.config.id2label))
+    return out
+
+
+TASK = Task(
+    name="image-classification",
+    aliases=("image-cls", "image-classify", "img-cls"),
+    summary="Label an image (objects, scenes, products, defects)",
+    modality="image",
+    metric_names=("accuracy", "f1"),
+    best_metric="accuracy",
+    columns={"image": "image file path (or a hub Image column)", "label": "class name or ClassLabel id"},
+    sample="image-classification",
+    default_recipe="vit",
+    auto_model="AutoModelForImageClassification",
+    load_processor=load_processor,
+    preprocess=preprocess,
+    collator=collator,
+    metrics=classification_common.metrics,
+    read_inputs=read_inputs,
+    predict=predict,
+    render=classification_common.render,
+    labels=labels,
+    params=Params,
+    cross_entropy_loss=True,
+    collator_reads_raw=True,
+)
