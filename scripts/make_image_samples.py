@@ -1,4 +1,4 @@
-"""Make the bundled image-classification smoke sample: 64x64 JPEG crops of real photos, one folder per label.
+"""Make the bundled image smoke samples from real photos: 64x64 crops.
 
     .venv/bin/python scripts/make_image_samples.py
 
@@ -6,7 +6,11 @@ Sources (../shared/realdata, Apache-2.0 test files of the datasets/transformers 
   COCO/000000039769.jpg + COCO/coco_annotations.txt -> "cat" (2 boxes) and "remote" (2 boxes)
   images/test_image_rgba.png (a pug plush, RGBA)    -> "toy" (the whole picture, alpha on white)
 Each box gives several crops, jittered in scale and position and sometimes mirrored (numpy seed 0), so the
-sample is deterministic. Writes taskcli/samples/image-classification/<label>/<label>_NN.jpg.
+samples are deterministic. Writes
+  taskcli/samples/image-classification/<label>/<label>_NN.jpg                       (folder per label)
+  taskcli/samples/image-segmentation/images/seg_NN.jpg + masks/seg_NN.png + metadata.jsonl
+The segmentation masks are real annotations: COCO's cat and remote polygons, and the toy's alpha channel;
+class ids 0 background, 1 cat, 2 remote, 3 toy, as palette PNGs.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / ".." / "shared" / "realdata"
 OUT = ROOT / "taskcli" / "samples" / "image-classification"
+SEG_OUT = ROOT / "taskcli" / "samples" / "image-segmentation"
+SEG_CLASSES = ["background", "cat", "remote", "toy"]
 SIZE = 64
 PER_CLASS = 8
 CATEGORIES = {17: "cat", 75: "remote"}
@@ -61,6 +67,48 @@ def main() -> None:
         for i, img in enumerate(images):
             img.save(OUT / label / f"{label}_{i:02d}.jpg", quality=90)
     print(f"wrote {sum(len(v) for v in made.values())} images in {len(made)} classes to {OUT}")
+    segmentation(coco, toy_rgba=Image.open(REAL / "images" / "test_image_rgba.png").convert("RGBA"), rng=rng)
+
+
+def segmentation(coco: Image.Image, toy_rgba: Image.Image, rng) -> None:
+    anns = json.loads((REAL / "COCO" / "coco_annotations.txt").read_text())
+    mask = Image.new("L", coco.size, 0)
+    draw = ImageDraw.Draw(mask)
+    for category in (17, 75):  # cats first: the remotes lie on them
+        for ann in anns:
+            if ann["category_id"] == category:
+                for poly in ann["segmentation"]:
+                    draw.polygon([(poly[i], poly[i + 1]) for i in range(0, len(poly), 2)],
+                                 fill=SEG_CLASSES.index(CATEGORIES[category]))
+    toy = Image.alpha_composite(Image.new("RGBA", toy_rgba.size, (255, 255, 255, 255)), toy_rgba).convert("RGB")
+    toy_mask = Image.fromarray(np.where(np.asarray(toy_rgba)[..., 3] > 127, 3, 0).astype(np.uint8), "L")
+    pairs = []
+    for source, label_map, n, lo, hi in ((coco, mask, 9, 200, 420), (toy, toy_mask, 3, 150, 200)):
+        for _ in range(n):
+            side = int(rng.integers(lo, hi + 1))
+            left = int(rng.integers(0, source.width - side + 1))
+            top = int(rng.integers(0, source.height - side + 1))
+            box = (left, top, left + side, top + side)
+            image = source.crop(box).resize((SIZE, SIZE), Image.BICUBIC)
+            target = label_map.crop(box).resize((SIZE, SIZE), Image.NEAREST)
+            if rng.random() < 0.5:
+                image, target = ImageOps.mirror(image), ImageOps.mirror(target)
+            pairs.append((image, target))
+    if SEG_OUT.exists():
+        shutil.rmtree(SEG_OUT)
+    (SEG_OUT / "images").mkdir(parents=True)
+    (SEG_OUT / "masks").mkdir()
+    palette = [0, 0, 0, 220, 120, 40, 60, 160, 220, 240, 240, 240] + [0] * (256 * 3 - 12)
+    rows = []
+    for i, (image, target) in enumerate(pairs):
+        image.save(SEG_OUT / "images" / f"seg_{i:02d}.jpg", quality=90)
+        target = target.convert("P")
+        target.putpalette(palette)
+        target.save(SEG_OUT / "masks" / f"seg_{i:02d}.png")
+        rows.append({"file_name": f"images/seg_{i:02d}.jpg", "mask": f"masks/seg_{i:02d}.png"})
+    (SEG_OUT / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (SEG_OUT / "labels.json").write_text(json.dumps(dict(enumerate(SEG_CLASSES)), indent=1) + "\n")
+    print(f"wrote {len(pairs)} image/mask pairs to {SEG_OUT}")
 
 
 if __name__ == "__main__":

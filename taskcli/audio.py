@@ -147,6 +147,15 @@ def expand_inputs(args: list[str]) -> list[str]:
     return files.expand_inputs(args, AUDIO_SUFFIXES, "audio")
 
 
+def read_inputs(args: list[str], options: dict, rate: int) -> list[str]:
+    """`taskcli infer` arguments -> the audio paths that decoded (at `rate`); see files.keep_decoded."""
+    from taskcli import files
+
+    paths = expand_inputs(args)
+    arrays, kept = load_many(paths, rate, bool(options.get("skip_bad")))
+    return files.keep_decoded(paths, arrays, kept, options)
+
+
 def has_audio(folder: Path) -> bool:
     from taskcli import files
 

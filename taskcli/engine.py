@@ -239,6 +239,7 @@ def training_arguments(run: Run, output_dir: str, for_eval: bool = False):
         disable_tqdm=True,
         dataloader_num_workers=t.dataloader_num_workers,
         remove_unused_columns=not run.task.collator_reads_raw,
+        batch_eval_metrics=run.task.batch_eval_metrics,
         use_cpu=not torch.cuda.is_available(),
     )
     if for_eval:

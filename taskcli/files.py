@@ -51,6 +51,16 @@ def expand_inputs(args: list[str], suffixes: set[str], kind: str) -> list[str]:
     return out
 
 
+def keep_decoded(paths: list[str], decoded: list, kept: list[int], options: dict) -> list[str]:
+    """The inputs that decoded (--skip-bad reported the rest), with their decoded values cached in
+    options["_decoded"] so predict does not decode them again."""
+    if paths and not kept:
+        raise TaskcliError("none of the inputs could be read", "see the messages above")
+    kept_paths = [paths[i] for i in kept]
+    options["_decoded"] = dict(zip(kept_paths, decoded))
+    return kept_paths
+
+
 def has_media(folder: Path, suffixes: set[str]) -> bool:
     return any(_is_media(p, suffixes) for p in folder.rglob("*"))
 
@@ -74,6 +84,16 @@ def _read_metadata(path: Path) -> list[dict]:
     return rows
 
 
+def _resolved(value, base: Path):
+    """A metadata value naming a file relative to the metadata file -> its absolute path; others unchanged."""
+    if not isinstance(value, str) or not value or "\n" in value or len(value) > 1024:
+        return value
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return value
+    return str((base / path).resolve()) if (base / path).is_file() else value
+
+
 def _folder_rows(root: Path, suffixes: set[str], column: str) -> list[dict]:
     """Rows of one split folder: from its metadata file, or one folder per label."""
     meta = next((root / n for n in _META_NAMES if (root / n).is_file()), None)
@@ -84,10 +104,10 @@ def _folder_rows(root: Path, suffixes: set[str], column: str) -> list[dict]:
             raise TaskcliError(f"{meta} has no file_name column", f"columns: {', '.join(rows[0])}")
         out = []
         for row in rows:
-            row = dict(row)
-            rel = row.pop(key)
-            path = Path(str(rel)).expanduser()
-            out.append({column: str(path if path.is_absolute() else (meta.parent / path).resolve()), **row})
+            path = Path(str(row.pop(key))).expanduser()
+            file = str(path if path.is_absolute() else (meta.parent / path).resolve())
+            # other columns naming files next to it (e.g. a segmentation mask) become absolute paths too
+            out.append({column: file, **{k: _resolved(v, meta.parent) for k, v in row.items()}})
         return out
     found = sorted(p for p in root.rglob("*") if _is_media(p, suffixes))
     rows = [{column: str(p.resolve()), "label": p.parent.name} for p in found if p.parent != root]

@@ -66,6 +66,34 @@ def load(source):
         raise BadImage(name, why) from None
 
 
+def load_mask(source):
+    """A segmentation map as an int64 array [H, W] of class ids, from a single-channel image (L, P or I mode:
+    palette indices are the ids, as in VOC/ADE-style PNGs). Colour-coded RGB masks are refused."""
+    import numpy as np
+    from PIL import Image
+
+    if isinstance(source, np.ndarray):
+        return source.astype(np.int64)
+    name = str(source.get("path") or "<mask bytes>") if isinstance(source, dict) else str(source)
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        raw = io.BytesIO(source["bytes"]) if isinstance(source, dict) and source.get("bytes") else (
+            source.get("path") if isinstance(source, dict) else source)
+        if raw is None or (not isinstance(raw, io.BytesIO) and not Path(str(raw)).is_file()):
+            raise BadImage(name, "no such file")
+        try:
+            with Image.open(raw) as opened:
+                opened.load()
+                image = opened.copy()
+        except (OSError, SyntaxError, ValueError) as err:
+            raise BadImage(name, f"{err}"[:120]) from None
+    if image.mode not in ("L", "P", "I", "I;16", "1"):
+        raise TaskcliError(f"segmentation mask {name} is {image.mode}, not single-channel class ids",
+                           "save masks as 8-bit greyscale or palette PNGs whose pixel values are the class ids")
+    return np.asarray(image, dtype=np.int64)
+
+
 def load_many(sources: list, skip_bad: bool = False) -> tuple[list, list[int]]:
     """(images, kept indices). Without skip_bad the first bad file raises; with it, each is reported and skipped."""
     images, kept = [], []
@@ -86,6 +114,15 @@ def expand_inputs(args: list[str]) -> list[str]:
     from taskcli import files
 
     return files.expand_inputs(args, IMAGE_SUFFIXES, "image")
+
+
+def read_inputs(args: list[str], options: dict) -> list[str]:
+    """`taskcli infer` arguments -> the image paths that decoded; see files.keep_decoded."""
+    from taskcli import files
+
+    paths = expand_inputs(args)
+    decoded, kept = load_many(paths, bool(options.get("skip_bad")))
+    return files.keep_decoded(paths, decoded, kept, options)
 
 
 def has_images(folder: Path) -> bool:

@@ -29,6 +29,31 @@ def classification(preds, refs, labels: list[str]) -> dict:
     }
 
 
+def segmentation(confusion, labels: list[str]) -> dict:
+    """Semantic segmentation scores from a pixel confusion matrix [true, predicted] (ignored pixels left out).
+
+    mean_iou averages IoU over the classes present in the references or the predictions; mean_accuracy
+    (per-class recall) over the classes present in the references; overall_accuracy is the pixel accuracy
+    (the conventions of `evaluate`'s mean_iou).
+    """
+    import numpy as np
+
+    cm = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(cm)
+    true, pred = cm.sum(axis=1), cm.sum(axis=0)
+    union = true + pred - tp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, tp / union, np.nan)
+        acc = np.where(true > 0, tp / true, np.nan)
+    total = cm.sum()
+    return {
+        "mean_iou": float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0,
+        "mean_accuracy": float(np.nanmean(acc)) if np.isfinite(acc).any() else 0.0,
+        "overall_accuracy": float(tp.sum() / total) if total else 0.0,
+        "per_class_iou": {str(name): (None if np.isnan(v) else float(v)) for name, v in zip(labels, iou)},
+    }
+
+
 def entity_level(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dict:
     """seqeval (CoNLL entity matching): micro precision/recall/F1, token accuracy, per-entity scores."""
     from seqeval.metrics import accuracy_score, classification_report

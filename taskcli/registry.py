@@ -18,6 +18,7 @@ _MODULES = (
     "summarization",
     "translation",
     "image_classification",
+    "image_segmentation",
     "audio_classification",
     "speech_recognition",
 )

@@ -84,6 +84,9 @@ class Task:
     # True when preprocess leaves raw columns (e.g. image paths) for the collator to decode per batch: the Trainer
     # must then pass every column through instead of dropping those the model's forward does not name
     collator_reads_raw: bool = False
+    # True when the metrics function is called per eval batch, fn(pred, compute_result), and keeps its own running
+    # totals (e.g. a pixel confusion matrix): the Trainer then holds no logits/labels for the whole eval set
+    batch_eval_metrics: bool = False
     greater_is_better: bool = True
     # zero-argument factories of TrainerCallbacks this task adds (e.g. perplexity from eval_loss)
     callbacks: tuple[Callable[[], Any], ...] = ()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskcli.errors import TaskcliError
 from taskcli.task import Task
 from taskcli.tasks import classification_common
 
@@ -85,13 +84,7 @@ def collator(run):
 def read_inputs(run, args, options):
     from taskcli import audio
 
-    paths = audio.expand_inputs(args)
-    arrays, kept = audio.load_many(paths, run.processor.sampling_rate, bool(options.get("skip_bad")))
-    if paths and not kept:
-        raise TaskcliError("none of the inputs could be read", "see the messages above")
-    kept_paths = [paths[i] for i in kept]
-    options["_decoded"] = dict(zip(kept_paths, arrays))
-    return kept_paths
+    return audio.read_inputs(args, options, run.processor.sampling_rate)
 
 
 def predict(run, model, inputs, options):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskcli.errors import TaskcliError
 from taskcli.task import Task
 from taskcli.tasks import classification_common
 
@@ -87,13 +86,7 @@ def collator(run):
 def read_inputs(run, args, options):
     from taskcli import images
 
-    paths = images.expand_inputs(args)
-    decoded, kept = images.load_many(paths, bool(options.get("skip_bad")))
-    if paths and not kept:
-        raise TaskcliError("none of the inputs could be read", "see the messages above")
-    kept_paths = [paths[i] for i in kept]
-    options["_decoded"] = dict(zip(kept_paths, decoded))
-    return kept_paths
+    return images.read_inputs(args, options)
 
 
 def predict(run, model, inputs, options):

@@ -296,13 +296,7 @@ def read_inputs(run, args, options):
     """Paths (files, dirs, globs, - for stdin); each decoded once here, bad ones reported (--skip-bad) or fatal."""
     from taskcli import audio
 
-    paths = audio.expand_inputs(args)
-    arrays, kept = audio.load_many(paths, run.processor.feature_extractor.sampling_rate, bool(options.get("skip_bad")))
-    if paths and not kept:
-        raise TaskcliError("none of the inputs could be read", "see the messages above")
-    kept_paths = [paths[i] for i in kept]
-    options["_decoded"] = dict(zip(kept_paths, arrays))
-    return kept_paths
+    return audio.read_inputs(args, options, run.processor.feature_extractor.sampling_rate)
 
 
 def _arrays(run, inputs, options):

@@ -1,6 +1,6 @@
-"""Tiny vision checkpoints: ViT and ConvNeXT backbones with their image processors (no tokenizer: the strings the
-engine passes, file paths and labels, are ignored). Like the real `google/vit-base-patch16-224-in21k` they ship no
-classification head; the task adds one sized for the labels.
+"""Tiny vision checkpoints: ViT, ConvNeXT and SegFormer backbones with their image processors (no tokenizer: the
+strings the engine passes, file paths and labels, are ignored). Like the real `google/vit-base-patch16-224-in21k`
+and `nvidia/mit-b0` they ship no task head; the task adds one sized for its labels.
 
 The smoke images are 64 px; the models see 32 px (`image_size`), which keeps a CPU step in milliseconds.
 """
@@ -32,4 +32,36 @@ def convnext(out_dir: Path, texts: list[str], overrides: dict) -> None:
     ConvNextImageProcessor(size={"shortest_edge": cfg["image_size"]}, crop_pct=0.875).save_pretrained(out_dir)
 
 
-BUILDERS = {"vit": vit, "convnext": convnext}
+def segformer(out_dir: Path, texts: list[str], overrides: dict) -> None:
+    """A two-stage MiT encoder (the real B0 has four); the task adds the all-MLP decode head for its labels."""
+    from transformers import SegformerConfig, SegformerImageProcessor, SegformerModel
+
+    overrides = dict(overrides)
+    size = int(overrides.pop("image_size", 64))
+    cfg = dict(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[16, 32], patch_sizes=[7, 3],
+               strides=[4, 2], num_attention_heads=[1, 2], mlp_ratios=[2, 2], decoder_hidden_size=32)
+    cfg.update(overrides)
+    SegformerModel(SegformerConfig(**cfg)).save_pretrained(out_dir)
+    SegformerImageProcessor(size={"height": size, "width": size}, do_reduce_labels=False).save_pretrained(out_dir)
+
+
+def mask2former(out_dir: Path, texts: list[str], overrides: dict) -> None:
+    """A tiny Swin backbone (4 stages) under Mask2Former's pixel decoder and a 2-layer masked-attention decoder.
+    Sizes are multiples of 32 (the pixel decoder's GroupNorm) and images 64 px (the smallest that fits)."""
+    from transformers import Mask2FormerConfig, Mask2FormerImageProcessor, Mask2FormerModel, SwinConfig
+
+    overrides = dict(overrides)
+    size = int(overrides.pop("image_size", 64))
+    swin = SwinConfig(image_size=size, patch_size=4, embed_dim=32, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
+                      window_size=4, out_features=["stage1", "stage2", "stage3", "stage4"])
+    cfg = dict(feature_size=32, mask_feature_size=32, hidden_dim=32, encoder_feedforward_dim=64, dim_feedforward=64,
+               encoder_layers=1, decoder_layers=2, num_attention_heads=2, num_queries=8, common_stride=4,
+               train_num_points=1024)  # the released 12,544 sampled points exceed a 64 px mask's 4,096 pixels
+    cfg.update(overrides)
+    Mask2FormerModel(Mask2FormerConfig(backbone_config=swin, use_pretrained_backbone=False, **cfg)
+                     ).save_pretrained(out_dir)
+    Mask2FormerImageProcessor(size={"height": size, "width": size}, do_reduce_labels=False, ignore_index=255
+                              ).save_pretrained(out_dir)
+
+
+BUILDERS = {"vit": vit, "convnext": convnext, "segformer": segformer, "mask2former": mask2former}

@@ -1,0 +1,277 @@
+"""image-segmentation (semantic): image -> a class id per pixel, with a per-pixel classifier (SegFormer & co) or a
+universal mask-classification model (Mask2Former, MaskFormer) trained on the same semantic maps.
+
+Data: rows of an image and a mask, a single-channel PNG whose pixel values are class ids (palette PNGs work:
+the palette index is the id), from a hub dataset, an imagefolder with metadata.jsonl/csv (`file_name`, `mask`),
+or CSV/JSONL with two path columns. Class names come from `data.labels` or an id2label JSON
+(`params.labels_file`: a local path, or `hub-repo:file` such as huggingface/label-files' ADE20k list). Pixels
+equal to `params.ignore_index` (255) count neither in the loss nor in the scores; `params.reduce_labels` maps id 0
+to ignore and shifts the rest down (ADE20k's "other").
+
+Eval: mean IoU, mean accuracy, overall pixel accuracy and per-class IoU, from a confusion matrix summed batch by
+batch at the processor's resolution, so no logits are held for the whole eval set. A universal model's class and
+mask predictions are combined into per-class scores as its processor's semantic post-processing does, and its
+reference map is rebuilt from the binary masks the processor made of it.
+Infer: the label map at the input's own size (the processor's own post-processing, as the pipeline), per-class
+pixel shares, and with --save-masks DIR the maps as PNGs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskcli.errors import TaskcliError
+from taskcli.task import Task
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    labels_file: str | None = Field(None, description="id2label JSON: a local path or 'hub/dataset-repo:file.json'")
+    ignore_index: int = Field(255, ge=0, description="mask value that marks unlabelled pixels")
+    reduce_labels: bool = Field(False, description="id 0 is 'other': ignore it and shift the other ids down by one")
+    augment: bool = Field(True, description="training only: random horizontal flip of image and mask together")
+
+
+def labels(run, dsd) -> list[str]:
+    import json
+
+    source = run.params.labels_file
+    if not source:
+        raise TaskcliError("image-segmentation needs its class names",
+                           "set data.labels: [background, ...] (in id order) or params.labels_file: id2label.json")
+    path = Path(source).expanduser()
+    if not path.is_file() and ":" in source and not path.exists():
+        repo, _, filename = source.partition(":")
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(repo, filename, repo_type="dataset"))
+        except Exception as err:  # noqa: BLE001 - offline or missing: say which file
+            raise TaskcliError(f"cannot fetch labels file {source}: {str(err).splitlines()[0][:160]}",
+                               "give a local id2label JSON in params.labels_file, or data.labels") from None
+    if not path.is_file():
+        raise TaskcliError(f"labels file not found: {source}", "a JSON {\"0\": \"name\", ...} or a list of names")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    names = doc if isinstance(doc, list) else [doc[k] for k in sorted(doc, key=int)]
+    return [str(n) for n in names]
+
+
+UNIVERSAL = ("mask2former", "maskformer", "oneformer")  # mask classification: (class, binary mask) per query
+
+
+def load_processor(run):
+    from transformers import AutoConfig, AutoImageProcessor
+
+    kw = run.pretrained_kwargs()
+    universal = AutoConfig.from_pretrained(run.model_source, **kw).model_type in UNIVERSAL
+    run.state["universal"] = universal
+    extra = {"ignore_index": run.params.ignore_index} if universal else {}
+    return AutoImageProcessor.from_pretrained(run.model_source, do_reduce_labels=run.params.reduce_labels, **extra, **kw)
+
+
+def load_model(run, source, label_names):
+    import transformers
+
+    auto = transformers.AutoModelForUniversalSegmentation if run.state.get("universal") else \
+        transformers.AutoModelForSemanticSegmentation
+    kw = run.pretrained_kwargs()
+    if label_names is None:
+        return auto.from_pretrained(source, **kw)
+    model = auto.from_pretrained(source, num_labels=len(label_names), id2label=dict(enumerate(label_names)),
+                                 label2id={n: i for i, n in enumerate(label_names)}, ignore_mismatched_sizes=True, **kw)
+    if hasattr(model.config, "semantic_loss_ignore_index"):
+        model.config.semantic_loss_ignore_index = run.params.ignore_index
+    return model
+
+
+def preprocess(run, ds, training):
+    """Keep image and mask references; both are decoded per batch (and flipped together when training)."""
+    from taskcli import images
+
+    flip = training and run.params.augment
+
+    def transform(batch):
+        import random
+
+        from PIL import Image, ImageOps
+
+        pairs = []
+        for image, mask in zip(batch["image"], batch["mask"]):
+            image, mask = images.load(image), images.load_mask(mask)
+            if (mask.shape[0], mask.shape[1]) != (image.height, image.width):
+                raise TaskcliError(f"mask {mask.shape[1]}x{mask.shape[0]} does not match its image "
+                                   f"{image.width}x{image.height}", "masks must have their image's size")
+            if flip and random.random() < 0.5:
+                image, mask = ImageOps.mirror(image), mask[:, ::-1].copy()
+            pairs.append((image, Image.fromarray(mask.astype("uint8"))))
+        return {"image": [p[0] for p in pairs], "mask": [p[1] for p in pairs]}
+
+    return ds.select_columns(["image", "mask"]).with_transform(transform)
+
+
+class SegmentationCollator:
+    """Semantic models get `labels` (the resized map); universal ones the processor's per-segment binary
+    `mask_labels` and their `class_labels`, plus `pixel_mask`."""
+
+    def __init__(self, processor, universal: bool):
+        self.processor = processor
+        self.universal = universal
+
+    def __call__(self, rows):
+        import numpy as np
+
+        maps = [np.asarray(r["mask"]) for r in rows]
+        batch = self.processor([r["image"] for r in rows], segmentation_maps=maps, return_tensors="pt")
+        if self.universal:
+            return {"pixel_values": batch["pixel_values"], "pixel_mask": batch["pixel_mask"],
+                    "mask_labels": list(batch["mask_labels"]), "class_labels": list(batch["class_labels"])}
+        return {"pixel_values": batch["pixel_values"], "labels": batch["labels"].long()}
+
+
+def collator(run):
+    return SegmentationCollator(run.processor, bool(run.state.get("universal")))
+
+
+def _scores(run, predictions):
+    """Per-class score maps [B, C, h, w] from a batch's model outputs (as gathered by the Trainer)."""
+    import torch
+
+    if not run.state.get("universal"):
+        logits = predictions[0] if isinstance(predictions, (tuple, list)) else predictions
+        return torch.as_tensor(logits).float()
+    classes, masks = (torch.as_tensor(x).float() for x in predictions[:2])
+    return torch.einsum("bqc,bqhw->bchw", classes.softmax(-1)[..., :-1], masks.sigmoid())
+
+
+def _reference(run, label_ids, ignore: int):
+    """The reference class map [B, H, W]: `labels`, or rebuilt from a universal model's mask/class labels."""
+    import torch
+
+    if not run.state.get("universal"):
+        return torch.as_tensor(label_ids).long()
+    mask_labels, class_labels = label_ids
+    maps = []
+    for masks, classes in zip(mask_labels, class_labels):
+        masks = torch.as_tensor(masks)
+        ref = torch.full(masks.shape[-2:], ignore, dtype=torch.long)
+        for mask, cls in zip(masks, torch.as_tensor(classes).tolist()):
+            ref[mask > 0.5] = int(cls)
+        maps.append(ref)
+    return torch.stack(maps)
+
+
+def metrics(run, examples, features):
+    """fn(pred, compute_result): adds each batch's pixels to a confusion matrix; scores it on the last batch."""
+    import torch
+    import torch.nn.functional as F
+
+    from taskcli.metrics import segmentation
+
+    n = len(run.labels)
+    ignore = run.params.ignore_index
+    state = {"cm": torch.zeros(n * n, dtype=torch.int64)}
+
+    def compute(pred, compute_result: bool = True):
+        scores, refs = _scores(run, pred.predictions).cpu(), _reference(run, pred.label_ids, ignore).cpu()
+        guess = F.interpolate(scores, size=refs.shape[-2:], mode="bilinear", align_corners=False).argmax(1)
+        keep = (refs != ignore) & (refs >= 0) & (refs < n)
+        state["cm"] += torch.bincount((refs[keep] * n + guess[keep]).cpu(), minlength=n * n)
+        if not compute_result:
+            return {}
+        result = segmentation(state["cm"].reshape(n, n).numpy(), run.labels)
+        state["cm"].zero_()
+        return result
+
+    return compute
+
+
+def read_inputs(run, args, options):
+    from taskcli import images
+
+    kept_paths = images.read_inputs(args, options)
+    save = options.get("save_masks")
+    if save:  # refuse up front, before any work, to overwrite a mask already there
+        clash = [p for p in (_mask_path(save, x) for x in kept_paths) if p.exists()]
+        if clash:
+            raise TaskcliError(f"{clash[0]} already exists", "pick another --save-masks folder or move the old masks")
+        if len({_mask_path(save, x) for x in kept_paths}) < len(kept_paths):
+            raise TaskcliError("two inputs share a file name, so their masks would overwrite each other",
+                               "run them separately or rename one")
+    return kept_paths
+
+
+def _mask_path(folder: str, source: str) -> Path:
+    return Path(folder).expanduser() / (Path(source).stem + ".png")
+
+
+def predict(run, model, inputs, options):
+    """Batches through the processor's own post-processing (upsample to each image's size, argmax)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from taskcli import images
+
+    cache = options.get("_decoded") or {}
+    bs = int(options.get("batch_size") or 8)
+    id2label = model.config.id2label
+    save = options.get("save_masks")
+    out: list[dict] = []
+    for start in range(0, len(inputs), bs):
+        chunk_inputs = inputs[start:start + bs]
+        chunk = [cache[x] if isinstance(x, str) and x in cache else images.load(x) for x in chunk_inputs]
+        batch = run.processor(chunk, return_tensors="pt")
+        kw = {"pixel_mask": batch["pixel_mask"].to(model.device)} if "pixel_mask" in batch else {}
+        with torch.inference_mode():
+            outputs = model(pixel_values=batch["pixel_values"].to(model.device, model.dtype), **kw)
+        for key, value in outputs.items():  # post-processing in fp32 whatever the model ran in
+            if torch.is_tensor(value) and value.is_floating_point():
+                outputs[key] = value.float()
+        maps = run.processor.post_process_semantic_segmentation(outputs, target_sizes=[i.size[::-1] for i in chunk])
+        for source, label_map in zip(chunk_inputs, maps):
+            ids = label_map.cpu().numpy()
+            counts = np.bincount(ids.ravel(), minlength=len(id2label))
+            segments = [{"label": id2label[int(i)], "id": int(i), "share": float(counts[i] / ids.size)}
+                        for i in np.argsort(-counts) if counts[i]]
+            result = {"segments": segments, "size": [int(ids.shape[1]), int(ids.shape[0])]}
+            if save:
+                path = _mask_path(save, str(source))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(ids.astype(np.uint8 if ids.max() < 256 else np.int32)).save(path)
+                result["mask"] = str(path)
+            out.append(result)
+    return out
+
+
+def render(item, result):
+    return [{"label": s["label"], "pixels": f"{100 * s['share']:.1f}%", **({"mask": result["mask"]} if k == 0 and
+            "mask" in result else {})} for k, s in enumerate(result["segments"])]
+
+
+TASK = Task(
+    name="image-segmentation",
+    aliases=("semantic-segmentation", "segmentation", "seg"),
+    summary="Label every pixel of an image with a class (semantic segmentation)",
+    modality="image",
+    metric_names=("mean_iou", "mean_accuracy", "overall_accuracy"),
+    best_metric="mean_iou",
+    columns={"image": "image file path (or a hub Image column)",
+             "mask": "class-id map: single-channel PNG path (or a hub Image column)"},
+    sample="image-segmentation",
+    default_recipe="segformer",
+    auto_model="AutoModelForSemanticSegmentation",
+    load_processor=load_processor,
+    load_model=load_model,
+    preprocess=preprocess,
+    collator=collator,
+    metrics=metrics,
+    read_inputs=read_inputs,
+    predict=predict,
+    render=render,
+    labels=labels,
+    params=Params,
+    collator_reads_raw=True,
+    batch_eval_metrics=True,
+)
