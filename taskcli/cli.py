@@ -219,8 +219,9 @@ def infer(
     asr_task: Optional[str] = typer.Option(None, "--task", help="ASR (Whisper): transcribe or translate."),
     timestamps: bool = typer.Option(False, "--timestamps", help="ASR: return segment times."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Audio/images: report unreadable files and go on."),
-    save_masks: Optional[str] = typer.Option(None, "--save-masks", help="image-segmentation: write label maps "
-                                                                        "(class ids) as DIR/<input name>.png."),
+    save_maps: Optional[str] = typer.Option(None, "--save-maps", "--save-masks",
+                                            help="image-segmentation: label maps as DIR/<name>.png (class ids); "
+                                                 "depth-estimation: DIR/<name>.npy (metres) + a .png preview."),
     precision: Optional[str] = typer.Option(None, "--precision", help="no (fp32), bf16, or fp16 (CUDA); "
                                                                       "same as --set infer.precision=..."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per input per line."),
@@ -232,7 +233,7 @@ def infer(
         batch_size=batch_size, top_k=top_k, question=question, context=context, max_new_tokens=max_new_tokens,
         temperature=temperature, top_p=top_p, num_beams=num_beams, do_sample=do_sample,
         seed=seed, language=language, task=asr_task, timestamps=timestamps or None, skip_bad=skip_bad or None,
-        save_masks=save_masks,
+        save_maps=save_maps,
         as_json=as_json or None,  # text-generation streams a single prompt's tokens unless --json
     ).items() if v is not None}
     sets = [*set_, f"infer.precision={precision}"] if precision is not None else set_

@@ -61,6 +61,19 @@ def keep_decoded(paths: list[str], decoded: list, kept: list[int], options: dict
     return kept_paths
 
 
+def output_paths(folder: str, sources: list[str], suffixes: tuple[str, ...]) -> dict[str, list[Path]]:
+    """Where `infer --save-maps DIR` writes each input's maps: DIR/<input stem><suffix>. Checked before any work:
+    a file already there is never replaced, and two inputs with the same stem are refused."""
+    out = {src: [Path(folder).expanduser() / (Path(src).stem + sfx) for sfx in suffixes] for src in sources}
+    clash = next((p for paths in out.values() for p in paths if p.exists()), None)
+    if clash is not None:
+        raise TaskcliError(f"{clash} already exists", "pick another --save-maps folder or move the old files")
+    if len({paths[0] for paths in out.values()}) < len(out):
+        raise TaskcliError("two inputs share a file name, so their maps would overwrite each other",
+                           "run them separately or rename one")
+    return out
+
+
 def has_media(folder: Path, suffixes: set[str]) -> bool:
     return any(_is_media(p, suffixes) for p in folder.rglob("*"))
 

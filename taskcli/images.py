@@ -66,32 +66,62 @@ def load(source):
         raise BadImage(name, why) from None
 
 
+def _name(source) -> str:
+    return str(source.get("path") or "<in-memory image>") if isinstance(source, dict) else str(source)
+
+
+def _open_map(source, unnamed: str):
+    """A per-pixel map (mask, depth) as a PIL image in its own mode: no RGB conversion, no EXIF rotation."""
+    from PIL import Image
+
+    if isinstance(source, Image.Image):
+        return source
+    name = str(source.get("path") or unnamed) if isinstance(source, dict) else str(source)
+    raw = io.BytesIO(source["bytes"]) if isinstance(source, dict) and source.get("bytes") else (
+        source.get("path") if isinstance(source, dict) else source)
+    if raw is None or (not isinstance(raw, io.BytesIO) and not Path(str(raw)).is_file()):
+        raise BadImage(name, "no such file")
+    try:
+        with Image.open(raw) as opened:
+            opened.load()
+            return opened.copy()
+    except (OSError, SyntaxError, ValueError) as err:
+        raise BadImage(name, f"{err}"[:120]) from None
+
+
 def load_mask(source):
     """A segmentation map as an int64 array [H, W] of class ids, from a single-channel image (L, P or I mode:
     palette indices are the ids, as in VOC/ADE-style PNGs). Colour-coded RGB masks are refused."""
     import numpy as np
-    from PIL import Image
 
     if isinstance(source, np.ndarray):
         return source.astype(np.int64)
-    name = str(source.get("path") or "<mask bytes>") if isinstance(source, dict) else str(source)
-    if isinstance(source, Image.Image):
-        image = source
-    else:
-        raw = io.BytesIO(source["bytes"]) if isinstance(source, dict) and source.get("bytes") else (
-            source.get("path") if isinstance(source, dict) else source)
-        if raw is None or (not isinstance(raw, io.BytesIO) and not Path(str(raw)).is_file()):
-            raise BadImage(name, "no such file")
-        try:
-            with Image.open(raw) as opened:
-                opened.load()
-                image = opened.copy()
-        except (OSError, SyntaxError, ValueError) as err:
-            raise BadImage(name, f"{err}"[:120]) from None
+    image = _open_map(source, "<mask bytes>")
     if image.mode not in ("L", "P", "I", "I;16", "1"):
-        raise TaskcliError(f"segmentation mask {name} is {image.mode}, not single-channel class ids",
+        raise TaskcliError(f"segmentation mask {_name(source)} is {image.mode}, not single-channel class ids",
                            "save masks as 8-bit greyscale or palette PNGs whose pixel values are the class ids")
     return np.asarray(image, dtype=np.int64)
+
+
+def load_depth(source, scale: float):
+    """A depth map as float32 metres [H, W]: integer images (16-bit PNG) are divided by `scale` (1000 for
+    millimetres, 256 for KITTI), float images (32-bit TIFF, a datasets float Image) and .npy arrays are taken as
+    metres. 0 marks a pixel without a measurement."""
+    import numpy as np
+
+    if isinstance(source, np.ndarray):
+        return source.astype(np.float32)
+    if isinstance(source, (str, Path)) and str(source).endswith(".npy"):
+        if not Path(source).is_file():
+            raise BadImage(str(source), "no such file")
+        return np.load(source).astype(np.float32)
+    image = _open_map(source, "<depth bytes>")
+    if image.mode == "F":
+        return np.asarray(image, dtype=np.float32)
+    if image.mode not in ("I", "I;16", "I;16B", "L"):
+        raise TaskcliError(f"depth map {_name(source)} is {image.mode}, not a single-channel depth image",
+                           "use 16-bit PNGs (millimetres, see params.depth_scale), float TIFFs or .npy (metres)")
+    return np.asarray(image, dtype=np.float32) / scale
 
 
 def load_many(sources: list, skip_bad: bool = False) -> tuple[list, list[int]]:

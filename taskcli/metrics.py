@@ -54,6 +54,32 @@ def segmentation(confusion, labels: list[str]) -> dict:
     }
 
 
+DEPTH_SUMS = ("n", "abs_rel", "sq_rel", "sq_err", "sq_log", "delta1", "delta2", "delta3")
+
+
+def depth_sums(pred, ref, valid) -> dict:
+    """Per-pixel error sums of a batch over `valid` pixels (numpy arrays), to be added up across batches."""
+    import numpy as np
+
+    p, g = np.maximum(pred[valid].astype(np.float64), 1e-6), ref[valid].astype(np.float64)
+    ratio = np.maximum(p / g, g / p)
+    return {"n": float(g.size), "abs_rel": float(np.sum(np.abs(p - g) / g)), "sq_rel": float(np.sum((p - g) ** 2 / g)),
+            "sq_err": float(np.sum((p - g) ** 2)), "sq_log": float(np.sum((np.log(p) - np.log(g)) ** 2)),
+            "delta1": float(np.sum(ratio < 1.25)), "delta2": float(np.sum(ratio < 1.25 ** 2)),
+            "delta3": float(np.sum(ratio < 1.25 ** 3))}
+
+
+def depth(sums: dict) -> dict:
+    """The usual monocular-depth scores (Eigen et al.) from summed errors: abs_rel, sq_rel, rmse, rmse_log and
+    the share of pixels within 1.25, 1.25^2, 1.25^3 of the reference."""
+    import math
+
+    n = sums["n"] or 1.0
+    return {"abs_rel": sums["abs_rel"] / n, "sq_rel": sums["sq_rel"] / n, "rmse": math.sqrt(sums["sq_err"] / n),
+            "rmse_log": math.sqrt(sums["sq_log"] / n), "delta1": sums["delta1"] / n, "delta2": sums["delta2"] / n,
+            "delta3": sums["delta3"] / n}
+
+
 def entity_level(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dict:
     """seqeval (CoNLL entity matching): micro precision/recall/F1, token accuracy, per-entity scores."""
     from seqeval.metrics import accuracy_score, classification_report

@@ -1,4 +1,4 @@
-"""image-segmentation end to end on a tiny SegFormer: finetune --smoke -> eval -> infer (--save-masks), parity
+"""image-segmentation end to end on a tiny SegFormer: finetune --smoke -> eval -> infer (--save-maps), parity
 with transformers.pipeline, masks and labels input, and the IoU scores against scikit-learn."""
 
 import json
@@ -45,7 +45,7 @@ def test_infer_saves_masks_and_matches_pipeline(cli, seg_dir, tmp_path):
     from transformers import pipeline
 
     inputs = [str(COCO), str(SAMPLE / "images" / "seg_03.jpg"), str(SAMPLE / "images" / "seg_10.jpg")]
-    result = cli("infer", "seg", *inputs, "--model", seg_dir, "--save-masks", tmp_path / "masks", "--json")
+    result = cli("infer", "seg", *inputs, "--model", seg_dir, "--save-maps", tmp_path / "masks", "--json")
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
     pipe = pipeline("image-segmentation", model=str(seg_dir), device="cpu")
@@ -72,7 +72,7 @@ def test_infer_saves_masks_and_matches_pipeline(cli, seg_dir, tmp_path):
 def test_existing_masks_are_not_overwritten(cli, seg_dir, tmp_path):
     (tmp_path / "masks").mkdir()
     (tmp_path / "masks" / "seg_03.png").write_bytes(b"precious")
-    result = cli("infer", "seg", SAMPLE / "images" / "seg_03.jpg", "--model", seg_dir, "--save-masks", tmp_path / "masks")
+    result = cli("infer", "seg", SAMPLE / "images" / "seg_03.jpg", "--model", seg_dir, "--save-maps", tmp_path / "masks")
     assert result.exit_code == 1 and "already exists" in result.stderr and "Traceback" not in result.stderr
     assert (tmp_path / "masks" / "seg_03.png").read_bytes() == b"precious"
 

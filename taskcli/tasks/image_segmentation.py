@@ -13,7 +13,7 @@ batch at the processor's resolution, so no logits are held for the whole eval se
 mask predictions are combined into per-class scores as its processor's semantic post-processing does, and its
 reference map is rebuilt from the binary masks the processor made of it.
 Infer: the label map at the input's own size (the processor's own post-processing, as the pipeline), per-class
-pixel shares, and with --save-masks DIR the maps as PNGs.
+pixel shares, and with --save-maps DIR the maps as PNGs.
 """
 
 from __future__ import annotations
@@ -188,22 +188,12 @@ def metrics(run, examples, features):
 
 
 def read_inputs(run, args, options):
-    from taskcli import images
+    from taskcli import files, images
 
     kept_paths = images.read_inputs(args, options)
-    save = options.get("save_masks")
-    if save:  # refuse up front, before any work, to overwrite a mask already there
-        clash = [p for p in (_mask_path(save, x) for x in kept_paths) if p.exists()]
-        if clash:
-            raise TaskcliError(f"{clash[0]} already exists", "pick another --save-masks folder or move the old masks")
-        if len({_mask_path(save, x) for x in kept_paths}) < len(kept_paths):
-            raise TaskcliError("two inputs share a file name, so their masks would overwrite each other",
-                               "run them separately or rename one")
+    if options.get("save_maps"):  # checked up front: nothing is overwritten, no work is wasted
+        options["_outputs"] = files.output_paths(options["save_maps"], kept_paths, (".png",))
     return kept_paths
-
-
-def _mask_path(folder: str, source: str) -> Path:
-    return Path(folder).expanduser() / (Path(source).stem + ".png")
 
 
 def predict(run, model, inputs, options):
@@ -217,7 +207,7 @@ def predict(run, model, inputs, options):
     cache = options.get("_decoded") or {}
     bs = int(options.get("batch_size") or 8)
     id2label = model.config.id2label
-    save = options.get("save_masks")
+    targets = options.get("_outputs") or {}
     out: list[dict] = []
     for start in range(0, len(inputs), bs):
         chunk_inputs = inputs[start:start + bs]
@@ -236,8 +226,8 @@ def predict(run, model, inputs, options):
             segments = [{"label": id2label[int(i)], "id": int(i), "share": float(counts[i] / ids.size)}
                         for i in np.argsort(-counts) if counts[i]]
             result = {"segments": segments, "size": [int(ids.shape[1]), int(ids.shape[0])]}
-            if save:
-                path = _mask_path(save, str(source))
+            if source in targets:
+                path = targets[source][0]
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(ids.astype(np.uint8 if ids.max() < 256 else np.int32)).save(path)
                 result["mask"] = str(path)

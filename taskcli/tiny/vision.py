@@ -64,4 +64,17 @@ def mask2former(out_dir: Path, texts: list[str], overrides: dict) -> None:
                               ).save_pretrained(out_dir)
 
 
-BUILDERS = {"vit": vit, "convnext": convnext, "segformer": segformer, "mask2former": mask2former}
+def glpn(out_dir: Path, texts: list[str], overrides: dict) -> None:
+    """GLPN: a four-stage MiT encoder and its lightweight decoder; the depth head is part of the checkpoint
+    (`max_depth`: 10 m as NYU's, 80 m as KITTI's)."""
+    from transformers import GLPNConfig, GLPNForDepthEstimation, GLPNImageProcessor
+
+    cfg = dict(num_encoder_blocks=4, depths=[1, 1, 1, 1], sr_ratios=[4, 2, 1, 1], hidden_sizes=[8, 16, 32, 64],
+               patch_sizes=[7, 3, 3, 3], strides=[4, 2, 2, 2], num_attention_heads=[1, 1, 2, 2],
+               mlp_ratios=[2, 2, 2, 2], decoder_hidden_size=16, max_depth=10, head_in_index=-1)
+    cfg.update(overrides)
+    GLPNForDepthEstimation(GLPNConfig(**cfg)).save_pretrained(out_dir)
+    GLPNImageProcessor(size_divisor=32).save_pretrained(out_dir)
+
+
+BUILDERS = {"vit": vit, "convnext": convnext, "segformer": segformer, "mask2former": mask2former, "glpn": glpn}

@@ -1,0 +1,192 @@
+"""depth-estimation (monocular): image -> metric depth per pixel (GLPN; DPT-style models for eval and infer).
+
+Data: rows of an image and a depth map. The depth map is a 16-bit PNG divided by `params.depth_scale` (1000:
+millimetres; KITTI's 256), or a float TIFF / datasets float Image / .npy in metres. 0 marks pixels without a
+measurement; they count neither in the loss (GLPN's scale-invariant log loss masks them) nor in the scores.
+Hub dataset, imagefolder with metadata.jsonl/csv (`file_name`, `depth`), or CSV/JSONL with two path columns.
+
+Eval: abs_rel, sq_rel, rmse, rmse_log and delta1..3 (Eigen et al.) over valid pixels, summed batch by batch at the
+processor's resolution. Infer: the depth map at the input's own size via the processor's post-processing (as the
+pipeline), its range and mean, and with --save-maps DIR the map as .npy (metres) plus a greyscale .png preview.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskcli.task import Task
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    depth_scale: float = Field(1000.0, gt=0, description="integer depth images are divided by this to get metres")
+    min_depth: float = Field(1e-3, ge=0, description="scores count reference pixels deeper than this (metres)")
+    max_depth: float | None = Field(None, gt=0, description="... and not deeper than this (default: no cap)")
+    augment: bool = Field(True, description="training only: random horizontal flip of image and depth together")
+
+
+def load_processor(run):
+    from transformers import AutoImageProcessor
+
+    return AutoImageProcessor.from_pretrained(run.model_source, **run.pretrained_kwargs())
+
+
+def preprocess(run, ds, training):
+    """Keep image and depth references; both are decoded per batch (and flipped together when training)."""
+    from taskcli import images
+
+    flip = training and run.params.augment
+    scale = run.params.depth_scale
+
+    def transform(batch):
+        import random
+
+        from PIL import ImageOps
+
+        from taskcli.errors import TaskcliError
+
+        out_images, out_depths = [], []
+        for image, depth in zip(batch["image"], batch["depth"]):
+            image, depth = images.load(image), images.load_depth(depth, scale)
+            if depth.shape != (image.height, image.width):
+                raise TaskcliError(f"depth map {depth.shape[1]}x{depth.shape[0]} does not match its image "
+                                   f"{image.width}x{image.height}", "depth maps must have their image's size")
+            if flip and random.random() < 0.5:
+                image, depth = ImageOps.mirror(image), depth[:, ::-1].copy()
+            out_images.append(image)
+            out_depths.append(depth)
+        return {"image": out_images, "depth": out_depths}
+
+    return ds.select_columns(["image", "depth"]).with_transform(transform)
+
+
+class DepthCollator:
+    """pixel_values from the processor; the reference depth resized (nearest: no invented depths at edges, and
+    missing pixels stay 0) to the processed image's size."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, rows):
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+
+        pixels = self.processor([r["image"] for r in rows], return_tensors="pt")["pixel_values"]
+        depth = torch.from_numpy(np.stack([np.asarray(r["depth"], dtype=np.float32) for r in rows]))[:, None]
+        labels = F.interpolate(depth, size=pixels.shape[-2:], mode="nearest")[:, 0]
+        return {"pixel_values": pixels, "labels": labels}
+
+
+def collator(run):
+    return DepthCollator(run.processor)
+
+
+def metrics(run, examples, features):
+    """fn(pred, compute_result): sums each batch's per-pixel errors; scores them on the last batch."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from taskcli.metrics import DEPTH_SUMS, depth, depth_sums
+
+    lo, hi = run.params.min_depth, run.params.max_depth
+    totals = dict.fromkeys(DEPTH_SUMS, 0.0)
+
+    def compute(pred, compute_result: bool = True):
+        raw = pred.predictions[0] if isinstance(pred.predictions, (tuple, list)) else pred.predictions
+        refs = torch.as_tensor(pred.label_ids).float().cpu()
+        guess = torch.as_tensor(raw).float().cpu()
+        if guess.shape[-2:] != refs.shape[-2:]:
+            guess = F.interpolate(guess[:, None], size=refs.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        ref, est = refs.numpy(), guess.numpy()
+        valid = (ref > lo) & (ref <= hi if hi else np.ones_like(ref, dtype=bool))
+        for key, value in depth_sums(est, ref, valid).items():
+            totals[key] += value
+        if not compute_result:
+            return {}
+        result = depth(totals)
+        totals.update(dict.fromkeys(DEPTH_SUMS, 0.0))
+        return result
+
+    return compute
+
+
+def read_inputs(run, args, options):
+    from taskcli import files, images
+
+    kept_paths = images.read_inputs(args, options)
+    if options.get("save_maps"):  # checked up front: nothing is overwritten, no work is wasted
+        options["_outputs"] = files.output_paths(options["save_maps"], kept_paths, (".npy", ".png"))
+    return kept_paths
+
+
+def predict(run, model, inputs, options):
+    """Batches of same-size images through the processor's own post-processing (back to each input's size)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from taskcli import images
+
+    cache = options.get("_decoded") or {}
+    bs = int(options.get("batch_size") or 8)
+    targets = options.get("_outputs") or {}
+    decoded = [cache[x] if isinstance(x, str) and x in cache else images.load(x) for x in inputs]
+    by_size: dict = {}
+    for i, image in enumerate(decoded):  # the processor keeps each image's size: batch only equal sizes
+        by_size.setdefault(image.size, []).append(i)
+    out: list = [None] * len(inputs)
+    for group in by_size.values():
+        for start in range(0, len(group), bs):
+            idx = group[start:start + bs]
+            pixels = run.processor([decoded[i] for i in idx], return_tensors="pt")["pixel_values"]
+            with torch.inference_mode():
+                outputs = model(pixel_values=pixels.to(model.device, model.dtype))
+            outputs["predicted_depth"] = outputs["predicted_depth"].float()
+            maps = run.processor.post_process_depth_estimation(
+                outputs, target_sizes=[decoded[i].size[::-1] for i in idx])
+            for i, m in zip(idx, maps):
+                depth = m["predicted_depth"].cpu().numpy().astype(np.float32)
+                result = {"min": float(depth.min()), "max": float(depth.max()), "mean": float(depth.mean()),
+                          "size": [int(depth.shape[1]), int(depth.shape[0])]}
+                if inputs[i] in targets:
+                    npy, png = targets[inputs[i]]
+                    npy.parent.mkdir(parents=True, exist_ok=True)
+                    np.save(npy, depth)
+                    span = float(depth.max() - depth.min()) or 1.0  # preview: near bright, far dark
+                    Image.fromarray(((depth.max() - depth) / span * 255).round().astype(np.uint8)).save(png)
+                    result["depth"] = str(npy)
+                out[i] = result
+    return out
+
+
+def render(item, result):
+    row = {"min m": f"{result['min']:.2f}", "mean m": f"{result['mean']:.2f}", "max m": f"{result['max']:.2f}"}
+    return [{**row, **({"depth": result["depth"]} if "depth" in result else {})}]
+
+
+TASK = Task(
+    name="depth-estimation",
+    aliases=("depth", "monocular-depth"),
+    summary="Estimate the distance of every pixel from the camera, from one image",
+    modality="image",
+    metric_names=("abs_rel", "rmse", "delta1"),
+    best_metric="abs_rel",
+    greater_is_better=False,
+    columns={"image": "image file path (or a hub Image column)",
+             "depth": "depth map: 16-bit PNG (see params.depth_scale), float TIFF or .npy path, or a hub Image column"},
+    sample="depth-estimation",
+    default_recipe="glpn",
+    auto_model="AutoModelForDepthEstimation",
+    load_processor=load_processor,
+    preprocess=preprocess,
+    collator=collator,
+    metrics=metrics,
+    read_inputs=read_inputs,
+    predict=predict,
+    render=render,
+    params=Params,
+    collator_reads_raw=True,
+    batch_eval_metrics=True,
+)
