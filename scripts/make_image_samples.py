@@ -9,8 +9,10 @@ Each box gives several crops, jittered in scale and position and sometimes mirro
 samples are deterministic. Writes
   taskcli/samples/image-classification/<label>/<label>_NN.jpg                       (folder per label)
   taskcli/samples/image-segmentation/images/seg_NN.jpg + masks/seg_NN.png + metadata.jsonl
+  taskcli/samples/object-detection/images/det_NN.jpg + metadata.jsonl {file_name, objects: {bbox, category}}
 The segmentation masks are real annotations: COCO's cat and remote polygons, and the toy's alpha channel;
-class ids 0 background, 1 cat, 2 remote, 3 toy, as palette PNGs.
+class ids 0 background, 1 cat, 2 remote, 3 toy, as palette PNGs. The detection boxes are COCO's own, moved and
+clipped with each crop (COCO [x, y, width, height] pixels), kept when at least half of a box is in view.
 """
 
 from __future__ import annotations
@@ -68,6 +70,43 @@ def main() -> None:
             img.save(OUT / label / f"{label}_{i:02d}.jpg", quality=90)
     print(f"wrote {sum(len(v) for v in made.values())} images in {len(made)} classes to {OUT}")
     segmentation(coco, toy_rgba=Image.open(REAL / "images" / "test_image_rgba.png").convert("RGBA"), rng=rng)
+    detection(coco, rng)
+
+
+def detection(coco: Image.Image, rng, n: int = 12, out_w: int = 128, out_h: int = 96) -> None:
+    out = ROOT / "taskcli" / "samples" / "object-detection"
+    anns = [a for a in json.loads((REAL / "COCO" / "coco_annotations.txt").read_text())
+            if a["category_id"] in CATEGORIES]
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "images").mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        scale = rng.uniform(0.6, 1.0)  # crop a 4:3 window, then resize it to out_w x out_h
+        cw, ch = 640 * scale, 480 * scale
+        left, top = rng.uniform(0, 640 - cw), rng.uniform(0, 480 - ch)
+        flip = rng.random() < 0.5
+        image = coco.crop((round(left), round(top), round(left + cw), round(top + ch))).resize((out_w, out_h),
+                                                                                                 Image.BICUBIC)
+        boxes, names = [], []
+        for ann in anns:
+            x, y, w, h = ann["bbox"]
+            x0, y0 = max(x, left), max(y, top)
+            x1, y1 = min(x + w, left + cw), min(y + h, top + ch)
+            if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) < 0.5 * w * h:
+                continue
+            fx, fy = out_w / cw, out_h / ch
+            bx, by, bw, bh = (x0 - left) * fx, (y0 - top) * fy, (x1 - x0) * fx, (y1 - y0) * fy
+            if flip:
+                bx = out_w - bx - bw
+            boxes.append([round(v, 1) + 0.0 for v in (bx, by, bw, bh)])  # + 0.0: no "-0.0" in the file
+            names.append(CATEGORIES[ann["category_id"]])
+        if flip:
+            image = ImageOps.mirror(image)
+        image.save(out / "images" / f"det_{i:02d}.jpg", quality=90)
+        rows.append({"file_name": f"images/det_{i:02d}.jpg", "objects": {"bbox": boxes, "category": names}})
+    (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    print(f"wrote {n} images with {sum(len(r['objects']['bbox']) for r in rows)} boxes to {out}")
 
 
 def segmentation(coco: Image.Image, toy_rgba: Image.Image, rng) -> None:

@@ -222,6 +222,8 @@ def infer(
     save_maps: Optional[str] = typer.Option(None, "--save-maps", "--save-masks",
                                             help="image-segmentation: label maps as DIR/<name>.png (class ids); "
                                                  "depth-estimation: DIR/<name>.npy (metres) + a .png preview."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0,
+                                              help="object-detection: keep boxes scoring at least this."),
     precision: Optional[str] = typer.Option(None, "--precision", help="no (fp32), bf16, or fp16 (CUDA); "
                                                                       "same as --set infer.precision=..."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per input per line."),
@@ -233,7 +235,7 @@ def infer(
         batch_size=batch_size, top_k=top_k, question=question, context=context, max_new_tokens=max_new_tokens,
         temperature=temperature, top_p=top_p, num_beams=num_beams, do_sample=do_sample,
         seed=seed, language=language, task=asr_task, timestamps=timestamps or None, skip_bad=skip_bad or None,
-        save_maps=save_maps,
+        save_maps=save_maps, threshold=threshold,
         as_json=as_json or None,  # text-generation streams a single prompt's tokens unless --json
     ).items() if v is not None}
     sets = [*set_, f"infer.precision={precision}"] if precision is not None else set_

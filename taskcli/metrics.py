@@ -80,6 +80,46 @@ def depth(sums: dict) -> dict:
             "delta3": sums["delta3"] / n}
 
 
+def coco_detection(predictions: list[list[tuple]], references: list[list[tuple]], labels: list[str]) -> dict:
+    """COCO box metrics by pycocotools (the reference implementation): map (IoU 0.50:0.95), map_50, map_75,
+    mar_100 and per-class AP. predictions[i]: (class id, score, [x0, y0, x1, y1]) for image i; references[i]:
+    (class id, [x0, y0, x1, y1]); pixels."""
+    import contextlib
+    import io
+
+    import numpy as np
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    def xywh(box):
+        x0, y0, x1, y1 = box
+        return [x0, y0, x1 - x0, y1 - y0]
+
+    anns = [{"id": k + 1, "image_id": i, "category_id": c + 1, "bbox": xywh(b), "area": xywh(b)[2] * xywh(b)[3],
+             "iscrowd": 0} for k, (i, c, b) in enumerate((i, c, b) for i, refs in enumerate(references) for c, b in refs)]
+    dets = [{"image_id": i, "category_id": c + 1, "bbox": xywh(b), "score": s}
+            for i, preds in enumerate(predictions) for c, s, b in preds]
+    zero = {"map": 0.0, "map_50": 0.0, "map_75": 0.0, "mar_100": 0.0, "per_class_ap": {str(n): 0.0 for n in labels}}
+    if not anns or not dets:
+        return zero
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and summary table
+        truth = COCO()
+        truth.dataset = {"images": [{"id": i} for i in range(len(references))], "annotations": anns,
+                         "categories": [{"id": k + 1, "name": str(n)} for k, n in enumerate(labels)]}
+        truth.createIndex()
+        scored = COCOeval(truth, truth.loadRes(dets), "bbox")
+        scored.evaluate()
+        scored.accumulate()
+        scored.summarize()
+    stats = [max(float(v), 0.0) for v in scored.stats]  # -1 = nothing to score at that setting
+    precision = scored.eval["precision"]  # [IoU, recall, class, area, max dets]
+    per_class = {}
+    for k, name in enumerate(labels):
+        p = precision[:, :, k, 0, -1]
+        per_class[str(name)] = float(np.mean(p[p > -1])) if (p > -1).any() else None
+    return {"map": stats[0], "map_50": stats[1], "map_75": stats[2], "mar_100": stats[8], "per_class_ap": per_class}
+
+
 def entity_level(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dict:
     """seqeval (CoNLL entity matching): micro precision/recall/F1, token accuracy, per-entity scores."""
     from seqeval.metrics import accuracy_score, classification_report

@@ -19,6 +19,7 @@ _MODULES = (
     "translation",
     "image_classification",
     "image_segmentation",
+    "object_detection",
     "depth_estimation",
     "audio_classification",
     "speech_recognition",

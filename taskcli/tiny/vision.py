@@ -77,4 +77,23 @@ def glpn(out_dir: Path, texts: list[str], overrides: dict) -> None:
     GLPNImageProcessor(size_divisor=32).save_pretrained(out_dir)
 
 
-BUILDERS = {"vit": vit, "convnext": convnext, "segformer": segformer, "mask2former": mask2former, "glpn": glpn}
+def detr(out_dir: Path, texts: list[str], overrides: dict) -> None:
+    """DETR on a tiny ResNet built from its config (not timm, and no pretrained backbone download), a 1+2-layer
+    transformer and 10 object queries; the processor resizes to 96..128 px (the real one: 800..1333)."""
+    from transformers import DetrConfig, DetrImageProcessor, DetrModel, ResNetConfig
+
+    overrides = dict(overrides)
+    short, long = int(overrides.pop("shortest_edge", 96)), int(overrides.pop("longest_edge", 128))
+    stage = overrides.pop("backbone_stage", "stage4")  # stride 32, as ResNet-50 DETR (stage3: stride 16)
+    backbone = ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 64], depths=[1, 1, 1, 1],
+                            layer_type="basic", out_features=[stage])
+    cfg = dict(d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+               encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=10)
+    cfg.update(overrides)
+    DetrModel(DetrConfig(use_timm_backbone=False, backbone_config=backbone, use_pretrained_backbone=False, **cfg)
+              ).save_pretrained(out_dir)
+    DetrImageProcessor(size={"shortest_edge": short, "longest_edge": long}).save_pretrained(out_dir)
+
+
+BUILDERS = {"vit": vit, "convnext": convnext, "segformer": segformer, "mask2former": mask2former, "glpn": glpn,
+            "detr": detr}

@@ -1,0 +1,205 @@
+"""object-detection: image -> labelled boxes with scores (DETR & co, set-prediction detectors).
+
+Data: rows of an image and its objects, `{"bbox": [[x, y, width, height], ...], "category": [...]}` in pixels
+(COCO's box convention, the layout of the Hub's detection datasets such as cppe-5); categories are ClassLabel ids
+or names. Hub dataset, an imagefolder with metadata.jsonl (`file_name`, `objects`), or JSONL with a path column.
+
+Eval: COCO mAP (IoU 0.50:0.95), mAP@0.50, mAP@0.75, mAR@100 and per-class AP, by pycocotools' COCOeval on the
+boxes in each image's own pixels; predictions and references are gathered batch by batch (no logits are kept).
+Infer: boxes above `params.threshold` through the processor's own post-processing, as the pipeline returns them.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskcli.errors import TaskcliError
+from taskcli.task import Task
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    threshold: float = Field(0.5, ge=0, le=1, description="infer: keep boxes scoring at least this")
+    augment: bool = Field(True, description="training only: random horizontal flip of image and boxes")
+
+
+def labels(run, dsd) -> list[str]:
+    split = "train" if "train" in dsd else next(iter(dsd))
+    feature = dsd[split].features.get("objects")
+    category = feature.get("category") if isinstance(feature, dict) else getattr(feature, "feature", {}).get("category")
+    inner = getattr(category, "feature", category)  # Sequence(ClassLabel) or List(ClassLabel)
+    if hasattr(inner, "names"):
+        return list(inner.names)
+    found = {c for ds in dsd.values() for objs in ds["objects"] for c in objs["category"]}
+    if found and all(isinstance(c, int) for c in found):
+        raise TaskcliError("object categories are integers without names",
+                           "set data.labels in the recipe (names in id order)")
+    return sorted(str(c) for c in found)
+
+
+def load_processor(run):
+    from transformers import AutoImageProcessor
+
+    return AutoImageProcessor.from_pretrained(run.model_source, **run.pretrained_kwargs())
+
+
+def load_model(run, source, label_names):
+    from taskcli.task import load_pretrained
+
+    model = load_pretrained(run, source, label_names)
+    # eval keeps only class logits and boxes per batch, not DETR's hidden states and loss breakdown
+    model.config.keys_to_ignore_at_inference = ["loss_dict", "last_hidden_state", "encoder_last_hidden_state",
+                                                "auxiliary_outputs", "intermediate_hidden_states"]
+    return model
+
+
+def preprocess(run, ds, training):
+    """Keep the image and its objects; decoding (and a flip of image and boxes when training) happens per batch."""
+    from taskcli import images
+
+    index = {n: i for i, n in enumerate(run.labels or [])}
+    flip = training and run.params.augment
+
+    def category_id(value) -> int:
+        if isinstance(value, int):
+            return value
+        if str(value) not in index:
+            raise TaskcliError(f"unknown object category '{value}' in the data", f"known: {', '.join(index)}")
+        return index[str(value)]
+
+    def transform(batch):
+        import random
+
+        from PIL import ImageOps
+
+        out_images, out_targets = [], []
+        for image, objects in zip(batch["image"], batch["objects"]):
+            image = images.load(image)
+            boxes = [list(map(float, b)) for b in objects["bbox"]]
+            if flip and random.random() < 0.5:
+                image = ImageOps.mirror(image)
+                boxes = [[image.width - x - w, y, w, h] for x, y, w, h in boxes]
+            anns = [{"bbox": b, "category_id": category_id(c), "area": b[2] * b[3], "iscrowd": 0}
+                    for b, c in zip(boxes, objects["category"]) if b[2] > 0 and b[3] > 0]
+            out_images.append(image)
+            out_targets.append(anns)
+        return {"image": out_images, "objects": out_targets}
+
+    return ds.select_columns(["image", "objects"]).with_transform(transform)
+
+
+class DetectionCollator:
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, rows):
+        annotations = [{"image_id": i, "annotations": r["objects"]} for i, r in enumerate(rows)]
+        batch = self.processor(images=[r["image"] for r in rows], annotations=annotations, return_tensors="pt")
+        out = {"pixel_values": batch["pixel_values"], "labels": list(batch["labels"])}
+        if "pixel_mask" in batch:
+            out["pixel_mask"] = batch["pixel_mask"]
+        return out
+
+
+def collator(run):
+    return DetectionCollator(run.processor)
+
+
+def metrics(run, examples, features):
+    """fn(pred, compute_result): collects each batch's boxes (post-processed to the original image size) and its
+    reference boxes; on the last batch scores them with pycocotools."""
+    import types
+
+    import torch
+
+    from taskcli.metrics import coco_detection
+
+    gathered: dict = {"pred": [], "ref": []}
+
+    def compute(pred, compute_result: bool = True):
+        logits, boxes = (torch.as_tensor(x).float().cpu() for x in pred.predictions[:2])
+        refs = pred.label_ids
+        sizes = [tuple(int(v) for v in r["orig_size"]) for r in refs]
+        found = run.processor.post_process_object_detection(
+            types.SimpleNamespace(logits=logits, pred_boxes=boxes), threshold=0.0, target_sizes=sizes)
+        for f in found:
+            gathered["pred"].append([(int(c), float(s), [float(v) for v in b])
+                                     for s, c, b in zip(f["scores"], f["labels"], f["boxes"])])
+        for r, (h, w) in zip(refs, sizes):
+            cx, cy, bw, bh = (torch.as_tensor(r["boxes"]).float().cpu() * torch.tensor([w, h, w, h])).unbind(-1)
+            xyxy = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1)
+            gathered["ref"].append([(int(c), [float(v) for v in b])
+                                    for c, b in zip(torch.as_tensor(r["class_labels"]).tolist(), xyxy)])
+        if not compute_result:
+            return {}
+        result = coco_detection(gathered["pred"], gathered["ref"], run.labels)
+        gathered["pred"], gathered["ref"] = [], []
+        return result
+
+    return compute
+
+
+def read_inputs(run, args, options):
+    from taskcli import images
+
+    return images.read_inputs(args, options)
+
+
+def predict(run, model, inputs, options):
+    """Batches through the processor's own post-processing: boxes in each input's pixels, xmin/ymin/xmax/ymax."""
+    import torch
+
+    from taskcli import images
+
+    cache = options.get("_decoded") or {}
+    bs = int(options.get("batch_size") or 8)
+    threshold = float(options["threshold"]) if options.get("threshold") is not None else run.params.threshold
+    id2label = model.config.id2label
+    out: list[dict] = []
+    for start in range(0, len(inputs), bs):
+        chunk = [cache[x] if isinstance(x, str) and x in cache else images.load(x) for x in inputs[start:start + bs]]
+        batch = run.processor(images=chunk, return_tensors="pt")
+        kw = {"pixel_mask": batch["pixel_mask"].to(model.device)} if "pixel_mask" in batch else {}
+        with torch.inference_mode():
+            outputs = model(pixel_values=batch["pixel_values"].to(model.device, model.dtype), **kw)
+        outputs["logits"], outputs["pred_boxes"] = outputs["logits"].float(), outputs["pred_boxes"].float()
+        found = run.processor.post_process_object_detection(outputs, threshold=threshold,
+                                                            target_sizes=[i.size[::-1] for i in chunk])
+        for f in found:
+            objects = [{"label": id2label[int(c)], "score": float(s),
+                        "box": dict(zip(("xmin", "ymin", "xmax", "ymax"), (round(float(v), 2) for v in b)))}
+                       for s, c, b in zip(f["scores"], f["labels"], f["boxes"])]
+            out.append({"objects": sorted(objects, key=lambda o: -o["score"])})
+    return out
+
+
+def render(item, result):
+    return [{"label": o["label"], "score": f"{o['score']:.3f}",
+             "box": "{xmin:.0f},{ymin:.0f} - {xmax:.0f},{ymax:.0f}".format(**o["box"])} for o in result["objects"]]
+
+
+TASK = Task(
+    name="object-detection",
+    aliases=("detection", "detect", "od"),
+    summary="Find objects in an image: labelled boxes with scores",
+    modality="image",
+    metric_names=("map", "map_50", "map_75"),
+    best_metric="map",
+    columns={"image": "image file path (or a hub Image column)",
+             "objects": "{bbox: [[x, y, w, h], ...] in pixels, category: [id or name, ...]}"},
+    sample="object-detection",
+    default_recipe="detr",
+    auto_model="AutoModelForObjectDetection",
+    load_processor=load_processor,
+    load_model=load_model,
+    preprocess=preprocess,
+    collator=collator,
+    metrics=metrics,
+    read_inputs=read_inputs,
+    predict=predict,
+    render=render,
+    labels=labels,
+    params=Params,
+    collator_reads_raw=True,
+    batch_eval_metrics=True,
+)
