@@ -279,7 +279,20 @@ def make_trainer(run: Run, model, args, train_features, eval_features, eval_exam
     )
     for noisy in (PrinterCallback, ProgressCallback):  # taskcli prints its own progress and results
         trainer.pop_callback(noisy)
+    trainer.gather_function = _metrics_gather(trainer.accelerator)
     return trainer
+
+
+def _metrics_gather(accelerator):
+    """The Trainer's eval gather, but lists (per-image detection targets, a universal segmenter's masks: tensors
+    of different sizes per image) are gathered as Python objects; a tensor all-gather needs equal shapes."""
+
+    def gather(obj):
+        if isinstance(obj, tuple) and any(isinstance(o, list) for o in obj):
+            return tuple(gather(o) for o in obj)
+        return accelerator.gather_for_metrics(obj, use_gather_object=isinstance(obj, list))
+
+    return gather
 
 
 def summed_cross_entropy(outputs, labels, num_items_in_batch=None):

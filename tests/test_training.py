@@ -77,3 +77,18 @@ def test_output_dir_loads_with_plain_transformers(trained):
     assert "pipeline_tag: token-classification" in card and "| f1 |" in card
     recipe = (out / "recipe.yaml").read_text()
     assert recipe.startswith("# Resolved recipe") and "type: distilbert" in recipe
+
+
+@pytest.mark.parametrize("task", ["object-detection", "image-segmentation"])
+def test_vision_eval_under_two_processes(cli, tmp_path, task):
+    """Per-image targets of different sizes (detection boxes) cross processes as objects, not a tensor gather
+    (which would abort); the metrics of the DDP run's final eval equal a single-process eval of its model."""
+    cmd = [sys.executable, "-m", "taskcli", "finetune", task, "--smoke", "--output-dir", str(tmp_path / "m"), "--json",
+           "--num-processes", "2", "--set", "smoke.train.max_steps=20"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ddp = json.loads(done.stdout.strip().splitlines()[-1])
+    single = json.loads(cli("eval", task, "--model", tmp_path / "m", "--smoke", "--json").stdout)["metrics"]
+    assert ddp["processes"] == 2
+    key = "map" if task == "object-detection" else "mean_iou"
+    assert ddp["metrics"][key] == pytest.approx(single[key], abs=1e-3), (ddp["metrics"], single)
