@@ -96,6 +96,32 @@ def qa_rows(rng: random.Random, n: int) -> list[dict]:
     return rows
 
 
+def similarity_rows(rng: random.Random, n: int) -> list[dict]:
+    """Sentence pairs scored 0-5 like STS-B: the same review (5), the same review reworded by its opener (4),
+    another review of the same polarity (2), the opposite polarity (1), and a news sentence (0)."""
+    rows = []
+    kinds = [(5.0, "same"), (4.0, "opener"), (2.0, "polarity"), (1.0, "opposite"), (0.0, "news")]
+    for i in range(n):
+        score, kind = kinds[i % len(kinds)]
+        pool, other = (POSITIVE, NEGATIVE) if rng.random() < 0.5 else (NEGATIVE, POSITIVE)
+        first = rng.choice(pool)
+        if kind == "same":
+            second = first
+        elif kind == "opener":
+            second = rng.choice(OPENERS[1:]) + first
+        elif kind == "polarity":
+            second = rng.choice([s for s in pool if s != first])
+        elif kind == "opposite":
+            second = rng.choice(other)
+        else:
+            second = rng.choice(NER_TEMPLATES).format(PER=rng.choice(PEOPLE), PER2=rng.choice(PEOPLE),
+                                                      ORG=rng.choice(ORGS), LOC=rng.choice(PLACES))
+        second = second.rstrip(" .")
+        rows.append({"text": first[0].upper() + first[1:] + " .", "text_pair": second[0].upper() + second[1:] + " .",
+                     "label": score})
+    return rows
+
+
 def write(name: str, rows: list[dict]) -> None:
     path = OUT / name
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -107,3 +133,4 @@ if __name__ == "__main__":
     write("text-classification.jsonl", sentiment_rows(random.Random(1), 48))
     write("token-classification.jsonl", ner_rows(random.Random(2), 48))
     write("question-answering.jsonl", qa_rows(random.Random(3), 48))
+    write("text-similarity.jsonl", similarity_rows(random.Random(4), 40))

@@ -24,8 +24,13 @@ _READERS = {
 }
 
 
-def sample_path(task) -> Path:
-    return SAMPLES_DIR / task.sample
+def sample_path(task, recipe=None) -> Path:
+    """The bundled smoke sample: the recipe's `smoke.sample` if it names one, else the task's."""
+    name = getattr(getattr(recipe, "smoke", None), "sample", None) or task.sample
+    path = SAMPLES_DIR / name
+    if not path.exists():
+        raise TaskcliError(f"smoke sample not found: {name}", f"samples: {', '.join(sorted(p.name for p in SAMPLES_DIR.iterdir()))}")
+    return path
 
 
 def _local_files(path: Path) -> tuple[str, dict[str, list[str]] | list[str], dict]:
@@ -149,7 +154,7 @@ def load(run, ref: str | None, eval_split_name: str | None = None):
     recipe = run.recipe
     data = recipe.data
     if run.smoke and ref is None:
-        raw = load_raw(str(sample_path(run.task)), recipe, run.task.modality)
+        raw = load_raw(str(sample_path(run.task, recipe)), recipe, run.task.modality)
         sample = _rename(raw[next(iter(raw))], run)
         limit = recipe.smoke.max_samples
         sample = sample.select(range(min(limit, len(sample))))

@@ -208,7 +208,9 @@ def training_arguments(run: Run, output_dir: str, for_eval: bool = False):
     t = run.recipe.train
     if t.precision == "fp16" and not torch.cuda.is_available():
         raise TaskcliError("fp16 needs a CUDA GPU and none is available", "use --set train.precision=bf16 or no")
-    metric = run.recipe.eval.metric_for_best_model or run.task.best_metric
+    # a task can switch its best metric for a run (text-classification on real-valued labels: Pearson)
+    default_metric = run.state.get("best_metric") or run.task.best_metric
+    metric = run.recipe.eval.metric_for_best_model or default_metric
     has_eval = t.eval_strategy != "no"
     kwargs = dict(
         output_dir=output_dir,
@@ -232,7 +234,8 @@ def training_arguments(run: Run, output_dir: str, for_eval: bool = False):
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=has_eval,
         metric_for_best_model=metric if has_eval else None,
-        greater_is_better=run.task.greater_is_better if metric == run.task.best_metric else None,
+        greater_is_better=run.state.get("greater_is_better", run.task.greater_is_better) if metric == default_metric
+        else None,
         logging_steps=t.logging_steps,
         logging_strategy="steps",
         report_to=[],
@@ -264,7 +267,8 @@ def make_trainer(run: Run, model, args, train_features, eval_features, eval_exam
     compute = run.task.metrics(run, eval_examples, eval_features) if eval_features is not None else None
     # Models that average their loss inline know nothing of other processes' label counts; for plain
     # cross-entropy tasks the engine does the averaging itself (see summed_cross_entropy).
-    own_loss = run.task.cross_entropy_loss and not model_forward_uses_loss_function(model)
+    own_loss = (run.task.cross_entropy_loss and not run.state.get("model_loss")
+                and not model_forward_uses_loss_function(model))
     trainer = cls(
         model=model,
         args=args,

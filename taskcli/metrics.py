@@ -120,6 +120,18 @@ def coco_detection(predictions: list[list[tuple]], references: list[list[tuple]]
     return {"map": stats[0], "map_50": stats[1], "map_75": stats[2], "mar_100": stats[8], "per_class_ap": per_class}
 
 
+def correlation(predictions, references) -> dict:
+    """Regression scores (the GLUE STS-B set): Pearson and Spearman correlation (scipy), and mean squared error."""
+    import numpy as np
+    from scipy.stats import pearsonr, spearmanr
+
+    p, r = np.asarray(predictions, dtype=np.float64), np.asarray(references, dtype=np.float64)
+    flat = np.ptp(p) == 0 or np.ptp(r) == 0  # a constant side has no correlation: report 0, not NaN
+    return {"pearson": 0.0 if flat else float(pearsonr(p, r)[0]),
+            "spearman": 0.0 if flat else float(spearmanr(p, r)[0]),
+            "mse": float(np.mean((p - r) ** 2))}
+
+
 def entity_level(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dict:
     """seqeval (CoNLL entity matching): micro precision/recall/F1, token accuracy, per-entity scores."""
     from seqeval.metrics import accuracy_score, classification_report

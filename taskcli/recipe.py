@@ -93,6 +93,7 @@ class SmokeSection(_Strict):
     """What `--smoke` changes: a tiny model of `model.type`, the bundled sample, and these overrides."""
 
     config: dict[str, Any] = Field(default_factory=dict, description="overrides for the tiny model config")
+    sample: str | None = Field(None, description="bundled sample under taskcli/samples/ (default: the task's)")
     max_samples: int = Field(64, gt=0, description="rows of --data used in smoke mode")
     train: dict[str, Any] = Field(default_factory=dict, description="`train:` overrides")
     data: dict[str, Any] = Field(default_factory=dict, description="`data:` overrides")

@@ -144,3 +144,53 @@ def test_sentence_pairs_on_mrpc_tsv(cli, realdata, tmp_path):
     dev = cli("eval", "text-classification", "--recipe", "bert", "--model", out, "--data", realdata / "MRPC/dev.csv",
               "--set", "data.columns={text: sentence1, text_pair: sentence2, label: label}", "--json")
     assert_clean_error(dev, "labels don't match")  # dev.csv labels are words, the model knows 0/1
+
+
+# ----------------------------------------------------------------------------- regression (STS-B style)
+
+
+def test_regression_recipe_learns_scores_and_infers_numbers(cli, trained):
+    from transformers import pipeline
+
+    out = trained("text-classification", "bert-stsb")
+    assert json.loads((out / "config.json").read_text())["problem_type"] == "regression"
+    before = json.loads(cli("eval", "text-cls", "--recipe", "bert-stsb", "--smoke", "--json").stdout)["metrics"]
+    after = json.loads(cli("eval", "text-cls", "--recipe", "bert-stsb", "--smoke", "--model", out, "--json").stdout)
+    assert after["samples"] == 40 and before["pearson"] < 0.5 and after["metrics"]["pearson"] >= 0.9, (before, after)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["pearson"] == pytest.approx(after["metrics"]["pearson"], abs=1e-6)
+    pairs = [{"text": "Great acting and a clever story .", "text_pair": "Great acting and a clever story ."},
+             {"text": "Rude staff and slow service .", "text_pair": "Acme Corp opened a new office in Oslo ."}]
+    rows = [json.loads(line) for line in cli("infer", "text-cls", *map(json.dumps, pairs), "--model", out,
+                                              "--json").stdout.splitlines()]
+    assert rows[0]["label"] == "score" and rows[0]["score"] > 3.5 > 1.5 > rows[1]["score"]  # raw numbers, 0-5 scale
+    pipe = pipeline("text-classification", model=str(out), device="cpu", function_to_apply="none")
+    for pair, row in zip(pairs, rows):
+        assert pipe(pair)["score"] == pytest.approx(row["score"], abs=1e-4)
+
+
+def test_real_valued_labels_switch_to_regression(cli, realdata, tmp_path):
+    """The default (classification) recipe on STS-B's float scores: regression without being told."""
+    result = cli("finetune", "text-cls", "--smoke", "--data", realdata / "STS-B" / "train.tsv", "--output-dir",
+                 tmp_path / "m", "--set", "data.columns={text: sentence1, text_pair: sentence2, label: score}", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"pearson", "spearman", "mse"} <= set(report["metrics"]) and "accuracy" not in report["metrics"]
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["id2label"] == {"0": "score"}
+
+
+def test_correlation_scores_equal_numpy():
+    import numpy as np
+    from sklearn.metrics import mean_squared_error
+
+    from taskcli.metrics import correlation
+
+    rng = np.random.default_rng(0)
+    refs = rng.uniform(0, 5, 50)
+    preds = refs + rng.normal(0, 1, 50)
+    got = correlation(preds, refs)
+    rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731 - distinct values: ranks are argsort of argsort
+    assert got["pearson"] == pytest.approx(np.corrcoef(preds, refs)[0, 1], abs=1e-12)
+    assert got["spearman"] == pytest.approx(np.corrcoef(rank(preds), rank(refs))[0, 1], abs=1e-12)
+    assert got["mse"] == pytest.approx(mean_squared_error(refs, preds), abs=1e-12)
+    assert correlation([1.0, 1.0, 1.0], [0.0, 2.0, 4.0])["pearson"] == 0.0  # constant prediction: 0, not NaN

@@ -1,21 +1,58 @@
-"""text-classification: a text (or sentence pair) -> one label with a score."""
+"""text-classification: a text (or sentence pair) -> one label with a score; or, with real-valued labels
+(STS-B similarity, ratings), regression: one number per input, scored by Pearson/Spearman correlation and MSE."""
 
 from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
 from taskcli.task import Task
 
+SCORE = "score"  # the single output of a regression head
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    regression: bool | None = Field(None, description="predict a number (MSE loss); default: when the label "
+                                                      "column holds floats, or the model is a regression model")
+
+
+def _regression(run, on: bool) -> None:
+    """Regression runs keep the model's own MSE loss and pick the best checkpoint by Pearson correlation."""
+    run.state["regression"] = on
+    if on:
+        run.state.update(model_loss=True, best_metric="pearson", greater_is_better=True)
+
 
 def labels(run, dsd) -> list[str]:
     feature = dsd["train" if "train" in dsd else "eval"].features["label"]
+    floats = getattr(feature, "dtype", "").startswith("float")
+    if run.params.regression or (run.params.regression is None and floats):
+        _regression(run, True)
+        return [SCORE]
     if hasattr(feature, "names"):
         return list(feature.names)
     found = {v for ds in dsd.values() for v in ds["label"]}
     if any(isinstance(v, float) and not float(v).is_integer() for v in found):
-        raise TaskcliError("label column holds real numbers", "regression is not supported yet; use class labels")
+        raise TaskcliError("label column holds real numbers", "drop params.regression: false to fit them as numbers")
     if all(isinstance(v, (int, float)) for v in found):
         return [str(i) for i in range(int(max(found)) + 1)]  # integer ids keep their meaning
     return sorted(str(v) for v in found)
+
+
+def load_model(run, source, label_names):
+    import transformers
+
+    from taskcli.task import load_pretrained
+
+    if label_names is not None and run.state.get("regression"):
+        return transformers.AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=1, problem_type="regression", id2label={0: SCORE}, label2id={SCORE: 0},
+            ignore_mismatched_sizes=True, **run.pretrained_kwargs())
+    model = load_pretrained(run, source, label_names)
+    if label_names is None and model.config.problem_type == "regression":
+        _regression(run, True)
+    return model
 
 
 def load_processor(run):
@@ -28,10 +65,14 @@ def preprocess(run, ds, training):
     tok, max_length = run.tokenizer(), run.recipe.data.max_length
     index = {n: i for i, n in enumerate(run.labels)}
     pair = "text_pair" in ds.column_names
+    regression = bool(run.state.get("regression"))  # a plain bool: datasets hashes what the closure holds
 
     def encode(batch):
         args = (batch["text"], batch["text_pair"]) if pair else (batch["text"],)
         enc = tok(*args, truncation=True, max_length=max_length)
+        if regression:
+            enc["labels"] = [float(v) for v in batch["label"]]
+            return enc
         try:
             enc["labels"] = [index[v if isinstance(v, str) else str(int(v))] for v in batch["label"]]
         except KeyError as err:
@@ -56,6 +97,10 @@ def metrics(run, examples, features):
 
     def compute(pred):
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        if run.state.get("regression"):
+            from taskcli.metrics import correlation
+
+            return correlation(np.asarray(logits).reshape(-1), np.asarray(pred.label_ids).reshape(-1))
         preds = np.argmax(logits, axis=-1)
         return {**classification(preds, pred.label_ids, names),
                 **extra(extra_names, preds.tolist(), pred.label_ids.tolist())}
@@ -95,13 +140,17 @@ def predict(run, model, items, options):
         batch = tok(texts, truncation=True, max_length=limit)
         encodings = [{k: batch[k][i] for k in batch} for i in range(len(texts))]
     id2label = model.config.id2label
-    sigmoid = model.config.num_labels == 1 or model.config.problem_type == "multi_label_classification"
+    regression = model.config.problem_type == "regression"
+    sigmoid = not regression and (model.config.num_labels == 1 or
+                                  model.config.problem_type == "multi_label_classification")
     top_k = min(options.get("top_k", 1), len(id2label))
 
     def forward(idx):
         inputs = tok.pad([encodings[i] for i in idx], return_tensors="pt").to(model.device)
         with torch.inference_mode():
             logits = model(**inputs).logits.float()
+        if regression:  # the number itself: no squashing
+            return [{"label": SCORE, "score": float(v)} for v in logits[:, 0].cpu().tolist()]
         probs = (torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=-1)).cpu()
         scores, labels_ = probs.topk(top_k, dim=-1)
         rows = []
@@ -138,5 +187,7 @@ TASK = Task(
     predict=predict,
     render=render,
     labels=labels,
+    load_model=load_model,
+    params=Params,
     cross_entropy_loss=True,
 )
