@@ -195,7 +195,8 @@ def _print_metrics(out, metrics: dict) -> None:
 
 @app.command(epilog="Examples: `taskcli infer ner \"Alice works for Acme in Paris.\" --model runs/ner` · "
              "`taskcli infer qa --question \"Who?\" --context \"...\"` · `cat texts.txt | taskcli infer "
-             "text-classification - --json`")
+             "text-classification - --json` · `taskcli infer asr clip.flac recordings/` · "
+             "`taskcli infer image-cls photos/ --top-k 3` · `taskcli infer seg street.jpg --save-maps masks/`")
 @guarded
 def infer(
     task: str = typer.Argument(..., help="Task name or alias."),
@@ -220,8 +221,8 @@ def infer(
     timestamps: bool = typer.Option(False, "--timestamps", help="ASR: return segment times."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Audio/images: report unreadable files and go on."),
     save_maps: Optional[str] = typer.Option(None, "--save-maps", "--save-masks",
-                                            help="image-segmentation: label maps as DIR/<name>.png (class ids); "
-                                                 "depth-estimation: DIR/<name>.npy (metres) + a .png preview."),
+                                            help="image-segmentation: label maps as DIR/NAME.png (class ids); "
+                                                 "depth-estimation: DIR/NAME.npy (metres) + a .png preview."),
     threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0,
                                               help="object-detection: keep boxes scoring at least this."),
     precision: Optional[str] = typer.Option(None, "--precision", help="no (fp32), bf16, or fp16 (CUDA); "
