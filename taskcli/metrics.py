@@ -13,6 +13,12 @@ from typing import Any
 from taskcli.errors import TaskcliError
 
 
+def main_output(pred):
+    """The first model output of a Trainer EvalPrediction (logits, generated ids, depth...): predictions is a
+    tuple when the model returns more than one tensor."""
+    return pred.predictions[0] if isinstance(pred.predictions, (tuple, list)) else pred.predictions
+
+
 def classification(preds, refs, labels: list[str]) -> dict:
     """Accuracy, macro F1 and per-class precision/recall/F1 (scikit-learn)."""
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support

@@ -31,12 +31,12 @@ def metrics(run, examples, features):
     """Accuracy, macro F1 and per-class scores from the logits' argmax."""
     import numpy as np
 
-    from taskcli.metrics import classification
+    from taskcli.metrics import classification, main_output
 
     names = run.labels
 
     def compute(pred):
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        logits = main_output(pred)
         return classification(np.argmax(logits, axis=-1), pred.label_ids, names)
 
     return compute

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.task import Task
+from taskcli.tasks import vision_common
 
 
 class Params(BaseModel):
@@ -23,12 +24,6 @@ class Params(BaseModel):
     min_depth: float = Field(1e-3, ge=0, description="scores count reference pixels deeper than this (metres)")
     max_depth: float | None = Field(None, gt=0, description="... and not deeper than this (default: no cap)")
     augment: bool = Field(True, description="training only: random horizontal flip of image and depth together")
-
-
-def load_processor(run):
-    from transformers import AutoImageProcessor
-
-    return AutoImageProcessor.from_pretrained(run.model_source, **run.pretrained_kwargs())
 
 
 def preprocess(run, ds, training):
@@ -88,13 +83,13 @@ def metrics(run, examples, features):
     import torch
     import torch.nn.functional as F
 
-    from taskcli.metrics import DEPTH_SUMS, depth, depth_sums
+    from taskcli.metrics import DEPTH_SUMS, depth, depth_sums, main_output
 
     lo, hi = run.params.min_depth, run.params.max_depth
     totals = dict.fromkeys(DEPTH_SUMS, 0.0)
 
     def compute(pred, compute_result: bool = True):
-        raw = pred.predictions[0] if isinstance(pred.predictions, (tuple, list)) else pred.predictions
+        raw = main_output(pred)
         refs = torch.as_tensor(pred.label_ids).float().cpu()
         guess = torch.as_tensor(raw).float().cpu()
         if guess.shape[-2:] != refs.shape[-2:]:
@@ -124,40 +119,25 @@ def read_inputs(run, args, options):
 def predict(run, model, inputs, options):
     """Batches of same-size images through the processor's own post-processing (back to each input's size)."""
     import numpy as np
-    import torch
     from PIL import Image
 
-    from taskcli import images
-
-    cache = options.get("_decoded") or {}
-    bs = int(options.get("batch_size") or 8)
     targets = options.get("_outputs") or {}
-    decoded = [cache[x] if isinstance(x, str) and x in cache else images.load(x) for x in inputs]
-    by_size: dict = {}
-    for i, image in enumerate(decoded):  # the processor keeps each image's size: batch only equal sizes
-        by_size.setdefault(image.size, []).append(i)
     out: list = [None] * len(inputs)
-    for group in by_size.values():
-        for start in range(0, len(group), bs):
-            idx = group[start:start + bs]
-            pixels = run.processor([decoded[i] for i in idx], return_tensors="pt")["pixel_values"]
-            with torch.inference_mode():
-                outputs = model(pixel_values=pixels.to(model.device, model.dtype))
-            outputs["predicted_depth"] = outputs["predicted_depth"].float()
-            maps = run.processor.post_process_depth_estimation(
-                outputs, target_sizes=[decoded[i].size[::-1] for i in idx])
-            for i, m in zip(idx, maps):
-                depth = m["predicted_depth"].cpu().numpy().astype(np.float32)
-                result = {"min": float(depth.min()), "max": float(depth.max()), "mean": float(depth.mean()),
-                          "size": [int(depth.shape[1]), int(depth.shape[0])]}
-                if inputs[i] in targets:
-                    npy, png = targets[inputs[i]]
-                    npy.parent.mkdir(parents=True, exist_ok=True)
-                    np.save(npy, depth)
-                    span = float(depth.max() - depth.min()) or 1.0  # preview: near bright, far dark
-                    Image.fromarray(((depth.max() - depth) / span * 255).round().astype(np.uint8)).save(png)
-                    result["depth"] = str(npy)
-                out[i] = result
+    # the processor keeps each image's size (rounded to 32): batch only equal sizes
+    for idx, chunk, outputs in vision_common.forward_batches(run, model, inputs, options, same_size=True):
+        maps = run.processor.post_process_depth_estimation(outputs, target_sizes=[i.size[::-1] for i in chunk])
+        for i, m in zip(idx, maps):
+            depth = m["predicted_depth"].cpu().numpy().astype(np.float32)
+            result = {"min": float(depth.min()), "max": float(depth.max()), "mean": float(depth.mean()),
+                      "size": [int(depth.shape[1]), int(depth.shape[0])]}
+            if inputs[i] in targets:
+                npy, png = targets[inputs[i]]
+                npy.parent.mkdir(parents=True, exist_ok=True)
+                np.save(npy, depth)
+                span = float(depth.max() - depth.min()) or 1.0  # preview: near bright, far dark
+                Image.fromarray(((depth.max() - depth) / span * 255).round().astype(np.uint8)).save(png)
+                result["depth"] = str(npy)
+            out[i] = result
     return out
 
 
@@ -179,7 +159,7 @@ TASK = Task(
     sample="depth-estimation",
     default_recipe="glpn",
     auto_model="AutoModelForDepthEstimation",
-    load_processor=load_processor,
+    load_processor=vision_common.load_processor,
     preprocess=preprocess,
     collator=collator,
     metrics=metrics,

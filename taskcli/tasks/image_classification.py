@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.task import Task
-from taskcli.tasks import classification_common
+from taskcli.tasks import classification_common, vision_common
 
 
 class Params(BaseModel):
@@ -22,12 +22,6 @@ class Params(BaseModel):
 
 def labels(run, dsd) -> list[str]:
     return classification_common.class_names(dsd, "image")
-
-
-def load_processor(run):
-    from transformers import AutoImageProcessor
-
-    return AutoImageProcessor.from_pretrained(run.model_source, **run.pretrained_kwargs())
 
 
 def augmented(image, scale: tuple[float, float]):
@@ -91,20 +85,10 @@ def read_inputs(run, args, options):
 
 def predict(run, model, inputs, options):
     """Batches of `batch_size` images (all resized alike, so no sorting needed); softmax top-k as the pipeline."""
-    import torch
-
-    from taskcli import images
-
-    cache = options.get("_decoded") or {}
-    bs = int(options.get("batch_size") or 32)
     k = int(options.get("top_k") or 1)
     out: list[dict] = []
-    for start in range(0, len(inputs), bs):
-        chunk = [cache[x] if isinstance(x, str) and x in cache else images.load(x) for x in inputs[start:start + bs]]
-        pixels = run.processor(chunk, return_tensors="pt")["pixel_values"].to(model.device, model.dtype)
-        with torch.inference_mode():
-            logits = model(pixel_values=pixels).logits
-        out.extend(classification_common.top_k(logits, k, model.config.id2label))
+    for _, _, outputs in vision_common.forward_batches(run, model, inputs, options, default_batch_size=32):
+        out.extend(classification_common.top_k(outputs.logits, k, model.config.id2label))
     return out
 
 
@@ -119,7 +103,7 @@ TASK = Task(
     sample="image-classification",
     default_recipe="vit",
     auto_model="AutoModelForImageClassification",
-    load_processor=load_processor,
+    load_processor=vision_common.load_processor,
     preprocess=preprocess,
     collator=collator,
     metrics=classification_common.metrics,

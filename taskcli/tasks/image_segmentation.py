@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
 from taskcli.task import Task
+from taskcli.tasks import vision_common
 
 
 class Params(BaseModel):
@@ -139,7 +140,7 @@ def _scores(run, predictions):
     import torch
 
     if not run.state.get("universal"):
-        logits = predictions[0] if isinstance(predictions, (tuple, list)) else predictions
+        logits = predictions[0] if isinstance(predictions, (tuple, list)) else predictions  # as metrics.main_output
         return torch.as_tensor(logits).float()
     classes, masks = (torch.as_tensor(x).float() for x in predictions[:2])
     return torch.einsum("bqc,bqhw->bchw", classes.softmax(-1)[..., :-1], masks.sigmoid())
@@ -199,28 +200,14 @@ def read_inputs(run, args, options):
 def predict(run, model, inputs, options):
     """Batches through the processor's own post-processing (upsample to each image's size, argmax)."""
     import numpy as np
-    import torch
     from PIL import Image
 
-    from taskcli import images
-
-    cache = options.get("_decoded") or {}
-    bs = int(options.get("batch_size") or 8)
     id2label = model.config.id2label
     targets = options.get("_outputs") or {}
     out: list[dict] = []
-    for start in range(0, len(inputs), bs):
-        chunk_inputs = inputs[start:start + bs]
-        chunk = [cache[x] if isinstance(x, str) and x in cache else images.load(x) for x in chunk_inputs]
-        batch = run.processor(chunk, return_tensors="pt")
-        kw = {"pixel_mask": batch["pixel_mask"].to(model.device)} if "pixel_mask" in batch else {}
-        with torch.inference_mode():
-            outputs = model(pixel_values=batch["pixel_values"].to(model.device, model.dtype), **kw)
-        for key, value in outputs.items():  # post-processing in fp32 whatever the model ran in
-            if torch.is_tensor(value) and value.is_floating_point():
-                outputs[key] = value.float()
+    for idx, chunk, outputs in vision_common.forward_batches(run, model, inputs, options):
         maps = run.processor.post_process_semantic_segmentation(outputs, target_sizes=[i.size[::-1] for i in chunk])
-        for source, label_map in zip(chunk_inputs, maps):
+        for source, label_map in zip([inputs[i] for i in idx], maps):
             ids = label_map.cpu().numpy()
             counts = np.bincount(ids.ravel(), minlength=len(id2label))
             segments = [{"label": id2label[int(i)], "id": int(i), "share": float(counts[i] / ids.size)}

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
 from taskcli.task import Task
+from taskcli.tasks import vision_common
 
 
 class Params(BaseModel):
@@ -35,12 +36,6 @@ def labels(run, dsd) -> list[str]:
         raise TaskcliError("object categories are integers without names",
                            "set data.labels in the recipe (names in id order)")
     return sorted(str(c) for c in found)
-
-
-def load_processor(run):
-    from transformers import AutoImageProcessor
-
-    return AutoImageProcessor.from_pretrained(run.model_source, **run.pretrained_kwargs())
 
 
 def load_model(run, source, label_names):
@@ -147,22 +142,10 @@ def read_inputs(run, args, options):
 
 def predict(run, model, inputs, options):
     """Batches through the processor's own post-processing: boxes in each input's pixels, xmin/ymin/xmax/ymax."""
-    import torch
-
-    from taskcli import images
-
-    cache = options.get("_decoded") or {}
-    bs = int(options.get("batch_size") or 8)
     threshold = float(options["threshold"]) if options.get("threshold") is not None else run.params.threshold
     id2label = model.config.id2label
     out: list[dict] = []
-    for start in range(0, len(inputs), bs):
-        chunk = [cache[x] if isinstance(x, str) and x in cache else images.load(x) for x in inputs[start:start + bs]]
-        batch = run.processor(images=chunk, return_tensors="pt")
-        kw = {"pixel_mask": batch["pixel_mask"].to(model.device)} if "pixel_mask" in batch else {}
-        with torch.inference_mode():
-            outputs = model(pixel_values=batch["pixel_values"].to(model.device, model.dtype), **kw)
-        outputs["logits"], outputs["pred_boxes"] = outputs["logits"].float(), outputs["pred_boxes"].float()
+    for _, chunk, outputs in vision_common.forward_batches(run, model, inputs, options):
         found = run.processor.post_process_object_detection(outputs, threshold=threshold,
                                                             target_sizes=[i.size[::-1] for i in chunk])
         for f in found:
@@ -190,7 +173,7 @@ TASK = Task(
     sample="object-detection",
     default_recipe="detr",
     auto_model="AutoModelForObjectDetection",
-    load_processor=load_processor,
+    load_processor=vision_common.load_processor,
     load_model=load_model,
     preprocess=preprocess,
     collator=collator,

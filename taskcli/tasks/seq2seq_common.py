@@ -41,11 +41,28 @@ def collator(run):
     return DataCollatorForSeq2Seq(run.tokenizer(), label_pad_token_id=-100, pad_to_multiple_of=None)
 
 
+def generation_metrics(score):
+    """A task's metrics hook: decode the generated ids and the references, then score(texts, refs) + gen_len."""
+
+    def metrics(run, examples, features):
+        tok = run.tokenizer()
+
+        def compute(pred):
+            texts, refs, gen_len = decode_eval(tok, pred)
+            return {**score(texts, refs), "gen_len": gen_len}
+
+        return compute
+
+    return metrics
+
+
 def decode_eval(tok, pred):
     """(predicted strings, reference strings, generated lengths) from a Seq2SeqTrainer EvalPrediction."""
     import numpy as np
 
-    preds = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+    from taskcli.metrics import main_output
+
+    preds = main_output(pred)
     preds = np.where(preds < 0, tok.pad_token_id, preds)
     labels = np.where(pred.label_ids < 0, tok.pad_token_id, pred.label_ids)
     texts = [t.strip() for t in tok.batch_decode(preds, skip_special_tokens=True)]

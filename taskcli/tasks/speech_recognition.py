@@ -249,7 +249,7 @@ def metrics(run, examples, features):
     """WER/CER (jiwer) of the decoded predictions against the examples' transcripts, both normalised."""
     import numpy as np
 
-    from taskcli.metrics import wer_cer
+    from taskcli.metrics import main_output, wer_cer
 
     tok = run.tokenizer()
     norm = normalizer(run.params, _spelling(run))
@@ -259,7 +259,7 @@ def metrics(run, examples, features):
     frames = None if seq2seq else _ctc_frames(run, [len(x) for x in features["input_values"]])
 
     def compute(pred):
-        out = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        out = main_output(pred)
         if seq2seq:
             ids = np.where(out == -100, pad, out)
             texts = tok.batch_decode(ids, skip_special_tokens=True)

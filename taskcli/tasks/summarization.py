@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
+from taskcli.metrics import rouge  # light: the scorer's own imports happen when it runs
 from taskcli.task import Task
 from taskcli.tasks import seq2seq_common as s2s
 
@@ -32,18 +33,6 @@ def preprocess(run, ds, training):
     prefix = run.params.prefix
     return s2s.encode_pairs(run, ds, lambda b: [prefix + (d or "") for d in b["document"]],
                             lambda b: [s or "" for s in b["summary"]], run.params.max_target_length)
-
-
-def metrics(run, examples, features):
-    from taskcli.metrics import rouge
-
-    tok = run.tokenizer()
-
-    def compute(pred):
-        texts, refs, gen_len = s2s.decode_eval(tok, pred)
-        return {**rouge(texts, refs), "gen_len": gen_len}
-
-    return compute
 
 
 _WHOLE_FILE = {".txt", ".md", ""}
@@ -99,7 +88,7 @@ TASK = Task(
     load_model=s2s.load_model,
     preprocess=preprocess,
     collator=s2s.collator,
-    metrics=metrics,
+    metrics=s2s.generation_metrics(rouge),
     read_inputs=read_inputs,
     predict=predict,
     render=render,

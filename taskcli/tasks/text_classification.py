@@ -91,12 +91,12 @@ def collator(run):
 def metrics(run, examples, features):
     import numpy as np
 
-    from taskcli.metrics import classification, extra
+    from taskcli.metrics import classification, extra, main_output
 
     names, extra_names = run.labels, run.recipe.eval.extra_metrics
 
     def compute(pred):
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        logits = main_output(pred)
         if run.state.get("regression"):
             from taskcli.metrics import correlation
 

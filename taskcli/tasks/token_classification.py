@@ -82,12 +82,12 @@ def metrics(run, examples, features):
     """seqeval on the first sub-token of each word (the positions that carry a label)."""
     import numpy as np
 
-    from taskcli.metrics import entity_level, extra
+    from taskcli.metrics import entity_level, extra, main_output
 
     names, extra_names = run.labels, run.recipe.eval.extra_metrics
 
     def compute(pred):
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        logits = main_output(pred)
         predicted = np.argmax(logits, axis=-1)
         true_tags, pred_tags = [], []
         for p_row, l_row in zip(predicted, pred.label_ids):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
+from taskcli.metrics import bleu_chrf  # light: the scorer's own imports happen when it runs
 from taskcli.task import Task
 from taskcli.tasks import seq2seq_common as s2s
 
@@ -101,18 +102,6 @@ def preprocess(run, ds, training):
     return s2s.encode_pairs(run, ds, lambda b: [prefix + s for s in sources_of(b)], targets_of, p.max_target_length)
 
 
-def metrics(run, examples, features):
-    from taskcli.metrics import bleu_chrf
-
-    tok = run.tokenizer()
-
-    def compute(pred):
-        texts, refs, gen_len = s2s.decode_eval(tok, pred)
-        return {**bleu_chrf(texts, refs), "gen_len": gen_len}
-
-    return compute
-
-
 def read_inputs(run, args, options):
     from taskcli.inputs import read_text_inputs
 
@@ -157,7 +146,7 @@ TASK = Task(
     load_model=load_model,
     preprocess=preprocess,
     collator=s2s.collator,
-    metrics=metrics,
+    metrics=s2s.generation_metrics(bleu_chrf),
     read_inputs=read_inputs,
     predict=predict,
     render=render,
