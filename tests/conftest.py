@@ -13,13 +13,14 @@ import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-REALDATA = REPO.parent / "shared" / "realdata"
+# Real-format sample files (unchanged upstream copies; sources and licenses in data/README.md).
+DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture
 def realdata() -> Path:
-    assert REALDATA.is_dir(), f"real-format samples expected at {REALDATA}"
-    return REALDATA
+    assert DATA.is_dir(), f"real-format samples expected at {DATA}"
+    return DATA
 
 
 @pytest.fixture(scope="module")

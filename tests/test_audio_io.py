@@ -13,12 +13,14 @@ import soundfile as sf
 from taskcli import audio
 from taskcli.errors import TaskcliError
 
+from conftest import DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT / ".." / "shared" / "realdata" / "audio"
+REAL = DATA / "audio"
 ASR_SAMPLE = ROOT / "taskcli" / "samples" / "automatic-speech-recognition"
 CLS_SAMPLE = ROOT / "taskcli" / "samples" / "audio-classification"
 
-# frames, rate, channels: realdata/README.md "Audio measurements"
+# frames, rate, channels: data/README.md (measured upstream, see "Audio measurements" there)
 REAL_FILES = {
     "test_audio_44100.wav": (202311, 44100, 2),
     "test_audio_44100.mp3": (110592, 44100, 2),

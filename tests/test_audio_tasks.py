@@ -12,10 +12,12 @@ from typer.testing import CliRunner
 from taskcli import audio, engine
 from taskcli.cli import app
 
+from conftest import DATA
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT / ".." / "shared" / "realdata" / "audio"
+REAL = DATA / "audio"
 ASR_SAMPLE = ROOT / "taskcli" / "samples" / "automatic-speech-recognition"
 CLS_SAMPLE = ROOT / "taskcli" / "samples" / "audio-classification"
 TRANSCRIPTS = {json.loads(line)["file_name"]: json.loads(line)["transcription"]

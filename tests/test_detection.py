@@ -8,8 +8,10 @@ import pytest
 
 from taskcli import engine
 
+from conftest import DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT / ".." / "shared" / "realdata"
+REAL = DATA
 COCO = REAL / "COCO" / "000000039769.jpg"
 SAMPLE = ROOT / "taskcli" / "samples" / "object-detection"
 # measured 0.36-0.46 over seeds (tiny DETR from scratch, 600 steps); untrained: 0

@@ -11,8 +11,10 @@ from PIL import Image
 from taskcli import engine, images
 from taskcli.errors import TaskcliError
 
+from conftest import DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT / ".." / "shared" / "realdata"
+REAL = DATA
 COCO = REAL / "COCO" / "000000039769.jpg"
 RGBA = REAL / "images" / "test_image_rgba.png"
 SAMPLE = ROOT / "taskcli" / "samples" / "image-classification"

@@ -1,5 +1,5 @@
 """Tiny-model end-to-end runs for the encoder text tasks: finetune -> eval -> infer, pipeline parity,
-and runs on real-format samples from ../shared/realdata."""
+and runs on real-format samples from tests/data."""
 
 import json
 
@@ -106,7 +106,7 @@ def test_qa_input_without_context_is_a_clear_error(cli, trained):
     assert_clean_error(cli("infer", "qa", '{"question": "Who?"}', "--model", out), "'question' and 'context'")
 
 
-# ---------------------------------------------------------------- real-format samples (../shared/realdata)
+# ----------------------------------------------------------------- real-format samples (tests/data)
 
 
 def test_ner_on_conll_sample(cli, realdata, tmp_path):
