@@ -2,7 +2,8 @@
 
 The engine trains and evaluates them with Seq2SeqTrainer and predict_with_generate (Task.seq2seq=True);
 these helpers tokenize (source, target) pairs, decode generated ids for the metrics, and run batched,
-length-sorted generate() for `infer` (transformers 5 has no summarization/translation pipeline).
+length-sorted generate() for `infer` (transformers 5 has no summarization/translation pipeline); sources
+longer than data.max_length are truncated to it, and `generate_rows` says so.
 
 Not a task module (no TASK): imported by the two task modules' hooks.
 """
@@ -107,3 +108,12 @@ def generate(run, model, sources: list[str], options: dict, extra_generate: dict
         return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
 
     return run_sorted([len(e) for e in enc], options.get("batch_size", 16), batch)
+
+
+def generate_rows(run, model, sources: list[str], options: dict, key: str) -> list[dict]:
+    """`infer` results {key: generated text}; rows of sources cut to data.max_length say so (see truncation.py)."""
+    from taskcli import truncation
+
+    rows = [{key: text} for text in generate(run, model, sources, options)]
+    counts = truncation.token_counts(run.tokenizer(), sources)
+    return truncation.mark(rows, counts, run.recipe.data.max_length, "data.max_length")
