@@ -24,7 +24,7 @@ def test_unsupported_file_type(cli, tmp_path):
 
 def test_missing_column_names_the_fix(cli, tmp_path):
     data = tmp_path / "train.jsonl"
-    data.write_text(json.dumps({"words": ["a"], "ner_tags": ["O"]}) + "\n")
+    data.write_text(json.dumps({"toks": ["a"], "ner_tags": ["O"]}) + "\n")
     result = cli("finetune", "ner", "--smoke", "--data", data, "--output-dir", tmp_path / "o")
     assert_clean_error(result, "missing column 'tokens'", "--set data.columns.tokens=")
 
