@@ -1,0 +1,183 @@
+"""Every shipped recipe, unchanged, against a recorded replay of the Hub (tests/replay/): finetune for two
+steps, eval and infer without --model, through the same online code paths a user's run takes.
+
+`pytest -k replay` selects these. The replay cache is built once (a few minutes) into .replay-cache/ and reused
+while tests/replay/ is unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taskcli import recipe as recipe_mod
+
+REPO = Path(__file__).resolve().parent.parent
+REPLAY = REPO / "tests" / "replay"
+PHOTO = str(REPO / "taskcli" / "samples" / "object-detection" / "images" / "det_00.jpg")
+CASES = [recipe_mod.shipped_name(p) for p in recipe_mod.shipped()]
+
+# Slowest first (measured), dealt alternately to the two driver processes so both finish together.
+HEAVY = ["object-detection/detr", "automatic-speech-recognition/whisper", "audio-classification/wav2vec2",
+         "summarization/t5-small", "summarization/bart", "audio-classification/hubert"]
+# A recipe that cannot run a step without --model says so in one line: (step, what the line names).
+EXPECTED_ERRORS = {
+    # the only CPPE-5 DETRs on the Hub build timm backbones; the COCO checkpoint's labels are not CPPE-5's
+    ("object-detection/detr", "eval"): "labels don't match",
+}
+
+
+def _fingerprint() -> str:
+    h = hashlib.sha256()
+    for path in sorted(REPLAY.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(path.relative_to(REPLAY).as_posix().encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def replay_cache() -> Path:
+    """The replay cache for the current facts and generator (built once, reused across runs)."""
+    root = REPO / ".replay-cache"
+    cache = root / _fingerprint()
+    if not (cache / "manifest.json").is_file():
+        subprocess.run(["rm", "-rf", str(root)], check=True)
+        subprocess.run([sys.executable, str(REPLAY / "build.py"), str(cache)], check=True, cwd=REPO)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def hub(replay_cache):
+    sys.path.insert(0, str(REPLAY))
+    from hubserver import ReplayHub
+
+    server = ReplayHub(replay_cache)
+    with server:
+        yield server
+
+
+def test_replay_covers_every_shipped_recipe():
+    """Every model and dataset id a shipped recipe names has recorded facts, each with its sources."""
+    import yaml
+
+    from taskcli import registry
+
+    assert len(CASES) == 25
+    facts = {kind: {p.stem: yaml.safe_load(p.read_text()) for p in (REPLAY / "facts" / kind).glob("*.yaml")}
+             for kind in ("models", "datasets")}
+    for kind, found in facts.items():
+        for stem, f in found.items():
+            assert f["id"].replace("/", "--") == stem and f.get("sources"), f"facts/{kind}/{stem}.yaml: id or sources"
+    for name in CASES:
+        r = recipe_mod.resolve(registry.get(name.split("/")[0]), name).recipe
+        for ref in (r.model.checkpoint, r.model.infer_default):
+            if ref:
+                assert ref.replace("/", "--") in facts["models"], f"{name}: no replay facts for model {ref}"
+        assert r.data.dataset.replace("/", "--") in facts["datasets"], f"{name}: no facts for {r.data.dataset}"
+        if r.model.revision:
+            revisions = facts["models"][r.model.checkpoint.replace("/", "--")]
+            assert r.model.revision in (revisions.get("other_revisions") or
+                                        (revisions.get("tokenizer") or {}).get("other_revisions") or {})
+
+
+def online_env(hub, replay_cache, tmp_path) -> dict:
+    """A user's environment online, with the replay standing in for the Hub."""
+    return dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(replay_cache),
+                HF_DATASETS_CACHE=str(tmp_path / "datasets-cache"), HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0",
+                HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_ETAG_TIMEOUT="30", PYTHONPATH=str(REPO))
+
+
+def taskcli(env, cwd, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "taskcli", *map(str, args)], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+def one_error_line(proc, *fragments):
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def test_loading_script_repo_is_named_with_the_fix(hub, replay_cache, tmp_path):
+    """leondz/wnut_17's main branch holds only wnut_17.py: the error says so, not "no network"."""
+    proc = taskcli(online_env(hub, replay_cache, tmp_path), tmp_path, "finetune", "ner", "--set",
+                   "data.dataset=leondz/wnut_17", "--set", "data.revision=null", "--set", "data.data_dir=null")
+    line = one_error_line(proc, "leondz/wnut_17", "wnut_17.py", "refs/convert/parquet")
+    assert "network" not in line
+
+
+def test_missing_optional_package_is_named(hub, replay_cache, tmp_path):
+    """The CPPE-5 DETR of the transformers examples builds a timm backbone; timm is not installed here."""
+    pytest.importorskip("torch")
+    try:
+        import timm  # noqa: F401
+
+        pytest.skip("timm is installed here")
+    except ImportError:
+        pass
+    proc = taskcli(online_env(hub, replay_cache, tmp_path), tmp_path, "infer", "detection", PHOTO,
+                   "--model", "qubvel-hf/detr-resnet-50-finetuned-10k-cppe5")
+    one_error_line(proc, "qubvel-hf/detr-resnet-50-finetuned-10k-cppe5", "'timm'", "pip install timm", "no_timm")
+
+
+def test_unknown_hub_ids_are_not_found_not_offline(hub, replay_cache, tmp_path):
+    env = online_env(hub, replay_cache, tmp_path)
+    line = one_error_line(taskcli(env, tmp_path, "eval", "ner", "--model", "nobody/no-such-model"), "nobody/no-such-model")
+    assert "not found" in line and "network" not in line
+    line = one_error_line(taskcli(env, tmp_path, "finetune", "ner", "--data", "nobody/no-such-data"), "nobody/no-such-data")
+    assert "not found" in line and "network" not in line
+
+
+@pytest.fixture(scope="session")
+def replay_reports(hub, replay_cache, tmp_path_factory) -> dict:
+    """Every shipped recipe through finetune/eval/infer, in two driver processes (each imports once)."""
+    root = tmp_path_factory.mktemp("replay")
+    order = [r for r in HEAVY if r in CASES] + [r for r in CASES if r not in HEAVY]
+    halves = [order[0::2], order[1::2]]
+    env = online_env(hub, replay_cache, root)
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"  # two processes on two cores
+    procs = [subprocess.Popen([sys.executable, str(REPLAY / "drive.py"), str(root / f"w{i}"), *half], env=env,
+                              cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i, half in enumerate(halves)]
+    reports = {}
+    for proc in procs:
+        out, err = proc.communicate(timeout=3600)
+        for line in out.splitlines():
+            if line.startswith("{"):
+                report = json.loads(line)
+                reports[report["recipe"]] = report
+        reports.setdefault("_stderr", []).append(err[-3000:])
+    # kept for a look after a failure (and the per-step seconds)
+    (replay_cache.parent / "last-reports.json").write_text(json.dumps(reports, indent=1))
+    return reports
+
+
+@pytest.mark.parametrize("recipe", CASES)
+def test_replay_recipe_as_written(recipe, replay_reports):
+    report = replay_reports.get(recipe)
+    assert report, f"{recipe}: no report; driver stderr: {replay_reports['_stderr']}"
+    for step in ("finetune", "eval", "infer"):
+        r = report[step]
+        expected = EXPECTED_ERRORS.get((recipe, step))
+        if expected:
+            lines = [line for line in r["stderr"].splitlines() if line.strip()]
+            assert r["exit_code"] == 1 and lines[-1].startswith("error: ") and expected in lines[-1], r["stderr"]
+            continue
+        assert r["exit_code"] == 0, f"{recipe} {step}: {r['stderr'][-1500:] or r['exception']}"
+    out = Path(report["output_dir"])
+    assert (out / "config.json").is_file() and (out / "recipe.yaml").is_file()
+    assert json.loads(report["finetune"]["stdout"])["metrics"]
+    if ("eval" not in {s for (r, s) in EXPECTED_ERRORS if r == recipe}):
+        assert json.loads(report["eval"]["stdout"])["metrics"]
+    rows = [json.loads(line) for line in report["infer"]["stdout"].splitlines() if line.startswith("{")]
+    assert len(rows) == 1 and "error" not in rows[0]
