@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/make_depth_samples.py
 
-../shared/realdata has no depth maps, so the sample is rendered: a pinhole camera 1.5 m above a checkered
+The real sample files (tests/data) have no depth maps, so the sample is rendered: a pinhole camera 1.5 m above a checkered
 floor, facing a back wall, with fronto-parallel boxes standing on the floor. Depth (metres, along the optical
 axis) is exact by construction. Colour fades into fog with distance and the floor texture shrinks with it, so
 appearance carries the depth cues a model can learn. numpy seed 0: deterministic. Writes

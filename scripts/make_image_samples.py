@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/make_image_samples.py
 
-Sources (../shared/realdata, Apache-2.0 test files of the datasets/transformers repos):
+Sources (tests/data, copied from the Apache-2.0 test files of the datasets/transformers repos):
   COCO/000000039769.jpg + COCO/coco_annotations.txt -> "cat" (2 boxes) and "remote" (2 boxes)
   images/test_image_rgba.png (a pug plush, RGBA)    -> "toy" (the whole picture, alpha on white)
 Each box gives several crops, jittered in scale and position and sometimes mirrored (numpy seed 0), so the
@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT / ".." / "shared" / "realdata"
+REAL = ROOT / "tests" / "data"
 OUT = ROOT / "taskcli" / "samples" / "image-classification"
 SEG_OUT = ROOT / "taskcli" / "samples" / "image-segmentation"
 SEG_CLASSES = ["background", "cat", "remote", "toy"]

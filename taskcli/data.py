@@ -24,6 +24,15 @@ _READERS = {
 }
 
 
+SPLIT_NAMES = {"train": "train", "validation": "validation", "test": "test",
+               "dev": "validation", "val": "validation", "valid": "validation"}
+
+
+def split_name(path: Path) -> str:
+    """The split a data file's name picks (train.csv, dev.tsv, val.jsonl...); any other name is train."""
+    return SPLIT_NAMES.get(path.stem.lower(), "train")
+
+
 def sample_path(task, recipe=None) -> Path:
     """The bundled smoke sample: the recipe's `smoke.sample` if it names one, else the task's."""
     name = getattr(getattr(recipe, "smoke", None), "sample", None) or task.sample
@@ -55,11 +64,7 @@ def _local_files(path: Path) -> tuple[str, dict[str, list[str]] | list[str], dic
     # Files named after splits (train.csv, validation.jsonl, dev.tsv...) become those splits.
     by_split: dict[str, list[str]] = {}
     for p in files:
-        stem = p.stem.lower()
-        split = {"dev": "validation", "val": "validation", "valid": "validation"}.get(stem, stem)
-        if split not in ("train", "validation", "test"):
-            split = "train"
-        by_split.setdefault(split, []).append(str(p))
+        by_split.setdefault(split_name(p), []).append(str(p))
     return builder, by_split, dict(options)
 
 
@@ -84,8 +89,11 @@ def _json_field(path: Path) -> str | None:
     return None
 
 
-def load_raw(ref: str, recipe, modality: str | None = None):
-    """A DatasetDict from a hub id or a local path, before column mapping."""
+def load_raw(ref: str, recipe, modality: str | None = None, conll: bool = False):
+    """A DatasetDict from a hub id or a local path, before column mapping.
+
+    `conll`: also read CoNLL column files (token-classification; see taskcli.conll).
+    """
     import datasets
 
     data = recipe.data
@@ -98,6 +106,12 @@ def load_raw(ref: str, recipe, modality: str | None = None):
             return audio.load_folder(path)
         if path.is_dir() and modality == "image" and images.has_images(path):
             return images.load_folder(path)
+        if conll:
+            from taskcli import conll as conll_files
+
+            dsd = conll_files.load(path, getattr(recipe.params, "conll_tag_column", -1))
+            if dsd is not None:
+                return dsd
         builder, files, options = _local_files(path)
         options.update(data.read_options)
         if builder == "json":
@@ -111,10 +125,17 @@ def load_raw(ref: str, recipe, modality: str | None = None):
         return _absolute_paths(dsd, path if path.is_dir() else path.parent)
     if looks_like_path(ref):
         raise TaskcliError(f"data file not found: {ref}", "check the path (or give a hub dataset id)")
+    options = dict(data.read_options)
+    if data.revision:
+        options["revision"] = data.revision
+    if data.data_dir:
+        options["data_dir"] = data.data_dir
     try:
-        return datasets.load_dataset(ref, data.config, **data.read_options)
-    except Exception as err:  # noqa: BLE001
-        raise offline_error("dataset", ref, err) from None
+        return datasets.load_dataset(ref, data.config, **options)
+    except Exception as err:  # noqa: BLE001 - every failure gets its own one-line diagnosis
+        from taskcli.hub import load_error
+
+        raise load_error("dataset", ref, err, data.revision) from None
 
 
 def _absolute_paths(dsd, base: Path):
@@ -133,14 +154,6 @@ def _absolute_paths(dsd, base: Path):
 
 def looks_like_path(ref: str) -> bool:
     return ref.startswith((".", "/", "~")) or Path(ref).suffix.lower() in _READERS or ref.count("/") > 1
-
-
-def offline_error(kind: str, ref: str, err: Exception) -> TaskcliError:
-    text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return TaskcliError(
-        f"cannot load {kind} '{ref}' from the Hugging Face Hub ({text[:160]})",
-        "no network? use --smoke, or pass a local path",
-    )
 
 
 def load(run, ref: str | None, eval_split_name: str | None = None):
@@ -162,7 +175,7 @@ def load(run, ref: str | None, eval_split_name: str | None = None):
     ref = ref or data.dataset
     if not ref:
         raise TaskcliError("no data given", "pass --data PATH|ID or set data.dataset in the recipe")
-    raw = load_raw(ref, recipe, run.task.modality)
+    raw = load_raw(ref, recipe, run.task.modality, conll=run.task.name == "token-classification")
     splits = {}
     train_name = data.train_split if data.train_split in raw else ("train" if "train" in raw else None)
     eval_name = eval_split_name or data.eval_split
@@ -194,8 +207,15 @@ def load(run, ref: str | None, eval_split_name: str | None = None):
 
 
 def _rename(ds, run):
-    """Dataset columns -> the task's column roles, per `data.columns` (role: column)."""
-    mapping = {col: role for role, col in run.recipe.data.columns.items() if col != role and col in ds.column_names}
+    """Dataset columns -> the task's column roles, per `data.columns` (role: column); a role whose mapped
+    column is absent takes the first of the task's `column_aliases` present (e.g. `words` for `tokens`)."""
+    names = ds.column_names
+    mapping = {col: role for role, col in run.recipe.data.columns.items() if col != role and col in names}
+    for role, aliases in run.task.column_aliases.items():
+        if role not in names and role not in mapping.values():
+            alias = next((a for a in aliases if a in names and a not in mapping), None)
+            if alias:
+                mapping[alias] = role
     unknown = [r for r in run.recipe.data.columns if r not in run.task.columns]
     if unknown:
         from taskcli.errors import did_you_mean

@@ -52,7 +52,7 @@ class Run:
         """Keyword arguments for every from_pretrained call of this run."""
         m = self.recipe.model
         kw: dict = {"trust_remote_code": m.trust_remote_code}
-        if m.revision and not Path(self.model_source or "").exists():
+        if m.revision and self.model_source == m.checkpoint:  # the revision is the checkpoint's, not --model's
             kw["revision"] = m.revision
         return kw
 
@@ -159,8 +159,12 @@ def load_processor_and_model(run: Run, labels: list[str] | None):
         model = run.task.load_model(run, run.model_source, labels)
     except TaskcliError:
         raise
-    except OSError as err:  # hub unreachable / repo missing: transformers raises OSError subclasses
-        raise data_mod.offline_error("model", run.model_source, err) from None
+    except Exception as err:  # noqa: BLE001 - unreachable hub, unknown id, missing package, damaged weights...
+        if os.environ.get("TASKCLI_DEBUG") == "1":
+            raise
+        from taskcli.hub import load_error
+
+        raise load_error("model", run.model_source, err, run.pretrained_kwargs().get("revision")) from None
     # e.g. ASR: Whisper generates (Seq2SeqTrainer), a CTC model of the same task does not
     run.seq2seq = run.task.seq2seq and bool(getattr(model.config, "is_encoder_decoder", False))
     if not model_forward_uses_loss_function(model):
@@ -180,22 +184,103 @@ def model_forward_uses_loss_function(model) -> bool:
         return False
 
 
+def task_head_classes(run, model_type: str) -> set[str]:
+    """Class names that carry this task's head for `model_type`, from the task's Auto classes."""
+    import transformers
+
+    names: set[str] = set()
+    for auto in (run.task.auto_model, *run.task.alt_auto_models):
+        value = getattr(transformers, auto)._model_mapping._model_mapping.get(model_type)
+        names.update(value if isinstance(value, (list, tuple)) else [value] if value else [])
+    return names
+
+
+def check_task_head(run: Run, explicit: bool) -> None:
+    """eval/infer must not score a head the checkpoint lacks: from_pretrained would fill it with random weights.
+
+    The checkpoint's config names the class it was saved from (`architectures`); when that class is not one of
+    the task's heads for its model type (e.g. DistilBertForMaskedLM for token-classification), stop here.
+    """
+    import transformers
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(run.model_source, **run.pretrained_kwargs())
+    except Exception as err:  # noqa: BLE001
+        if os.environ.get("TASKCLI_DEBUG") == "1":
+            raise
+        from taskcli.hub import load_error
+
+        raise load_error("model", run.model_source, err, run.pretrained_kwargs().get("revision")) from None
+    archs = list(getattr(config, "architectures", None) or [])
+    heads = task_head_classes(run, config.model_type)
+    if not archs or not heads or heads & set(archs):
+        return
+    what = f"model '{run.model_source}'" if explicit else (
+        f"the recipe's default model '{run.model_source}' (model.{'infer_default' if run.recipe.model.infer_default else 'checkpoint'})")
+    raise TaskcliError(
+        f"{what} is a {archs[0]}, with no {run.task.name} head: its predictions would come from randomly "
+        f"initialised weights",
+        f"pass --model DIR with a fine-tuned model (e.g. the output of `taskcli finetune {run.task.name} --recipe "
+        f"{run.resolved.name}`)" + ("" if explicit else ", or set model.infer_default in the recipe"),
+    )
+
+
 # ----------------------------------------------------------------------------- labels
 
 
 def check_labels(run: Run, model) -> list[str] | None:
-    """Labels of a trained model; error when the data holds labels the model does not know."""
+    """Labels of a trained model; error when the data holds labels the model does not know.
+
+    A model whose labels are unnamed (transformers' LABEL_0, LABEL_1, ... defaults, as many Hub fine-tunes ship)
+    and as many as the data's is read in the data's label order: its ids are all that names them.
+    """
+    import re
+
     model_labels = [model.config.id2label[i] for i in sorted(model.config.id2label)] if run.labels is not None else None
     if model_labels is None:
         return None
+    generic = all(re.fullmatch(r"LABEL_\d+", str(name)) for name in model_labels)
+    if generic and len(model_labels) == len(run.labels) and set(model_labels) != set(run.labels):
+        print(f"note: {run.model_source} has unnamed labels ({', '.join(model_labels[:3])}...): reading them in "
+              f"the data's order ({', '.join(map(str, run.labels[:4]))}{'...' if len(run.labels) > 4 else ''})",
+              file=sys.stderr)
+        return list(run.labels)
     unknown = sorted(set(run.labels) - set(model_labels))
     if unknown:
         raise TaskcliError(
             f"the model's labels don't match the data: {', '.join(map(str, unknown[:5]))} not among the model's "
             f"{len(model_labels)} labels ({', '.join(map(str, model_labels[:8]))}{'...' if len(model_labels) > 8 else ''})",
-            "evaluate on data with the model's label set, or fine-tune on this data",
+            f"evaluate on data with the model's label set, or pass --model with a model fine-tuned on this data "
+            f"(`taskcli finetune {run.task.name} --recipe {run.resolved.name}`)",
         )
     return model_labels
+
+
+def rename_labels(ds, label_map: dict[str, str]):
+    """ClassLabel names of the data -> the model's names for the same classes (recipe `eval.label_map`)."""
+    import datasets
+
+    for column, feature in ds.features.items():
+        inner = getattr(feature, "feature", None)
+        names = getattr(feature, "names", None) or getattr(inner, "names", None)
+        if names and any(n in label_map for n in names):
+            renamed = datasets.ClassLabel(names=[label_map.get(n, n) for n in names])
+            new = renamed if getattr(feature, "names", None) else datasets.Sequence(renamed)
+            ds = ds.cast_column(column, new)
+    return ds
+
+
+def align_label_ids(ds, labels: list[str]):
+    """Re-number ClassLabel columns (also lists of them, e.g. NER tags) to the model's label order.
+
+    Hub data stores label ids in the dataset's own order; a model trained elsewhere (e.g. dslim/bert-base-NER on
+    CoNLL-2003: O, B-MISC, I-MISC, B-PER, ...) numbers the same names differently.
+    """
+    for column, feature in ds.features.items():
+        names = getattr(feature, "names", None) or getattr(getattr(feature, "feature", None), "names", None)
+        if names and list(names) != list(labels) and set(names) <= set(labels):
+            ds = ds.align_labels_with_mapping({name: i for i, name in enumerate(labels)}, column)
+    return ds
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -478,6 +563,9 @@ def evaluate(
 
     try:
         dsd = data_mod.load(run, data, eval_split_name=split)
+        if run.recipe.eval.label_map and not smoke:
+            for name in dsd:
+                dsd[name] = rename_labels(dsd[name], run.recipe.eval.label_map)
         data_labels = run.recipe.data.labels or run.task.labels(run, dsd)
         if smoke and not model:
             run.model_source = build_smoke_model(run, dsd)
@@ -485,9 +573,12 @@ def evaluate(
             mdl = load_processor_and_model(run, data_labels)
         else:
             run.model_source = resolve_model_source(run, model, run.recipe.model.infer_default or run.recipe.model.checkpoint)
+            check_task_head(run, explicit=bool(model))
             run.labels = data_labels
             mdl = load_processor_and_model(run, None)
             run.labels = check_labels(run, mdl)
+            if run.labels:
+                dsd["eval"] = align_label_ids(dsd["eval"], run.labels)
         features = run.task.preprocess(run, dsd["eval"], False)
         with tempfile.TemporaryDirectory(prefix="taskcli-eval-") as tmp:
             trainer = make_trainer(run, mdl, training_arguments(run, tmp, for_eval=True), None, features, dsd["eval"])
@@ -517,6 +608,7 @@ def load_for_inference(task: str, model: str | None, recipe: str | None, sets: l
     else:
         default = run.recipe.model.infer_default or run.recipe.model.checkpoint
         run.model_source = resolve_model_source(run, model, default)
+        check_task_head(run, explicit=bool(model))
         mdl = load_processor_and_model(run, None)
     mdl.eval()
     if torch.cuda.is_available():

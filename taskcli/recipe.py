@@ -41,6 +41,10 @@ class ModelSection(_Strict):
 class DataSection(_Strict):
     dataset: str | None = Field(None, description="hub dataset id, or a local file/directory")
     config: str | None = Field(None, description="hub dataset configuration name")
+    revision: str | None = Field(None, description="hub dataset revision (branch, tag or commit), e.g. "
+                                                    "refs/convert/parquet for the Hub's parquet export")
+    data_dir: str | None = Field(None, description="folder inside the hub dataset repo to read (e.g. the config "
+                                                    "folder of a parquet export)")
     train_split: str = "train"
     eval_split: str | None = "validation"
     test_split: str | None = "test"
@@ -78,6 +82,8 @@ class EvalSection(_Strict):
     metric_for_best_model: str | None = Field(None, description="default: the task's main metric")
     batch_size: int = Field(32, gt=0)
     extra_metrics: list[str] = Field(default_factory=list, description="`evaluate` metric names or local script paths")
+    label_map: dict[str, str] = Field(default_factory=dict, description="data label -> model label, to evaluate a "
+                                      "model that names the same classes differently (e.g. {neg: NEGATIVE})")
 
 
 class InferSection(_Strict):

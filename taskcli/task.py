@@ -12,7 +12,7 @@ infer:         load_processor -> load_model -> read_inputs -> predict -> (render
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
@@ -75,6 +75,10 @@ class Task:
     # (run, datasets.DatasetDict) -> ordered label names, or None for tasks without a label set
     labels: Callable[[Any, Any], list[str] | None] = lambda run, data: None
     optional_columns: tuple[str, ...] = ()  # roles in `columns` the data may lack
+    # other Auto classes whose heads also serve this task (e.g. CTC next to seq2seq for speech recognition)
+    alt_auto_models: tuple[str, ...] = ()
+    # role -> common column names tried in order when the recipe's `data.columns` column is absent from the data
+    column_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     params: type[BaseModel] = NoParams  # schema of the recipe's `params:` section
     seq2seq: bool = False  # generative: Seq2SeqTrainer + predict_with_generate when the model is encoder-decoder
     # True when the loss is plain cross-entropy of `logits` against `labels` (-100 = ignore) and the model

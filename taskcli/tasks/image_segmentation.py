@@ -123,7 +123,7 @@ class SegmentationCollator:
     def __call__(self, rows):
         import numpy as np
 
-        maps = [np.asarray(r["mask"]) for r in rows]
+        maps = [np.array(r["mask"]) for r in rows]  # a copy: processors edit maps in place (reduce_labels)
         batch = self.processor([r["image"] for r in rows], segmentation_maps=maps, return_tensors="pt")
         if self.universal:
             return {"pixel_values": batch["pixel_values"], "pixel_mask": batch["pixel_mask"],
@@ -205,7 +205,10 @@ def predict(run, model, inputs, options):
     id2label = model.config.id2label
     targets = options.get("_outputs") or {}
     out: list[dict] = []
-    for idx, chunk, outputs in vision_common.forward_batches(run, model, inputs, options):
+    # One size per batch: the processors pad a batch to its largest image (Mask2Former's post-processing does not
+    # undo that padding, so a small image batched with a large one came back distorted); same-size batches give
+    # exactly the pipeline's one-image-at-a-time maps.
+    for idx, chunk, outputs in vision_common.forward_batches(run, model, inputs, options, same_size=True):
         maps = run.processor.post_process_semantic_segmentation(outputs, target_sizes=[i.size[::-1] for i in chunk])
         for source, label_map in zip([inputs[i] for i in idx], maps):
             ids = label_map.cpu().numpy()
@@ -239,6 +242,7 @@ TASK = Task(
     sample="image-segmentation",
     default_recipe="segformer",
     auto_model="AutoModelForSemanticSegmentation",
+    alt_auto_models=("AutoModelForUniversalSegmentation",),
     load_processor=load_processor,
     load_model=load_model,
     preprocess=preprocess,

@@ -472,6 +472,7 @@ TASK = Task(
     sample="automatic-speech-recognition",
     default_recipe="whisper",
     auto_model="AutoModelForSpeechSeq2Seq",
+    alt_auto_models=("AutoModelForCTC",),
     load_processor=load_processor,
     load_model=load_model,
     preprocess=preprocess,
