@@ -148,12 +148,10 @@ def expand_inputs(args: list[str]) -> list[str]:
 
 
 def read_inputs(args: list[str], options: dict, rate: int) -> list[str]:
-    """`taskcli infer` arguments -> the audio paths that decoded (at `rate`); see files.keep_decoded."""
+    """`taskcli infer` arguments -> audio paths, each decoded once at `rate`; see files.read_media."""
     from taskcli import files
 
-    paths = expand_inputs(args)
-    arrays, kept = load_many(paths, rate, bool(options.get("skip_bad")))
-    return files.keep_decoded(paths, arrays, kept, options)
+    return files.read_media(expand_inputs(args), lambda path: load(path, rate), BadAudio, options)
 
 
 def has_audio(folder: Path) -> bool:

@@ -43,8 +43,19 @@ def _stdout():
     return Console()
 
 
+def _reader_gone():
+    """stdout's reader left early (`taskcli ... | head -1`): end quietly with 141, as cat or grep do when SIGPIPE
+    stops them, so `set -o pipefail` still sees the output was cut short. Python's flush at exit then writes to
+    /dev/null instead of failing again ("Exception ignored ... BrokenPipeError")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return typer.Exit(141)
+
+
 def guarded(fn):
-    """One line on stderr and exit 1 for any error; the traceback only with TASKCLI_DEBUG=1."""
+    """One line on stderr and exit 1 for any error; the traceback only with TASKCLI_DEBUG=1. A closed stdout
+    ends quietly (see _reader_gone)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -52,12 +63,17 @@ def guarded(fn):
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            raise _reader_gone() from None
         except Exception as err:  # noqa: BLE001 - the CLI's last line of defence
             if os.environ.get("TASKCLI_DEBUG") == "1":
                 raise
             from taskcli.errors import TaskcliError
 
-            if isinstance(err, TaskcliError):
+            if "Original Traceback" in str(err):  # raised in a DataLoader worker: the cause is the last line
+                last = [line for line in str(err).strip().splitlines() if line.strip()][-1]
+                message = last.split(": ", 1)[1] if last.startswith(("taskcli.errors.", "TaskcliError")) else last
+            elif isinstance(err, TaskcliError):
                 message = str(err)
             else:
                 first = (str(err).strip().splitlines() or [""])[0][:300]
@@ -219,7 +235,8 @@ def infer(
     language: Optional[str] = typer.Option(None, "--language", help="ASR (Whisper): spoken language, e.g. en."),
     asr_task: Optional[str] = typer.Option(None, "--task", help="ASR (Whisper): transcribe or translate."),
     timestamps: bool = typer.Option(False, "--timestamps", help="ASR: return segment times."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Audio/images: report unreadable files and go on."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="An input that cannot be used (empty line, unreadable "
+                                                            "file) gets an error row; the others run."),
     save_maps: Optional[str] = typer.Option(None, "--save-maps", "--save-masks",
                                             help="image-segmentation: label maps as DIR/NAME.png (class ids); "
                                                  "depth-estimation: DIR/NAME.npy (metres) + a .png preview."),
@@ -242,23 +259,41 @@ def infer(
     sets = [*set_, f"infer.precision={precision}"] if precision is not None else set_
     task_obj, items, results = engine.infer(task, list(inputs or []), model=model, recipe=recipe, sets=sets,
                                             smoke=smoke, options=options)
+    from taskcli.inputs import rows
+
+    done = rows(items, results)  # one row per input, in order; error rows where --skip-bad set inputs aside
     if as_json:
-        for item, result in zip(items, results):
-            print(json.dumps({"input": item, **result}, ensure_ascii=False, default=float))
-        return
+        lines = [json.dumps({"input": item, **result}, ensure_ascii=False, default=float) + "\n"
+                 for item, result, _ in done]
+    else:
+        console = _stdout()
+        with console.capture() as captured:
+            console.print(_infer_table(task_obj, done))
+        lines = captured.get().splitlines(keepends=True)
+    # line by line, so a reader that leaves early (`| head -1`) is noticed (guarded ends quietly, 141) even in one
+    # big table: a single large write() that the reader cuts short just loses the rest, without an error
+    for line in lines:
+        sys.stdout.write(line)
+    sys.stdout.flush()
+    skipped = sum(bad for _, _, bad in done)
+    if skipped:
+        print(f"skipped {skipped} of {len(done)} inputs (--skip-bad): their rows say why", file=sys.stderr)
+
+
+def _infer_table(task_obj, done: list):
     from rich.table import Table
 
+    rendered = [[{"error": result["error"]}] if bad else task_obj.render(item, result) for item, result, bad in done]
+    cols = list(dict.fromkeys(c for item_rows in rendered for row in item_rows for c in row))
     table = Table(show_header=True, header_style="bold", show_lines=True)
-    rows_per_item = [task_obj.render(item, result) for item, result in zip(items, results)]
-    cols = list(rows_per_item[0][0]) if rows_per_item and rows_per_item[0] else []
     table.add_column("input", overflow="fold", max_width=60)
     for c in cols:
         table.add_column(c, overflow="fold")
-    for item, rows in zip(items, rows_per_item):
+    for (item, _, _), item_rows in zip(done, rendered):
         shown = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
-        for k, row in enumerate(rows):
+        for k, row in enumerate(item_rows or [{}]):  # an input with nothing to show (no boxes) still has its row
             table.add_row(shown if k == 0 else "", *(str(row.get(c, "")) for c in cols))
-    _stdout().print(table)
+    return table
 
 
 @app.command()

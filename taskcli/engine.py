@@ -148,8 +148,11 @@ def resolve_model_source(run: Run, model: str | None, default: str) -> str:
         if not (path / "config.json").is_file():
             raise TaskcliError(f"{path} is not a saved model (no config.json)", "pass a `taskcli finetune` output dir")
         return str(path)
-    if model and (model.startswith((".", "/", "~")) or model.count("/") > 1):
-        raise TaskcliError(f"model not found: {model}", "check the path, or give a hub model id")
+    # A path-like --model (./x, /x, ~/x, a/b/c, or runs/x where runs/ is a folder here) is never a hub id.
+    parent = path.parent
+    if model and (model.startswith((".", "/", "~")) or model.count("/") > 1 or (str(parent) != "." and parent.is_dir())):
+        raise TaskcliError(f"no such directory: {model}", "check the path (a `taskcli finetune` output dir), or give a "
+                           "hub model id ORG/NAME")
     return ref
 
 

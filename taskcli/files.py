@@ -47,18 +47,25 @@ def expand_inputs(args: list[str], suffixes: set[str], kind: str) -> list[str]:
                 raise TaskcliError(f"no files match {arg}", "check the pattern (quote it so the shell leaves it alone)")
             out.extend(found)
         else:
-            out.append(arg)  # decoding reports it as missing (or --skip-bad skips it)
+            out.append(arg)  # decoding reports it as missing (or --skip-bad gives it an error row)
     return out
 
 
-def keep_decoded(paths: list[str], decoded: list, kept: list[int], options: dict) -> list[str]:
-    """The inputs that decoded (--skip-bad reported the rest), with their decoded values cached in
-    options["_decoded"] so predict does not decode them again."""
-    if paths and not kept:
-        raise TaskcliError("none of the inputs could be read", "see the messages above")
-    kept_paths = [paths[i] for i in kept]
-    options["_decoded"] = dict(zip(kept_paths, decoded))
-    return kept_paths
+def read_media(paths: list[str], load, error: type[Exception], options: dict):
+    """The inputs as inputs.Inputs: each file decoded once by `load`; one that raises `error` stops the run, or
+    with --skip-bad becomes an error row (inputs.gather). Decoded values are cached in options["_decoded"] so
+    predict does not decode them again."""
+    from taskcli import inputs
+
+    decoded: dict = {}
+
+    def use(path: str) -> str:
+        decoded[path] = load(path)
+        return path
+
+    kept = inputs.gather(((p, p) for p in paths), use, options, errors=(error,))
+    options["_decoded"] = decoded
+    return kept
 
 
 def output_paths(folder: str, sources: list[str], suffixes: tuple[str, ...]) -> dict[str, list[Path]]:

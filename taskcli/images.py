@@ -10,7 +10,6 @@ resizing and normalising.
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 from taskcli.errors import TaskcliError
@@ -124,21 +123,6 @@ def load_depth(source, scale: float):
     return np.asarray(image, dtype=np.float32) / scale
 
 
-def load_many(sources: list, skip_bad: bool = False) -> tuple[list, list[int]]:
-    """(images, kept indices). Without skip_bad the first bad file raises; with it, each is reported and skipped."""
-    images, kept = [], []
-    for i, src in enumerate(sources):
-        try:
-            images.append(load(src))
-        except BadImage as err:
-            if not skip_bad:
-                raise
-            print(f"skipped: {err.message}", file=sys.stderr)
-            continue
-        kept.append(i)
-    return images, kept
-
-
 def expand_inputs(args: list[str]) -> list[str]:
     """`taskcli infer` arguments -> image paths (see files.expand_inputs)."""
     from taskcli import files
@@ -147,12 +131,10 @@ def expand_inputs(args: list[str]) -> list[str]:
 
 
 def read_inputs(args: list[str], options: dict) -> list[str]:
-    """`taskcli infer` arguments -> the image paths that decoded; see files.keep_decoded."""
+    """`taskcli infer` arguments -> image paths, each decoded once; see files.read_media."""
     from taskcli import files
 
-    paths = expand_inputs(args)
-    decoded, kept = load_many(paths, bool(options.get("skip_bad")))
-    return files.keep_decoded(paths, decoded, kept, options)
+    return files.read_media(expand_inputs(args), load, BadImage, options)
 
 
 def has_images(folder: Path) -> bool:

@@ -22,7 +22,9 @@ RECIPES_DIR = Path(__file__).parent / "recipes"
 
 # YAML 1.1 reads a bare `no` as False; accept it where "no" is a valid choice.
 _NoIsFalse = BeforeValidator(lambda v: "no" if v is False else v)
-Precision = Annotated[Literal["no", "bf16", "fp16"], _NoIsFalse]
+# "fp32" is the same as "no" (no mixed precision): accepted because users type it.
+_Fp32IsNo = BeforeValidator(lambda v: "no" if v is False or (isinstance(v, str) and v.lower() == "fp32") else v)
+Precision = Annotated[Literal["no", "bf16", "fp16"], _Fp32IsNo]
 Strategy = Annotated[Literal["epoch", "steps", "no"], _NoIsFalse]
 
 

@@ -140,8 +140,9 @@ def test_bad_files_one_line_and_skip_bad(whisper_dir, tmp_path):
     assert len(lines) == 1 and "voice.m4a" in lines[0] and "Traceback" not in result.output
     result = cli("infer", "asr", good, bad, "--model", whisper_dir, "--skip-bad", "--json")
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
-    assert [r["input"] for r in rows] == [str(good)] and "voice.m4a" in result.stderr
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]  # one row per input, in order
+    assert [r["input"] for r in rows] == [str(good), str(bad)] and "voice.m4a" in rows[1]["error"]
+    assert "text" in rows[0] and "voice.m4a" in result.stderr
 
 
 def test_infer_reads_every_real_format(whisper_dir):

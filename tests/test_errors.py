@@ -77,7 +77,7 @@ def test_missing_input_file_and_no_inputs(cli, trained):
     out = trained("token-classification")
     assert_clean_error(cli("infer", "ner", "texts.txt", "--model", out), "input file not found")
     assert_clean_error(cli("infer", "ner", "--model", out), "no inputs")
-    assert_clean_error(cli("infer", "ner", "x", "--model", "./not/here"), "model not found")
+    assert_clean_error(cli("infer", "ner", "x", "--model", "./not/here"), "no such directory")
 
 
 def test_traceback_only_with_debug(tmp_path):

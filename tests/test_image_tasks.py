@@ -135,8 +135,9 @@ def test_bad_images_one_line_and_skip_bad(cli, vit_dir, tmp_path):
     assert len(lines) == 1 and "notes.jpg" in lines[0] and "--skip-bad" in lines[0]
     result = cli("infer", "image-cls", good, fake, empty, "--model", vit_dir, "--skip-bad", "--json")
     assert result.exit_code == 0, result.stderr
-    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
-    assert [r["input"] for r in rows] == [str(good)] and "notes.jpg" in result.stderr and "empty.png" in result.stderr
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]  # one row per input, in order
+    assert [r["input"] for r in rows] == [str(good), str(fake), str(empty)] and "error" not in rows[0]
+    assert "notes.jpg" in rows[1]["error"] and "empty.png" in rows[2]["error"] and "skipped 2 of 3" in result.stderr
 
 
 def test_folders_globs_and_stdin_expand(tmp_path, monkeypatch):

@@ -51,3 +51,20 @@ def test_network_only_when_the_network_is_the_cause(monkeypatch):
         pass
 
     assert "not found" in str(load_error("dataset", "org/data", DatasetNotFoundError("Dataset 'org/data' doesn't exist")))
+
+
+def test_missing_local_model_folder_is_no_such_directory(cli, tmp_path, monkeypatch):
+    """`runs/nope` is a path when runs/ exists here: not a hub id, not a network problem."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    result = cli("eval", "ner", "--model", "runs/nope", "--smoke")
+    assert_clean_error(result, "no such directory: runs/nope")
+    assert "network" not in result.stderr
+
+
+def test_precision_fp32_is_accepted(cli):
+    result = cli("finetune", "ner", "--smoke", "--set", "train.precision=fp32", "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    import json
+
+    assert json.loads(result.stdout)["resolved"]["train"]["precision"] == "no"

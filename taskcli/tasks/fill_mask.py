@@ -35,24 +35,21 @@ def collator(run):
 
 
 def read_inputs(run, args, options):
-    from taskcli.inputs import read_text_inputs
+    from taskcli.inputs import BadInput, read_texts, text_of
 
     tok = run.tokenizer()
-    out = []
-    for item in read_text_inputs(args):
-        if isinstance(item, dict):
-            if "text" not in item:
-                raise TaskcliError("a JSON input for fill-mask needs a 'text' field", f"got keys {list(item)}")
-            item = item["text"]
-        text = str(item)
+
+    def use(item):
+        text = text_of(item)
         # the model's own token is left alone; the generic spellings become it
         parts = text.split(tok.mask_token)
-        text = tok.mask_token.join(GENERIC_MASK.sub(lambda m: tok.mask_token, p) for p in parts)
-        if tok.mask_token not in text:
-            raise TaskcliError(f"no mask token in input: {str(item)[:60]!r}",
-                               f"write {tok.mask_token} where a word is missing (<mask> and [MASK] work too)")
-        out.append(text)
-    return out
+        masked = tok.mask_token.join(GENERIC_MASK.sub(lambda m: tok.mask_token, p) for p in parts)
+        if tok.mask_token not in masked:
+            raise BadInput(f"has no mask token: {text[:60]!r}", "no mask token",
+                           f"write {tok.mask_token} where a word is missing (<mask> and [MASK] work too)")
+        return masked
+
+    return read_texts(args, options, use)
 
 
 def predict(run, model, texts, options):

@@ -163,24 +163,24 @@ def read_inputs(run, args, options):
     """--question/--context, or JSON objects {"question", "context"} as args, files (JSONL) or stdin."""
     from pathlib import Path
 
-    from taskcli.inputs import read_text_inputs
+    from taskcli.inputs import BadInput, read_texts, text_entries, text_of
 
-    items = []
+    entries = []
     if options.get("question") or options.get("context"):
         if not (options.get("question") and options.get("context")):
             raise TaskcliError("question-answering needs both --question and --context")
         context = options["context"]
         if len(context) < 1024 and "\n" not in context and Path(context).suffix and Path(context).is_file():
             context = Path(context).read_text(encoding="utf-8")
-        items.append({"question": options["question"], "context": context})
-    for n, item in enumerate(read_text_inputs(args), 1):
+        entries.append(("--question/--context", {"question": options["question"], "context": context}))
+
+    def use(item):
         if not (isinstance(item, dict) and "question" in item and "context" in item):
-            raise TaskcliError(
-                f"question-answering input {n} is not a JSON object with 'question' and 'context'",
-                'pass {"question": "...", "context": "..."} lines, or --question/--context',
-            )
-        items.append({"question": str(item["question"]), "context": str(item["context"])})
-    return items
+            raise BadInput("is not a JSON object with 'question' and 'context'", "no 'question' and 'context'",
+                           'pass {"question": "...", "context": "..."} lines, or --question/--context')
+        return {"question": text_of(item, ("question",)), "context": text_of(item, ("context",))}
+
+    return read_texts(args, options, use, entries + text_entries(args))
 
 
 def predict(run, model, items, options):

@@ -39,34 +39,25 @@ _WHOLE_FILE = {".txt", ".md", ""}
 
 
 def read_inputs(run, args, options):
-    from taskcli.inputs import read_text_inputs
+    """Texts, JSON lines ({"document": ...}), or plain-text files read whole, one document each."""
+    from taskcli.inputs import arg_entries, read_texts, text_of
 
-    out: list[str] = []
-    for arg in args:
+    entries = []
+    for n, arg in enumerate(args, 1):
         path = Path(arg).expanduser()
         if arg != "-" and len(arg) < 4096 and "\n" not in arg and path.is_file() and path.suffix.lower() in _WHOLE_FILE:
             try:
-                text = path.read_text(encoding="utf-8").strip()
+                entries.append((arg, path.read_text(encoding="utf-8").strip()))
             except UnicodeDecodeError:
                 raise TaskcliError(f"input file {arg} is not UTF-8 text", "pass a text file") from None
-            if text:
-                out.append(text)
-            continue
-        for item in read_text_inputs([arg]):
-            if isinstance(item, dict):
-                key = next((k for k in ("document", "text") if k in item), None)
-                if key is None:
-                    raise TaskcliError("a JSON input for summarization needs a 'document' or 'text' field",
-                                       f"got keys {list(item)}")
-                item = item[key]
-            out.append(str(item))
-    return out
+        else:
+            entries.extend(arg_entries(arg, n))
+    return read_texts(args, options, lambda item: text_of(item, ("document", "text")), entries)
 
 
 def predict(run, model, texts, options):
     prefix = run.params.prefix
-    summaries = s2s.generate(run, model, [prefix + t for t in texts], options)
-    return [{"summary_text": s} for s in summaries]
+    return s2s.generate_rows(run, model, [prefix + t for t in texts], options, "summary_text")
 
 
 def render(text, result):

@@ -66,6 +66,8 @@ def preprocess(run, ds, training):
     index = {n: i for i, n in enumerate(run.labels)}
     pair = "text_pair" in ds.column_names
     regression = bool(run.state.get("regression"))  # a plain bool: datasets hashes what the closure holds
+    # ClassLabel ids name classes through the data's own names (which need not be in the model's id order)
+    names = list(getattr(ds.features.get("label"), "names", None) or [])
 
     def encode(batch):
         args = (batch["text"], batch["text_pair"]) if pair else (batch["text"],)
@@ -74,7 +76,8 @@ def preprocess(run, ds, training):
             enc["labels"] = [float(v) for v in batch["label"]]
             return enc
         try:
-            enc["labels"] = [index[v if isinstance(v, str) else str(int(v))] for v in batch["label"]]
+            enc["labels"] = [index[v if isinstance(v, str) else names[int(v)] if names else str(int(v))]
+                             for v in batch["label"]]
         except KeyError as err:
             raise TaskcliError(f"unknown label {err} in the data", f"the model knows: {', '.join(index)}") from None
         return enc
@@ -110,24 +113,25 @@ def metrics(run, examples, features):
 
 def read_inputs(run, args, options):
     """Plain texts, or JSON lines {"text": ..., "text_pair": ...} for sentence pairs."""
-    from taskcli.inputs import read_text_inputs
+    from taskcli.inputs import empty, read_texts, text_of
 
-    out = []
-    for item in read_text_inputs(args):
-        if isinstance(item, dict):
-            if "text" not in item:
-                raise TaskcliError("a JSON input for text-classification needs a 'text' field", f"got keys {list(item)}")
-            item = {"text": str(item["text"]), "text_pair": item.get("text_pair")}
-            if item["text_pair"] is None:
-                item = item["text"]
-        out.append(item)
-    return out
+    def use(item):
+        if not isinstance(item, dict):
+            return item
+        text, pair = text_of(item), item.get("text_pair")
+        if pair is not None and not str(pair).strip():
+            raise empty()
+        return text if pair is None else {"text": text, "text_pair": str(pair)}
+
+    return read_texts(args, options, use)
 
 
 def predict(run, model, items, options):
-    """Length-sorted batches; softmax scores (sigmoid for single-logit / multi-label heads, as the pipeline)."""
+    """Length-sorted batches; softmax scores (sigmoid for single-logit / multi-label heads, as the pipeline).
+    Inputs longer than the model's maximum are truncated to it, with a note on stderr and in their rows."""
     import torch
 
+    from taskcli import truncation
     from taskcli.batching import run_sorted
 
     tok = run.tokenizer()
@@ -159,7 +163,8 @@ def predict(run, model, items, options):
             rows.append({**ranked[0], **({"top_k": ranked} if top_k > 1 else {})})
         return rows
 
-    return run_sorted([len(e["input_ids"]) for e in encodings], options.get("batch_size", 32), forward)
+    results = run_sorted([len(e["input_ids"]) for e in encodings], options.get("batch_size", 32), forward)
+    return truncation.mark(results, truncation.token_counts(tok, texts, pairs), limit, "the model's maximum")
 
 
 def render(item, result):

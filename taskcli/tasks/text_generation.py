@@ -45,18 +45,9 @@ def collator(run):
 
 
 def read_inputs(run, args, options):
-    from taskcli.inputs import read_text_inputs
+    from taskcli.inputs import read_texts, text_of
 
-    out = []
-    for item in read_text_inputs(args):
-        if isinstance(item, dict):
-            key = next((k for k in ("prompt", "text") if k in item), None)
-            if key is None:
-                raise TaskcliError("a JSON input for text-generation needs a 'prompt' or 'text' field",
-                                   f"got keys {list(item)}")
-            item = item[key]
-        out.append(str(item))
-    return out
+    return read_texts(args, options, lambda item: text_of(item, ("prompt", "text")))
 
 
 def generation_settings(run, options: dict, sample_top_k: bool = True) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
 from taskcli.task import Task
@@ -14,6 +14,11 @@ _PREFIX_SPACE_TYPES = {"roberta", "gpt2", "bart", "longformer", "deberta", "mpne
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label_all_tokens: bool = False  # tag every sub-token of a word (else only the first; the rest are ignored)
+    stride: int | None = Field(None, ge=0, description="infer: texts longer than data.max_length tokens are read in "
+                                                       "overlapping windows sharing this many tokens (default: a "
+                                                       "quarter of data.max_length)")
+    conll_tag_column: int = Field(-1, description="CoNLL column files: the column holding the tag (0 is the "
+                                                  "token; -1 the last, as in CoNLL-2003's `token POS chunk NER`)")
 
 
 def labels(run, dsd) -> list[str]:
@@ -100,28 +105,34 @@ def metrics(run, examples, features):
 
 
 def read_inputs(run, args, options):
-    from taskcli.inputs import read_text_inputs
+    from taskcli.inputs import read_texts
 
-    out = []
-    for item in read_text_inputs(args):
-        if isinstance(item, dict):
-            if "text" not in item:
-                raise TaskcliError("a JSON input for token-classification needs a 'text' field", f"got keys {list(item)}")
-            item = item["text"]
-        out.append(str(item))
-    return out
+    return read_texts(args, options)
+
+
+def _window(run, model, tok) -> tuple[int, int]:
+    """(tokens per window, tokens shared by neighbouring windows): data.max_length within the model's limit."""
+    limit = min(getattr(model.config, "max_position_embeddings", 512) or 512, tok.model_max_length or 512, 512)
+    window = min(run.recipe.data.max_length, limit)
+    content = window - tok.num_special_tokens_to_add()
+    stride = run.params.stride if run.params.stride is not None else window // 4
+    if stride >= content:
+        raise TaskcliError(f"params.stride is {stride} tokens, but a {window}-token window holds only {content} text "
+                           "tokens", f"lower params.stride, or raise data.max_length (the window; at most {limit})")
+    return window, stride
 
 
 def predict(run, model, texts, options):
-    """Batched, length-sorted forward; entity grouping as the pipeline's aggregation_strategy='simple'."""
+    """Batched, length-sorted forward over overlapping windows; entity grouping as the pipeline's
+    aggregation_strategy='simple', with character offsets into each whole text."""
     import torch
 
     from taskcli.batching import pad_ids, run_sorted
 
     tok = run.tokenizer()
-    limit = min(getattr(model.config, "max_position_embeddings", 512) or 512, tok.model_max_length or 512, 512)
-    enc = tok(texts, truncation=True, max_length=limit, return_offsets_mapping=True, return_special_tokens_mask=True)
-    id2label = model.config.id2label
+    window, stride = _window(run, model, tok)
+    enc = tok(texts, truncation=True, max_length=window, stride=stride, return_overflowing_tokens=True,
+              return_offsets_mapping=True, return_special_tokens_mask=True)
     device = model.device
 
     def forward(idx):
@@ -129,22 +140,58 @@ def predict(run, model, texts, options):
         with torch.inference_mode():
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
             probs = torch.softmax(logits, dim=-1).cpu().numpy()
-        return [_entities(tok, texts[i], enc["input_ids"][i], enc["offset_mapping"][i],
-                          enc["special_tokens_mask"][i], probs[j, : len(enc["input_ids"][i])], id2label)
-                for j, i in enumerate(idx)]
+        return [probs[j, : len(enc["input_ids"][i])] for j, i in enumerate(idx)]
 
     lengths = [len(x) for x in enc["input_ids"]]
-    return [{"entities": ents} for ents in run_sorted(lengths, options.get("batch_size", 32), forward)]
+    probs = run_sorted(lengths, options.get("batch_size", 32), forward)
+    windows_of: list[list[int]] = [[] for _ in texts]
+    for w, owner in enumerate(enc["overflow_to_sample_mapping"]):
+        windows_of[owner].append(w)  # in text order: the tokenizer emits a text's windows left to right
+    out = []
+    for text, ws in zip(texts, windows_of):
+        ids, offsets, text_probs = _merge([(enc["input_ids"][w], enc["offset_mapping"][w],
+                                            enc["special_tokens_mask"][w], probs[w]) for w in ws], stride)
+        out.append({"entities": _entities(tok, text, ids, offsets, text_probs, model.config.id2label)})
+    return out
 
 
-def _entities(tok, text, ids, offsets, special, probs, id2label):
+def _merge(windows, stride):
+    """The text tokens of overlapping windows as one sequence: (ids, offsets, per-token probabilities).
+
+    Window k+1 starts `stride` text tokens before window k ends. Where windows overlap, a token keeps the
+    prediction of the window in which it sits farthest from a cut edge (the text's own ends are not cuts), i.e.
+    the one that saw the most context on both sides; no averaging, so a one-window text is scored as before."""
+    import numpy as np
+
+    ids, offsets, probs, room = [], [], [], []
+    start = 0
+    for k, (w_ids, w_offsets, special, w_probs) in enumerate(windows):
+        keep = [t for t in range(len(w_ids)) if not special[t]]
+        n = len(keep)
+        for j, t in enumerate(keep):
+            left = j if k > 0 else n
+            right = n - 1 - j if k < len(windows) - 1 else n
+            g = start + j
+            if g == len(ids):
+                ids.append(w_ids[t])
+                offsets.append(tuple(w_offsets[t]))
+                probs.append(w_probs[t])
+                room.append(min(left, right))
+            elif tuple(w_offsets[t]) != offsets[g]:  # the windows must step as described above
+                raise RuntimeError(f"token-classification windows misaligned at token {g}")
+            elif min(left, right) > room[g]:
+                probs[g], room[g] = w_probs[t], min(left, right)
+        start += n - stride
+    return ids, offsets, np.asarray(probs, dtype=np.float32).reshape(len(ids), windows[0][3].shape[-1])
+
+
+def _entities(tok, text, ids, offsets, probs, id2label):
+    """Entity groups from text tokens (no special tokens) and their probabilities."""
     import numpy as np
 
     best = probs.argmax(-1)
     tokens = []
     for k, token_id in enumerate(ids):
-        if special[k]:
-            continue
         start, end = offsets[k]
         word = text[start:end] if token_id == tok.unk_token_id else tok.convert_ids_to_tokens(token_id)
         tokens.append((id2label[int(best[k])], float(probs[k, best[k]]), word, start, end))
@@ -193,6 +240,7 @@ TASK = Task(
     metric_names=("precision", "recall", "f1", "accuracy"),
     best_metric="f1",
     columns={"tokens": "list of words", "tags": "list of per-word tags (IOB strings or ClassLabel ids)"},
+    column_aliases={"tokens": ("tokens", "words"), "tags": ("ner_tags", "tags", "ner", "labels")},
     sample="token-classification.jsonl",
     default_recipe="distilbert",
     auto_model="AutoModelForTokenClassification",

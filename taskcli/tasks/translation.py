@@ -103,26 +103,21 @@ def preprocess(run, ds, training):
 
 
 def read_inputs(run, args, options):
-    from taskcli.inputs import read_text_inputs
+    from taskcli.inputs import read_texts, text_of
 
     src = run.params.source_lang
-    out = []
-    for item in read_text_inputs(args):
-        if isinstance(item, dict):
-            if isinstance(item.get("translation"), dict):
-                item = item["translation"]
-            key = next((k for k in (src, "source", "text") if k in item), None)
-            if key is None:
-                raise TaskcliError(f"a JSON input for translation needs a '{src}', 'source' or 'text' field",
-                                   f"got keys {list(item)}")
-            item = item[key]
-        out.append(str(item))
-    return out
+
+    def use(item):
+        if isinstance(item, dict) and isinstance(item.get("translation"), dict):
+            item = item["translation"]
+        return text_of(item, (src, "source", "text"))
+
+    return read_texts(args, options, use)
 
 
 def predict(run, model, texts, options):
     prefix = run.params.prefix
-    return [{"translation_text": t} for t in s2s.generate(run, model, [prefix + t for t in texts], options)]
+    return s2s.generate_rows(run, model, [prefix + t for t in texts], options, "translation_text")
 
 
 def render(text, result):
