@@ -23,7 +23,9 @@ RAW_SUFFIXES = {".pcm", ".raw"}
 RAW_RATE = 16_000
 # Common containers libsndfile cannot open: say so up front instead of a codec error.
 UNSUPPORTED = {".m4a", ".aac", ".mp4", ".wma", ".webm", ".amr", ".3gp", ".mka", ".ac3"}
-_FIX = "convert it to WAV/FLAC/MP3/OGG first (e.g. `ffmpeg -i IN OUT.flac`), or pass --skip-bad to skip it"
+# True wherever the error shows up: `infer` has --skip-bad, training and eval data must be fixed instead.
+_FIX = ("convert it to WAV/FLAC/MP3/OGG first (e.g. `ffmpeg -i IN OUT.flac`) or remove it from the data; "
+        "`taskcli infer` skips such files with --skip-bad")
 
 
 class BadAudio(TaskcliError):

@@ -377,15 +377,30 @@ def recipes_show(name: str = typer.Argument(..., help="Recipe name (task/name) o
 
 @recipes_app.command("validate")
 @guarded
-def recipes_validate(paths: list[str] = typer.Argument(..., help="Recipe YAML files.")):
-    """Validate recipe files; every error is reported with its dotted path and line."""
+def recipes_validate(paths: list[str] = typer.Argument(..., help="Recipe YAML files or shipped names (task/name).")):
+    """Validate recipes (files, or shipped names such as `ner/bert`); every file is checked and every error is
+    reported with its dotted path and line; the exit code is 1 when any recipe is invalid."""
     from pathlib import Path
 
     from taskcli import recipe as recipe_mod
+    from taskcli.errors import TaskcliError
 
+    failed = 0
     for p in paths:
-        task_name, _ = recipe_mod.validate_file(Path(p))
-        print(f"ok  {p}  ({task_name})")
+        try:
+            path = Path(p)
+            if not path.exists() and "/" in p and not p.endswith((".yaml", ".yml")):  # a shipped name
+                from taskcli import registry
+
+                task, _, name = p.partition("/")
+                path = recipe_mod.find(registry.get(task), name)
+            task_name, _ = recipe_mod.validate_file(path)
+            print(f"ok  {p}  ({task_name})")
+        except TaskcliError as err:
+            failed += 1
+            print(f"error: {p}: {err}", file=sys.stderr)
+    if failed:
+        raise typer.Exit(1)
 
 
 def run() -> None:

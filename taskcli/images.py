@@ -15,7 +15,9 @@ from pathlib import Path
 from taskcli.errors import TaskcliError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-_FIX = "check the file (a JPEG/PNG/WebP/BMP/TIFF image), or pass --skip-bad to skip it"
+# True wherever the error shows up: `infer` has --skip-bad, training and eval data must be fixed instead.
+_FIX = ("check the file (a JPEG/PNG/WebP/BMP/TIFF image) or remove it from the data; `taskcli infer` skips such "
+        "files with --skip-bad")
 
 
 class BadImage(TaskcliError):

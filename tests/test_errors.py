@@ -101,5 +101,6 @@ def test_unreachable_hub_fails_fast_without_offline_flags():
     done = subprocess.run([sys.executable, "-m", "taskcli", "infer", "ner", "Alice went to Paris"],
                           capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
     assert done.returncode == 1 and time.perf_counter() - start < 30
-    assert done.stderr.startswith("error: cannot load model 'dslim/distilbert-NER'") and "--smoke" in done.stderr
+    assert done.stderr.startswith("error: cannot reach the Hugging Face Hub to load model "
+                                  "'stevhliu/my_awesome_wnut_model'") and "--smoke" in done.stderr
     assert "Traceback" not in done.stderr and "Retrying" not in done.stderr

@@ -184,3 +184,21 @@ def test_finetune_from_csv_with_path_column(cli, tmp_path):
     summary = finetune(cli, tmp_path / "m", "--data", tmp_path / "list.csv", "--set", "data.columns.image=path",
                        "--set", "data.columns.label=kind", "--set", "data.eval_fraction=0.25")
     assert set(summary["metrics"]["per_class"]) <= {"cat", "remote", "toy"} and "accuracy" in summary["metrics"]
+
+
+def test_bad_training_image_hint_fits_training(cli, tmp_path, one_torch_thread):
+    """A broken image in training data: the hint says to fix or remove it (--skip-bad is an infer option)."""
+    import shutil
+
+    sample = ROOT / "taskcli" / "samples" / "image-classification"
+    photos = tmp_path / "photos"
+    for label in ("cat", "toy"):
+        (photos / label).mkdir(parents=True)
+        for src in sorted((sample / label).glob("*.jpg"))[:4]:
+            shutil.copy(src, photos / label / src.name)
+    (photos / "cat" / "broken.jpg").write_text("not an image")
+    result = cli("finetune", "image-classification", "--smoke", "--data", photos, "--output-dir", tmp_path / "out",
+                 "--set", "train.max_steps=3")
+    assert result.exit_code == 1
+    line = [l for l in result.stderr.splitlines() if l.startswith("error: ")][0]
+    assert "broken.jpg" in line and "remove it from the data" in line

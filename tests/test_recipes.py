@@ -83,3 +83,14 @@ def test_unknown_recipe_and_bad_set(cli):
 def test_recipe_for_another_task_is_refused(cli):
     path = recipe.RECIPES_DIR / "question-answering" / "distilbert.yaml"
     assert_clean_error(cli("finetune", "ner", "--recipe", path, "--dry-run"), "not 'token-classification'")
+
+
+def test_validate_checks_every_file_and_takes_shipped_names(cli, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: token-classification\nmodel: {checkpoint: x, type: bert}\ntrain: {epoch: 2}\n")
+    good = tmp_path / "good.yaml"
+    good.write_text("task: token-classification\nmodel: {checkpoint: x, type: bert}\n")
+    result = cli("recipes", "validate", bad, "ner/bert", good, "text-classification/bert-stsb")
+    assert result.exit_code == 1
+    assert "ok  ner/bert" in result.stdout and f"ok  {good}" in result.stdout and "bert-stsb" in result.stdout
+    assert "train.epoch" in result.stderr and "did you mean 'epochs'" in result.stderr

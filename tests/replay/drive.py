@@ -52,7 +52,8 @@ def run_recipe(runner, app, recipe: str, out: Path) -> dict:
         start = time.perf_counter()
         result = runner.invoke(app, args, catch_exceptions=True)
         error = None if result.exception is None or isinstance(result.exception, SystemExit) else repr(result.exception)
-        report[name] = {"exit_code": result.exit_code, "stdout": result.stdout[-4000:], "stderr": result.stderr[-4000:],
+        # stdout whole (it is JSON to parse); stderr's end holds the error line
+        report[name] = {"exit_code": result.exit_code, "stdout": result.stdout, "stderr": result.stderr[-4000:],
                         "exception": error, "seconds": round(time.perf_counter() - start, 1)}
     return report
 
