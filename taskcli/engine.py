@@ -187,12 +187,12 @@ def model_forward_uses_loss_function(model) -> bool:
         return False
 
 
-def task_head_classes(run, model_type: str) -> set[str]:
-    """Class names that carry this task's head for `model_type`, from the task's Auto classes."""
+def task_head_classes(task, model_type: str) -> set[str]:
+    """Class names that carry `task`'s head for `model_type`, from the task's Auto classes."""
     import transformers
 
     names: set[str] = set()
-    for auto in (run.task.auto_model, *run.task.alt_auto_models):
+    for auto in (task.auto_model, *task.alt_auto_models):
         value = getattr(transformers, auto)._model_mapping._model_mapping.get(model_type)
         names.update(value if isinstance(value, (list, tuple)) else [value] if value else [])
     return names
@@ -215,9 +215,14 @@ def check_task_head(run: Run, explicit: bool) -> None:
 
         raise load_error("model", run.model_source, err, run.pretrained_kwargs().get("revision")) from None
     archs = list(getattr(config, "architectures", None) or [])
-    heads = task_head_classes(run, config.model_type)
+    heads = task_head_classes(run.task, config.model_type)
     if not archs or not heads or heads & set(archs):
         return
+    owner = _task_of(run.model_source, archs[0], config.model_type)
+    if owner and explicit:  # a model fine-tuned for another task: name both
+        raise TaskcliError(f"model '{run.model_source}' is a {owner} model ({archs[0]}), not a {run.task.name} one",
+                           f"run `taskcli {{eval|infer}} {owner} --model {run.model_source}`, or pass a "
+                           f"{run.task.name} model")
     what = f"model '{run.model_source}'" if explicit else (
         f"the recipe's default model '{run.model_source}' (model.{'infer_default' if run.recipe.model.infer_default else 'checkpoint'})")
     raise TaskcliError(
@@ -226,6 +231,21 @@ def check_task_head(run: Run, explicit: bool) -> None:
         f"pass --model DIR with a fine-tuned model (e.g. the output of `taskcli finetune {run.task.name} --recipe "
         f"{run.resolved.name}`)" + ("" if explicit else ", or set model.infer_default in the recipe"),
     )
+
+
+def _task_of(source: str, arch: str, model_type: str) -> str | None:
+    """The task a model was made for: its taskcli recipe.yaml, else the task whose head its class is."""
+    import yaml
+
+    saved = Path(source) / "recipe.yaml"
+    if saved.is_file():
+        try:
+            task = (yaml.safe_load(saved.read_text()) or {}).get("task")
+            if task:
+                return registry.get(str(task)).name
+        except Exception:  # noqa: BLE001 - a broken recipe.yaml only loses the better message
+            pass
+    return next((t.name for t in registry.all_tasks() if arch in task_head_classes(t, model_type)), None)
 
 
 # ----------------------------------------------------------------------------- labels

@@ -68,3 +68,11 @@ def test_precision_fp32_is_accepted(cli):
     import json
 
     assert json.loads(result.stdout)["resolved"]["train"]["precision"] == "no"
+
+
+def test_model_of_another_task_is_named(cli, trained, one_torch_thread):
+    """A text-classification model given to `infer ner`: one line naming both tasks, no made-up entities."""
+    model = trained("text-classification")
+    result = cli("infer", "ner", "hello", "--model", model)
+    assert_clean_error(result, "is a text-classification model", "not a token-classification one")
+    assert result.stdout.strip() == ""

@@ -148,9 +148,13 @@ def predict(run, model, inputs, options):
     for _, chunk, outputs in vision_common.forward_batches(run, model, inputs, options):
         found = run.processor.post_process_object_detection(outputs, threshold=threshold,
                                                             target_sizes=[i.size[::-1] for i in chunk])
-        for f in found:
+        for f, image in zip(found, chunk):
+            # DETR's boxes can reach past the image edge: clip them to the picture (0..width, 0..height)
+            w, h = image.size
             objects = [{"label": id2label[int(c)], "score": float(s),
-                        "box": dict(zip(("xmin", "ymin", "xmax", "ymax"), (round(float(v), 2) for v in b)))}
+                        "box": dict(zip(("xmin", "ymin", "xmax", "ymax"),
+                                        (round(min(max(float(v), 0.0), float(w if k % 2 == 0 else h)), 2)
+                                         for k, v in enumerate(b))))}
                        for s, c, b in zip(f["scores"], f["labels"], f["boxes"])]
             out.append({"objects": sorted(objects, key=lambda o: -o["score"])})
     return out
