@@ -266,7 +266,6 @@ def apply_cuts(cfg: dict, model_type: str) -> list[str]:
         if isinstance(node, dict) and keys[-1] in node and node[keys[-1]] != value:
             cuts.append(f"{dotted}: {node[keys[-1]]} -> {value}")
             node[keys[-1]] = value
-    # stage-wise widths in some backbones are lists sized by the stage count: keep them consistent
     return cuts
 
 
@@ -284,9 +283,7 @@ def build_model_revision(facts: dict, revision: str, rev_facts: dict, texts: lis
     if tok is not None and "vocab_size" in cfg and merged["tokenizer"]["kind"] != "ctc-chars":
         cuts.append(f"vocab_size: {cfg['vocab_size']} -> {len(tok)} (local vocabulary)")
         cfg["vocab_size"] = len(tok)
-        remap_token_ids(cfg, tok, real_ids, notes, "config")
-        for sub in ("task_specific_params",):
-            pass  # prefixes and lengths only: no ids in there
+        remap_token_ids(cfg, tok, real_ids, notes, "config")  # task_specific_params hold no ids: left as they are
     (snap / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     for key, name in (("tokenizer_config", "tokenizer_config.json"), ("special_tokens_map", "special_tokens_map.json"),
                       ("preprocessor_config", "preprocessor_config.json")):
