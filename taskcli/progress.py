@@ -16,7 +16,8 @@ class RichProgress(TrainerCallback):
         self.log = log or self.console.print
         self.progress = None
         self.task_id = None
-        self.fields = {"epoch": 0.0, "loss": float("nan"), "lr": 0.0}
+        # shown as text: "—" until the first logged value (never "loss nan" before the first log)
+        self.fields = {"epoch": 0.0, "loss": "—", "lr": "—"}
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.progress = Progress(
@@ -24,8 +25,8 @@ class RichProgress(TrainerCallback):
             BarColumn(),
             TextColumn("step {task.completed}/{task.total}"),
             TextColumn("epoch {task.fields[epoch]:.2f}"),
-            TextColumn("loss {task.fields[loss]:.4f}"),
-            TextColumn("lr {task.fields[lr]:.2e}"),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("lr {task.fields[lr]}"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
@@ -42,9 +43,9 @@ class RichProgress(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         if "loss" in logs:
-            self.fields["loss"] = float(logs["loss"])
+            self.fields["loss"] = f"{float(logs['loss']):.4f}"
         if "learning_rate" in logs:
-            self.fields["lr"] = float(logs["learning_rate"])
+            self.fields["lr"] = f"{float(logs['learning_rate']):.2e}"
         if self.progress:
             self.progress.update(self.task_id, **self.fields)
 
