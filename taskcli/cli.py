@@ -190,10 +190,12 @@ def eval_(
 def _print_metrics(out, metrics: dict) -> None:
     from rich.table import Table
 
+    # at 80 columns the names fold onto more lines (never cut to look-alike "long_class_na…") and the numbers
+    # are never split
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     table = Table(show_header=True, header_style="bold")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("metric", overflow="fold")
+    table.add_column("value", justify="right", no_wrap=True)
     for key, value in scalars.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     out.print(table)
@@ -201,9 +203,9 @@ def _print_metrics(out, metrics: dict) -> None:
         if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
             cols = list(next(iter(value.values())))
             sub = Table(title=key.replace("_", " "), title_justify="left", header_style="bold")
-            sub.add_column("name")
+            sub.add_column("name", overflow="fold")
             for c in cols:
-                sub.add_column(c, justify="right")
+                sub.add_column(c, justify="right", no_wrap=True)
             for name, row in value.items():
                 sub.add_row(name, *(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in cols))
             out.print(sub)
@@ -254,22 +256,28 @@ def infer(
         temperature=temperature, top_p=top_p, num_beams=num_beams, do_sample=do_sample,
         seed=seed, language=language, task=asr_task, timestamps=timestamps or None, skip_bad=skip_bad or None,
         save_maps=save_maps, threshold=threshold,
-        as_json=as_json or None,  # text-generation streams a single prompt's tokens unless --json
+        as_json=as_json or None,
+        interactive=_interactive() or None,  # text-generation may stream one prompt's tokens to the terminal
     ).items() if v is not None}
     sets = [*set_, f"infer.precision={precision}"] if precision is not None else set_
     task_obj, items, results = engine.infer(task, list(inputs or []), model=model, recipe=recipe, sets=sets,
                                             smoke=smoke, options=options)
     from taskcli.inputs import rows
 
+    # a result that predict already streamed to the terminal (see _interactive) is not printed again
+    streamed = {id(result) for result in results if result.pop("streamed", False)}
     done = rows(items, results)  # one row per input, in order; error rows where --skip-bad set inputs aside
     if as_json:
         lines = [json.dumps({"input": item, **result}, ensure_ascii=False, default=float) + "\n"
                  for item, result, _ in done]
     else:
-        console = _stdout()
-        with console.capture() as captured:
-            console.print(_infer_table(task_obj, done))
-        lines = captured.get().splitlines(keepends=True)
+        shown = [row for row in done if id(row[1]) not in streamed]
+        lines = []
+        if shown:
+            console = _stdout()
+            with console.capture() as captured:
+                console.print(_infer_table(task_obj, shown))
+            lines = captured.get().splitlines(keepends=True)
     # line by line, so a reader that leaves early (`| head -1`) is noticed (guarded ends quietly, 141) even in one
     # big table: a single large write() that the reader cuts short just loses the rest, without an error
     for line in lines:
@@ -280,17 +288,38 @@ def infer(
         print(f"skipped {skipped} of {len(done)} inputs (--skip-bad): their rows say why", file=sys.stderr)
 
 
+def _interactive() -> bool:
+    """Whether a person reads stdout in a terminal: then text-generation streams a single prompt's tokens there
+    (instead of a table after the fact). Piped or redirected output gets the table (or --json) only."""
+    return sys.stdout.isatty()
+
+
+INPUT_SHOWN = 60  # characters of an input the infer table shows; --json rows carry the whole input
+
+
+def _abbreviated(text: str) -> str:
+    """A long input as its first characters, "…" and its length, so that its table row stays two lines
+    instead of folding into dozens and pushing the results away. A long single word (a file path, a URL) keeps
+    its end instead, where the file name is."""
+    if len(text) <= INPUT_SHOWN:
+        return text
+    if not any(c.isspace() for c in text):
+        return "…" + text[-(INPUT_SHOWN - 3):]
+    head = " ".join(text.split())[:INPUT_SHOWN - 3].rstrip()
+    return f"{head}…\n({len(text):,} chars)"
+
+
 def _infer_table(task_obj, done: list):
     from rich.table import Table
 
     rendered = [[{"error": result["error"]}] if bad else task_obj.render(item, result) for item, result, bad in done]
     cols = list(dict.fromkeys(c for item_rows in rendered for row in item_rows for c in row))
     table = Table(show_header=True, header_style="bold", show_lines=True)
-    table.add_column("input", overflow="fold", max_width=60)
+    table.add_column("input", overflow="fold", max_width=INPUT_SHOWN)
     for c in cols:
         table.add_column(c, overflow="fold")
     for (item, _, _), item_rows in zip(done, rendered):
-        shown = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
+        shown = _abbreviated(item if isinstance(item, str) else json.dumps(item, ensure_ascii=False))
         for k, row in enumerate(item_rows or [{}]):  # an input with nothing to show (no boxes) still has its row
             table.add_row(shown if k == 0 else "", *(str(row.get(c, "")) for c in cols))
     return table

@@ -46,13 +46,18 @@ def test_text_generation_infer_equals_pipeline_greedy(cli, trained):
         assert row["generated_text"].startswith(prompt) and len(row["generated_text"]) > len(prompt)
 
 
-def test_text_generation_streams_a_single_prompt_and_sampling_is_seeded(cli, trained):
+def test_text_generation_streams_a_single_prompt_and_sampling_is_seeded(cli, trained, monkeypatch):
+    import taskcli.cli
+
     out = trained("text-generation")
+    monkeypatch.setattr(taskcli.cli, "_interactive", lambda: True)  # stdout is a terminal
     shown = cli("infer", "clm", "Alice walked to the", "--model", out, "--max-new-tokens", "8")
     assert shown.exit_code == 0, shown.stderr
-    assert "Alice walked to the" in shown.stderr  # streamed as generated
+    assert shown.stdout.startswith("Alice walked to the")  # streamed to stdout as generated, and no table after
+    assert "Alice walked to the" not in shown.stderr
     as_json = cli("infer", "clm", "Alice walked to the", "--model", out, "--max-new-tokens", "8", "--json")
     assert as_json.stderr.strip() == ""  # --json: no streaming
+    assert shown.stdout == json.loads(as_json.stdout)["generated_text"] + "\n"  # greedy: the same text, once
     runs = [cli("infer", "clm", "Alice", "--model", out, "--do-sample", "--seed", "7", "--temperature", "1.5",
                 "--top-k", "20", "--max-new-tokens", "10", "--json").stdout for _ in range(2)]
     assert runs[0] == runs[1]

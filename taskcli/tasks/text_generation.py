@@ -2,7 +2,9 @@
 
 Eval reports loss and perplexity. Infer decodes with the recipe's `infer.generation` settings, overridden by
 --max-new-tokens / --temperature / --top-p / --top-k / --num-beams / --do-sample|--greedy / --seed; greedy
-results equal `pipeline("text-generation")`'s. A single prompt streams its tokens to stderr as they come.
+results equal `pipeline("text-generation")`'s. When stdout is a terminal (options["interactive"], decided by the CLI)
+and neither --json nor beam search is asked for, a single prompt streams its tokens to stdout as they come; its
+result is then marked "streamed": True, and the CLI drops that mark and does not print the text again.
 """
 
 from __future__ import annotations
@@ -64,15 +66,15 @@ def generation_settings(run, options: dict, sample_top_k: bool = True) -> dict:
     return gen
 
 
-def _stderr_streamer(tok):
+def _stdout_streamer(tok):
     from transformers import TextStreamer
 
-    class StderrStreamer(TextStreamer):
+    class StdoutStreamer(TextStreamer):
         def on_finalized_text(self, text: str, stream_end: bool = False):
-            sys.stderr.write(text + ("\n" if stream_end else ""))
-            sys.stderr.flush()
+            sys.stdout.write(text + ("\n" if stream_end else ""))  # the current sys.stdout, not the one at import
+            sys.stdout.flush()
 
-    return StderrStreamer(tok, skip_prompt=False, skip_special_tokens=True)
+    return StdoutStreamer(tok, skip_prompt=False, skip_special_tokens=True)
 
 
 def equal_length_batches(lengths: list[int], batch_size: int):
@@ -108,16 +110,17 @@ def predict(run, model, prompts, options):
                 f"context ({ctx} tokens)", f"use --max-new-tokens {ctx - len(ids)} or less")
     if options.get("seed") is not None:
         set_seed(options["seed"])
-    stream = len(prompts) == 1 and not options.get("as_json") and gen.get("num_beams", 1) == 1
+    stream = (len(prompts) == 1 and options.get("interactive") and not options.get("as_json")
+              and gen.get("num_beams", 1) == 1)
     out: list = [None] * len(prompts)
     for idx in equal_length_batches([len(e) for e in enc], options.get("batch_size", 8)):
         ids = torch.tensor([enc[i] for i in idx], dtype=torch.long, device=model.device)
         with torch.inference_mode():
             seqs = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                  streamer=_stderr_streamer(tok) if stream else None, **gen)
+                                  streamer=_stdout_streamer(tok) if stream else None, **gen)
         for row, i in enumerate(idx):
             new = tok.decode(seqs[row, ids.shape[1]:], skip_special_tokens=True)
-            out[i] = {"generated_text": prompts[i] + new}
+            out[i] = {"generated_text": prompts[i] + new, **({"streamed": True} if stream else {})}
     return out
 
 
