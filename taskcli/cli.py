@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -70,6 +71,9 @@ def guarded(fn):
                 raise
             from taskcli.errors import TaskcliError
 
+            if getattr(err, "exit_code", None) == 130:  # Ctrl-C in training: where it stopped, how to go on
+                print(str(err), file=sys.stderr)
+                raise typer.Exit(130) from None
             if "Original Traceback" in str(err):  # raised in a DataLoader worker: the cause is the last line
                 last = [line for line in str(err).strip().splitlines() if line.strip()][-1]
                 message = last.split(": ", 1)[1] if last.startswith(("taskcli.errors.", "TaskcliError")) else last
@@ -147,7 +151,10 @@ def finetune(
         _relaunch(num_processes)
     from taskcli import engine
 
-    command = "taskcli " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("taskcli") else ""
+    import shlex
+
+    # the command as typed (recorded in recipe.yaml, and the base of the resume command after Ctrl-C)
+    command = "taskcli " + shlex.join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("taskcli", "__main__.py") else ""
     result = engine.finetune(task, recipe=recipe, sets=set_, smoke=smoke, model=model, data=data,
                              output_dir=output_dir, resume=resume, overwrite=overwrite, dry_run=dry_run,
                              command=command)
@@ -159,7 +166,9 @@ def finetune(
     out = _stdout()
     out.print(f"[bold green]saved[/] {result['output_dir']}  (train loss {result['train_loss']:.4f}, "
               f"{result['train_runtime_s']:.1f}s)")
-    _print_metrics(out, result["metrics"])
+    scored = result["scored"]
+    best = f" by {scored['metric']}" if scored["checkpoint"] == "best" else ""
+    _print_metrics(out, result["metrics"], title=f"eval metrics ({scored['checkpoint']}{best}, step {scored['step']})")
 
 
 @app.command(name="eval", epilog="Examples: `taskcli eval ner --model runs/token-classification-distilbert-smoke "
@@ -183,16 +192,20 @@ def eval_(
         print(json.dumps(result, default=float))
         return
     out = _stdout()
-    out.print(f"[bold]{result['task']}[/] · {result['model']} · {result['split']} · {result['samples']} samples")
+    out.print(f"[bold]{result['task']}[/] · {result['model']} · split {result['split']} · {result['samples']} samples"
+              f" ({result['split_made']})", highlight=False)
     _print_metrics(out, result["metrics"])
 
 
-def _print_metrics(out, metrics: dict) -> None:
+def _print_metrics(out, metrics: dict, title: str | None = None) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     # at 80 columns the names fold onto more lines (never cut to look-alike "long_class_na…") and the numbers
     # are never split
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    if title:  # its own line: a table title wraps at the (narrow) table's width
+        out.print(Text(title, style="bold"))
     table = Table(show_header=True, header_style="bold")
     table.add_column("metric", overflow="fold")
     table.add_column("value", justify="right", no_wrap=True)
@@ -200,15 +213,22 @@ def _print_metrics(out, metrics: dict) -> None:
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     out.print(table)
     for key, value in metrics.items():
-        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-            cols = list(next(iter(value.values())))
-            sub = Table(title=key.replace("_", " "), title_justify="left", header_style="bold")
-            sub.add_column("name", overflow="fold")
-            for c in cols:
-                sub.add_column(c, justify="right", no_wrap=True)
-            for name, row in value.items():
-                sub.add_row(name, *(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in cols))
-            out.print(sub)
+        if not isinstance(value, dict) or not value:
+            continue
+        # per class/entity: a dict of score dicts (precision, recall, ...) or of single scores (IoU, AP; None = absent)
+        rows = {name: row if isinstance(row, dict) else {key.split("_")[-1]: row} for name, row in value.items()}
+        cols = list(dict.fromkeys(c for row in rows.values() for c in row))
+        sub = Table(title=key.replace("_", " "), title_justify="left", header_style="bold")
+        sub.add_column("name", overflow="fold")
+        for c in cols:
+            sub.add_column(c, justify="right", no_wrap=True)
+        for name, row in rows.items():
+            sub.add_row(Text(str(name)), *(_number(row.get(c)) for c in cols))
+        out.print(sub)
+
+
+def _number(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "–" if value is None else str(value)
 
 
 @app.command(epilog="Examples: `taskcli infer ner \"Alice works for Acme in Paris.\" --model runs/ner` · "
@@ -311,6 +331,7 @@ def _abbreviated(text: str) -> str:
 
 def _infer_table(task_obj, done: list):
     from rich.table import Table
+    from rich.text import Text  # inputs and predictions are plain text: "[/]" in a text is not rich markup
 
     rendered = [[{"error": result["error"]}] if bad else task_obj.render(item, result) for item, result, bad in done]
     cols = list(dict.fromkeys(c for item_rows in rendered for row in item_rows for c in row))
@@ -321,7 +342,7 @@ def _infer_table(task_obj, done: list):
     for (item, _, _), item_rows in zip(done, rendered):
         shown = _abbreviated(item if isinstance(item, str) else json.dumps(item, ensure_ascii=False))
         for k, row in enumerate(item_rows or [{}]):  # an input with nothing to show (no boxes) still has its row
-            table.add_row(shown if k == 0 else "", *(str(row.get(c, "")) for c in cols))
+            table.add_row(Text(shown if k == 0 else ""), *(Text(str(row.get(c, ""))) for c in cols))
     return table
 
 

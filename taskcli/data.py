@@ -7,6 +7,7 @@ needs: ``train`` and ``eval`` (carved from train, seeded, when the data has no e
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from taskcli.errors import TaskcliError
@@ -156,33 +157,54 @@ def looks_like_path(ref: str) -> bool:
     return ref.startswith((".", "/", "~")) or Path(ref).suffix.lower() in _READERS or ref.count("/") > 1
 
 
-def load(run, ref: str | None, eval_split_name: str | None = None):
-    """Train/eval DatasetDict for `run`, with canonical column names, checked up front.
+@dataclass
+class DataInfo:
+    """What a run's data really was: recorded in recipe.yaml and the model card, shown in the run header."""
 
-    Smoke mode without --data uses the task's bundled sample as both train and eval: the smoke check is
-    that the model learns (memorises) its sample.
+    source: str  # hub id, absolute local path, or the bundled sample's path
+    train_split: str | None  # split of the source used for training
+    eval_split: str  # the name `eval --split` accepts for the eval rows: a split of the source, or "eval" (carved)
+    eval_made: str  # how the eval rows were chosen, in words
+    train_rows: int
+    eval_rows: int
+
+
+def is_local(ref: str | None) -> bool:
+    return bool(ref) and Path(ref).expanduser().exists()
+
+
+def load(run, ref: str | None, eval_split_name: str | None = None):
+    """Train/eval DatasetDict for `run`, with canonical column names, checked up front; sets `run.data_info`.
+
+    Smoke mode without --data uses the task's bundled sample as both train and eval (the smoke check is that the
+    model learns, i.e. memorises, its sample), unless the recipe names local data: that is used, a few rows of it.
     """
     import datasets
 
     recipe = run.recipe
     data = recipe.data
-    if run.smoke and ref is None:
-        raw = load_raw(str(sample_path(run.task, recipe)), recipe, run.task.modality)
+    if run.smoke and ref is None and not is_local(data.dataset):
+        path = sample_path(run.task, recipe)
+        raw = load_raw(str(path), recipe, run.task.modality)
         sample = _rename(raw[next(iter(raw))], run)
         limit = recipe.smoke.max_samples
         sample = sample.select(range(min(limit, len(sample))))
+        run.data_info = DataInfo(str(path), "train", "eval", "the bundled smoke sample itself (train = eval: a smoke "
+                                 "run checks that the model memorises it)", len(sample), len(sample))
         return _checked(datasets.DatasetDict(train=sample, eval=sample), run)
     ref = ref or data.dataset
     if not ref:
         raise TaskcliError("no data given", "pass --data PATH|ID or set data.dataset in the recipe")
+    if is_local(ref):
+        ref = str(Path(ref).expanduser().resolve())
     raw = load_raw(ref, recipe, run.task.modality, conll=run.task.name == "token-classification")
     splits = {}
     train_name = data.train_split if data.train_split in raw else ("train" if "train" in raw else None)
-    eval_name = eval_split_name or data.eval_split
-    if eval_split_name and eval_split_name not in raw:
-        raise TaskcliError(f"split '{eval_split_name}' not in {ref}", f"splits: {', '.join(raw)}")
-    if eval_name not in raw:
-        eval_name = next((s for s in ("validation", "test") if s in raw and s != train_name), None)
+    carve_asked = eval_split_name == "eval" and "eval" not in raw
+    if eval_split_name and eval_split_name not in raw and not (carve_asked and train_name):
+        extra = ", eval (carved from train)" if train_name and not _eval_split_of(raw, data, train_name) else ""
+        raise TaskcliError(f"split '{eval_split_name}' not in {ref}", f"splits: {', '.join(raw)}{extra}")
+    eval_name = None if carve_asked else eval_split_name or _eval_split_of(raw, data, train_name)
     if not train_name and not eval_name:
         raise TaskcliError(f"no usable split in {ref}", f"splits found: {', '.join(raw)}; set data.train_split")
     if train_name:
@@ -191,19 +213,51 @@ def load(run, ref: str | None, eval_split_name: str | None = None):
         splits["eval"] = raw[eval_name]
     # Check columns and emptiness on what was read, before any carving.
     splits = dict(_checked(datasets.DatasetDict({k: _rename(v, run) for k, v in splits.items()}), run))
+    made = f"the data's '{eval_name}' split"
     if not eval_name:
         if len(splits["train"]) < 2:
             raise TaskcliError(f"{ref} has {len(splits['train'])} row(s): too few to carve an eval split",
                                "give more data, or a separate validation file")
-        carved = splits["train"].train_test_split(test_size=data.eval_fraction, seed=recipe.train.seed)
-        splits = {"train": carved["train"], "eval": carved["test"]}
+        splits["train"], splits["eval"], made = carve(splits["train"], data.eval_fraction, recipe.train.seed,
+                                                      run.task.label_column)
     if run.smoke:  # --smoke with --data: a few rows only
         splits = {k: v.select(range(min(recipe.smoke.max_samples, len(v)))) for k, v in splits.items()}
     if data.max_train_samples and "train" in splits:
         splits["train"] = splits["train"].select(range(min(data.max_train_samples, len(splits["train"]))))
     if data.max_eval_samples:
         splits["eval"] = splits["eval"].select(range(min(data.max_eval_samples, len(splits["eval"]))))
+    if eval_name and eval_name == train_name:
+        made += " (the training rows: a model fine-tuned on them scores higher there than on unseen data)"
+    run.data_info = DataInfo(ref, train_name, eval_name or "eval", made, len(splits.get("train", ())), len(splits["eval"]))
     return datasets.DatasetDict(splits)
+
+
+def _eval_split_of(raw, data, train_name: str | None) -> str | None:
+    """The recipe's eval split if the data has it, else validation or test; None when eval must be carved."""
+    if data.eval_split in raw:
+        return data.eval_split
+    return next((s for s in ("validation", "test") if s in raw and s != train_name), None)
+
+
+def carve(ds, fraction: float, seed: int, stratify_by: str | None):
+    """(train, eval, how) with `fraction` of the rows held out, seeded; stratified by the label column when the task
+    has one and every class can give rows to both sides (scikit-learn's train_test_split), so a small dataset's
+    eval split still holds every class. Both keep the data's row order."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(ds))
+    values = ds[stratify_by] if stratify_by and stratify_by in ds.column_names else None
+    categorical = values is not None and all(isinstance(v, (str, int)) for v in values)  # not regression scores
+    how = f"carved from train: {fraction:.0%} of {len(ds)} rows, seed {seed}"
+    try:
+        train, held = train_test_split(index, test_size=fraction, random_state=seed,
+                                       stratify=values if categorical else None)
+        how += f", stratified by {stratify_by}" if categorical else ""
+    except ValueError:  # a class with one row, or fewer eval rows than classes
+        train, held = train_test_split(index, test_size=fraction, random_state=seed)
+        how += f", not stratified (too few rows of some {stratify_by})"
+    return ds.select(sorted(train)), ds.select(sorted(held)), how
 
 
 def _rename(ds, run):

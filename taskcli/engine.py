@@ -34,6 +34,7 @@ class Run:
     labels: list[str] | None = None
     seq2seq: bool = False  # Seq2SeqTrainer + generate: a seq2seq task on an encoder-decoder model
     state: dict = field(default_factory=dict)  # what a task's hooks learn along the way (e.g. ASR's model kind)
+    data_info: data_mod.DataInfo | None = None  # what data.load really read (source, splits, sizes)
     _tmp: list = field(default_factory=list)
 
     @property
@@ -102,7 +103,15 @@ def quiet_libraries() -> None:
 
 def prepare(task_name: str, recipe: str | None, sets: list[str] | None, smoke: bool) -> Run:
     task = registry.get(task_name)
-    return Run(task=task, resolved=recipe_mod.resolve(task, recipe, sets, smoke), smoke=smoke)
+    resolved = recipe_mod.resolve(task, recipe, sets, smoke)
+    return Run(task=task, resolved=resolved, smoke=resolved.smoke)  # a smoke run's recipe.yaml turns smoke on
+
+
+def uses_tiny_model(run: Run, model: str | None, default: str | None = None) -> bool:
+    """--smoke builds a tiny model in place of a hub checkpoint; --model, or a local checkpoint the recipe names
+    (e.g. a smoke run's recipe.yaml pointing at its own result), is used as it is."""
+    ref = default or run.recipe.model.checkpoint
+    return run.smoke and not model and not Path(ref).expanduser().exists()
 
 
 # ----------------------------------------------------------------------------- models
@@ -346,7 +355,7 @@ def training_arguments(run: Run, output_dir: str, for_eval: bool = False):
         else None,
         logging_steps=t.logging_steps,
         logging_strategy="steps",
-        report_to=[],
+        report_to=[] if for_eval else check_trackers(t.report_to),
         disable_tqdm=True,
         dataloader_num_workers=t.dataloader_num_workers,
         remove_unused_columns=not run.task.collator_reads_raw,
@@ -367,16 +376,69 @@ def training_arguments(run: Run, output_dir: str, for_eval: bool = False):
     return TrainingArguments(**kwargs)
 
 
-def make_trainer(run: Run, model, args, train_features, eval_features, eval_examples, callbacks=()):
-    from transformers import Seq2SeqTrainer, Trainer
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
+
+def check_trackers(trackers: list[str]) -> list[str]:
+    """train.report_to, each tracker's package present (they are optional extras)."""
+    import importlib.util
+
+    for name in trackers:
+        if importlib.util.find_spec(TRACKER_PACKAGES[name]) is None:
+            raise TaskcliError(f"--report-to {name} needs the {name} package, which is not installed",
+                               f"pip install 'taskcli[{name}]'")
+    return list(trackers)
+
+
+def class_weights(run: Run, train_rows) -> list[float] | None:
+    """train.class_weights as one weight per label id: 'auto' balances the training label counts
+    (n_rows / (n_classes * n_label), scikit-learn's 'balanced'; a label with no row gets 1), a mapping names them
+    (unnamed labels get 1)."""
+    wanted = run.recipe.train.class_weights
+    if wanted is None:
+        return None
+    if not run.task.cross_entropy_loss or run.labels is None or run.task.label_column is None or \
+            run.state.get("model_loss"):
+        raise TaskcliError(f"train.class_weights applies to classification with a cross-entropy loss; "
+                           f"{run.task.name}{' on real-valued labels' if run.state.get('model_loss') else ''} has none",
+                           "drop train.class_weights")
+    names = [str(n) for n in run.labels]
+    if isinstance(wanted, dict):
+        unknown = [k for k in wanted if k not in names]
+        if unknown:
+            raise TaskcliError(f"train.class_weights names unknown label '{unknown[0]}'", f"labels: {', '.join(names)}")
+        return [float(wanted.get(n, 1.0)) for n in names]
+    import collections
+
+    index = {n: i for i, n in enumerate(names)}
+    counts: collections.Counter = collections.Counter()
+    for value in train_rows[run.task.label_column]:
+        for v in value if isinstance(value, list) else [value]:
+            counts[v if isinstance(v, int) else index.get(str(v), -1)] += 1
+    total = sum(c for i, c in counts.items() if 0 <= i < len(names))
+    present = sum(1 for i in range(len(names)) if counts[i])
+    return [total / (present * counts[i]) if counts[i] else 1.0 for i in range(len(names))]
+
+
+def make_trainer(run: Run, model, args, train_features, eval_features, eval_examples, callbacks=(), weights=None):
+    import functools
+
+    from transformers import EarlyStoppingCallback, Seq2SeqTrainer, Trainer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     cls = Seq2SeqTrainer if run.seq2seq else Trainer
     compute = run.task.metrics(run, eval_examples, eval_features) if eval_features is not None else None
     # Models that average their loss inline know nothing of other processes' label counts; for plain
-    # cross-entropy tasks the engine does the averaging itself (see summed_cross_entropy).
-    own_loss = (run.task.cross_entropy_loss and not run.state.get("model_loss")
-                and not model_forward_uses_loss_function(model))
+    # cross-entropy tasks the engine does the averaging itself (see summed_cross_entropy). Class weights need
+    # it too: the model's own loss has no weights.
+    own_loss = run.task.cross_entropy_loss and not run.state.get("model_loss") and (
+        weights is not None or not model_forward_uses_loss_function(model))
+    stopping = run.recipe.train.early_stopping_patience
+    if stopping and train_features is not None:
+        if not args.load_best_model_at_end:
+            raise TaskcliError("train.early_stopping_patience needs evaluations to compare",
+                               "set train.eval_strategy to epoch or steps")
+        callbacks = [*callbacks, EarlyStoppingCallback(stopping, run.recipe.train.early_stopping_threshold)]
     trainer = cls(
         model=model,
         args=args,
@@ -387,7 +449,7 @@ def make_trainer(run: Run, model, args, train_features, eval_features, eval_exam
         compute_metrics=compute,
         # the task's own callbacks first, so the progress display sees what they add to the metrics
         callbacks=[make() for make in run.task.callbacks] + list(callbacks),
-        compute_loss_func=summed_cross_entropy if own_loss else None,
+        compute_loss_func=functools.partial(summed_cross_entropy, weights=weights) if own_loss else None,
     )
     for noisy in (PrinterCallback, ProgressCallback):  # taskcli prints its own progress and results
         trainer.pop_callback(noisy)
@@ -407,18 +469,22 @@ def _metrics_gather(accelerator):
     return gather
 
 
-def summed_cross_entropy(outputs, labels, num_items_in_batch=None):
+def summed_cross_entropy(outputs, labels, num_items_in_batch=None, weights=None):
     """Cross-entropy summed over labelled positions, divided by the label count of the whole global batch.
 
     The Trainer passes `num_items_in_batch` counted across processes and accumulation steps, so the gradient
-    equals a single-process run's over the same global batch (a mean of per-device means would not).
+    equals a single-process run's over the same global batch (a mean of per-device means would not). With class
+    weights each position's term is multiplied by its label's weight; the divisor stays the label count (not the
+    sum of weights, which differs per batch), so the loss is still exact across processes and accumulation.
     """
+    import torch
     import torch.nn.functional as F
 
     logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
     labels = labels.to(logits.device)
-    total = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100,
-                            reduction="sum")
+    weight = torch.tensor(weights, dtype=torch.float32, device=logits.device) if weights is not None else None
+    total = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), weight=weight,
+                            ignore_index=-100, reduction="sum")
     count = num_items_in_batch if num_items_in_batch is not None else labels.ne(-100).sum().clamp(min=1)
     return total / count
 
@@ -437,6 +503,10 @@ def strip_prefix(metrics: dict, prefix: str = "eval_") -> dict:
 
 
 def default_output_dir(run: Run) -> Path:
+    """runs/<task>-<recipe>[-smoke]; repeating a run from its recipe.yaml writes next to it, to <run>-rerun."""
+    path = run.resolved.path
+    if path.name == "recipe.yaml" and (path.parent / "config.json").is_file():
+        return path.parent.with_name(path.parent.name + "-rerun")
     name = run.resolved.name.replace("/", "-") if run.resolved.name.count("/") == 1 else Path(run.resolved.name).stem
     if not name.startswith(run.task.name):
         name = f"{run.task.name}-{name}"
@@ -485,25 +555,32 @@ def finetune(
     log=None,
 ) -> dict:
     """Fine-tune; returns {"output_dir", "metrics", ...}. `log(renderable)` prints progress (stderr)."""
+    from taskcli import provenance
+
     run = prepare(task, recipe, sets, smoke)
     out = Path(output_dir or run.recipe.train.output_dir or default_output_dir(run))
-    if dry_run:
-        return {"dry_run": True, "task": run.task.name, "recipe": run.resolved.name, "output_dir": str(out),
-                "output_dir_exists": out.exists(), "resolved": run.recipe.model_dump(mode="json")}
+    if dry_run:  # what would run: the recipe as recipe.yaml will record it (--model/--data/--set/--smoke folded in)
+        return {"dry_run": True, "task": run.task.name, "recipe": run.resolved.name, "smoke": run.smoke,
+                "output_dir": str(out), "output_dir_exists": out.exists(),
+                "resolved": provenance.effective_recipe(run, model, data, out)}
     is_main = int(os.environ.get("RANK", "0")) == 0
     # Under DDP only rank 0 may judge/clear the folder; other ranks would see rank 0's fresh files.
     resume_from = check_output_dir(out, resume, overwrite) if is_main else (newest_checkpoint(out) if resume else None)
     quiet_libraries()
     from transformers import set_seed
 
-    from taskcli.progress import RichProgress
+    from taskcli.progress import RichProgress, print_header
 
     set_seed(run.recipe.train.seed)
+    progress = None
     try:
         dsd = data_mod.load(run, data)
         run.labels = run.recipe.data.labels or run.task.labels(run, dsd)
-        run.model_source = build_smoke_model(run, dsd) if smoke and not model else resolve_model_source(
+        tiny = uses_tiny_model(run, model)
+        run.model_source = build_smoke_model(run, dsd) if tiny else resolve_model_source(
             run, model, run.recipe.model.checkpoint)
+        model_desc = (f"a tiny randomly initialised {run.recipe.model.type} (--smoke)" if tiny
+                      else provenance.local_or_id(run.model_source))
         mdl = load_processor_and_model(run, run.labels)
         train_features = run.task.preprocess(run, dsd["train"], True)
         eval_features = run.task.preprocess(run, dsd["eval"], False)
@@ -511,61 +588,75 @@ def finetune(
         progress = RichProgress(log=log) if is_main else None
         trainer = make_trainer(run, mdl, args, train_features, eval_features, dsd["eval"],
                                callbacks=[progress] if progress else [])
-        result = trainer.train(resume_from_checkpoint=resume_from)
+        parameters = (sum(p.numel() for p in mdl.parameters()),
+                      sum(p.numel() for p in mdl.parameters() if p.requires_grad))
+        device = _device_name(args)
+        if is_main:
+            print_header(run, model_desc, parameters, device, args, out, resume_from, log)
+        try:
+            result = trainer.train(resume_from_checkpoint=resume_from)
+        except KeyboardInterrupt:
+            if progress:
+                progress.stop()
+            raise interrupted(trainer, out, command) from None
         set_seed(run.recipe.train.seed)  # same random state as `taskcli eval` (e.g. MLM masks): same numbers
         metrics = strip_prefix(trainer.evaluate())  # the best (or, with eval_strategy=no, the last) model
+        scored = scored_checkpoint(trainer)
         if trainer.is_world_process_zero():
+            run.task.before_save(run, trainer.model)
             trainer.save_model(str(out))
             run.processor.save_pretrained(str(out))
-            write_run_files(run, out, metrics, result, command, len(dsd["train"]), len(dsd["eval"]))
+            saved = provenance.effective_recipe(run, model, data, out, None if tiny else mdl.config.model_type)
+            saved["provenance"] = provenance.record(
+                run, command=command, sets=sets or [], model=model, model_desc=model_desc, tiny=tiny, parameters=parameters,
+                device=device, processes=args.world_size, scored=scored, features=dsd)
+            provenance.write_run_files(run, out, saved, metrics, result.training_loss)
         return {"task": run.task.name, "recipe": run.resolved.name, "output_dir": str(out), "metrics": metrics,
-                "train_loss": result.training_loss, "train_runtime_s": result.metrics.get("train_runtime"),
+                "scored": scored, "train_loss": result.training_loss,
+                "train_runtime_s": result.metrics.get("train_runtime"),
                 "processes": args.world_size, "global_batch_size": args.train_batch_size * args.world_size
                 * args.gradient_accumulation_steps}
     finally:
         run.close()
 
 
-def write_run_files(run: Run, out: Path, metrics: dict, result, command: str, n_train: int, n_eval: int):
-    """recipe.yaml (resolved), metrics.json and a model card README.md next to the model."""
-    import yaml
+def _device_name(args) -> str:
+    import torch
 
-    header = f"# Resolved recipe of this run ({run.resolved.name}).\n# Re-run: {command or 'taskcli finetune ' + run.task.name}\n"
-    (out / "recipe.yaml").write_text(header + yaml.safe_dump(run.recipe.model_dump(mode="json"), sort_keys=False))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
-    rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
-    base = "a tiny randomly initialised model (--smoke)" if run.smoke else f"`{run.recipe.model.checkpoint}`"
-    dataset = "the bundled smoke sample" if run.smoke else f"`{run.recipe.data.dataset}`"
-    card = f"""---
-library_name: transformers
-pipeline_tag: {run.task.name}
-tags: [taskcli, {run.task.name}]
----
+    if args.device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(args.device)})"
+    return args.device.type
 
-# {out.name}
 
-Fine-tuned with [taskcli](https://pypi.org/project/taskcli/) from {base} on {dataset}
-({n_train} training / {n_eval} evaluation examples), recipe `{run.resolved.name}`.
+def scored_checkpoint(trainer) -> dict:
+    """Which weights the final metrics scored: the best checkpoint (load_best_model_at_end) or the last step."""
+    best = trainer.state.best_model_checkpoint
+    if trainer.args.load_best_model_at_end and best:
+        step = int(Path(best).name.rsplit("-", 1)[-1])
+        return {"checkpoint": "best", "step": step, "metric": trainer.args.metric_for_best_model,
+                "value": trainer.state.best_metric}
+    return {"checkpoint": "last", "step": trainer.state.global_step}
 
-```bash
-{command or 'taskcli finetune ' + run.task.name}
-```
 
-## Evaluation
+class Interrupted(TaskcliError):
+    """Ctrl-C during training: one line saying where it stopped and how to go on."""
 
-| metric | value |
-|---|---|
-{rows}
+    exit_code = 130
 
-Training loss: {result.training_loss:.4f}. The full resolved recipe is in `recipe.yaml`.
 
-## Use
+def interrupted(trainer, out: Path, command: str) -> Interrupted:
+    import shlex
 
-```bash
-taskcli infer {run.task.name} --model {out} "..."
-```
-"""
-    (out / "README.md").write_text(card)
+    step = trainer.state.global_step
+    ckpt = newest_checkpoint(out)
+    if not ckpt:
+        return Interrupted(f"interrupted at step {step}, before the first checkpoint: nothing to resume",
+                           f"run `{command or 'the same command'}` again (add --overwrite if {out} is not empty)")
+    words = [w for w in shlex.split(command) if w != "--overwrite"] if command else []
+    again = shlex.join(words + ([] if "--resume" in words else ["--resume"])) if words else f"the same command with --resume"
+    if words and not any(w in ("-o", "--output-dir") or w.startswith("--output-dir=") for w in words):
+        again += f" -o {shlex.quote(str(out))}"
+    return Interrupted(f"interrupted at step {step}; {Path(ckpt).name} is saved in {out}", f"resume with: {again}")
 
 
 # ----------------------------------------------------------------------------- eval
@@ -586,16 +677,22 @@ def evaluate(
 
     try:
         dsd = data_mod.load(run, data, eval_split_name=split)
-        if run.recipe.eval.label_map and not smoke:
+        info = run.data_info
+        if info.train_split and info.eval_split == info.train_split:
+            print(f"note: scoring split '{info.eval_split}', the training rows: a model fine-tuned on this data scores "
+                  f"higher on them than on unseen data", file=sys.stderr)
+        if run.recipe.eval.label_map and not run.smoke:
             for name in dsd:
                 dsd[name] = rename_labels(dsd[name], run.recipe.eval.label_map)
         data_labels = run.recipe.data.labels or run.task.labels(run, dsd)
-        if smoke and not model:
+        default = run.recipe.model.infer_default or run.recipe.model.checkpoint
+        tiny = uses_tiny_model(run, model, default)
+        if tiny:
             run.model_source = build_smoke_model(run, dsd)
             run.labels = data_labels
             mdl = load_processor_and_model(run, data_labels)
         else:
-            run.model_source = resolve_model_source(run, model, run.recipe.model.infer_default or run.recipe.model.checkpoint)
+            run.model_source = resolve_model_source(run, model, default)
             check_task_head(run, explicit=bool(model))
             run.labels = data_labels
             mdl = load_processor_and_model(run, None)
@@ -607,8 +704,8 @@ def evaluate(
             trainer = make_trainer(run, mdl, training_arguments(run, tmp, for_eval=True), None, features, dsd["eval"])
             set_seed(run.recipe.train.seed)  # as finetune's final eval: random eval-time masking agrees
             metrics = strip_prefix(trainer.evaluate())
-        return {"task": run.task.name, "model": run.model_source if not (smoke and not model) else "tiny (untrained, --smoke)",
-                "split": split or ("smoke sample" if smoke and not data else run.recipe.data.eval_split or "eval"),
+        return {"task": run.task.name, "model": "tiny (untrained, --smoke)" if tiny else run.model_source,
+                "data": info.source, "split": info.eval_split, "split_made": info.eval_made,
                 "samples": len(dsd["eval"]), "metrics": metrics}
     finally:
         run.close()
@@ -623,13 +720,13 @@ def load_for_inference(task: str, model: str | None, recipe: str | None, sets: l
     quiet_libraries()
     import torch
 
-    if smoke and not model:
+    default = run.recipe.model.infer_default or run.recipe.model.checkpoint
+    if uses_tiny_model(run, model, default):
         dsd = data_mod.load(run, None)
         run.labels = run.recipe.data.labels or run.task.labels(run, dsd)
         run.model_source = build_smoke_model(run, dsd)
         mdl = load_processor_and_model(run, run.labels)
     else:
-        default = run.recipe.model.infer_default or run.recipe.model.checkpoint
         run.model_source = resolve_model_source(run, model, default)
         check_task_head(run, explicit=bool(model))
         mdl = load_processor_and_model(run, None)

@@ -63,4 +63,62 @@ class RichProgress(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.progress:
             self.progress.update(self.task_id, completed=state.global_step)
+        self.stop()
+
+    def stop(self):
+        """End the live display (also when training is interrupted), so later lines print below it."""
+        if self.progress:
             self.progress.stop()
+            self.progress = None
+
+
+def _count(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def planned_steps(args, train_rows: int) -> tuple[int, str]:
+    """(optimizer steps, how they were counted), as the Trainer counts them (no dropped last batch)."""
+    import math
+
+    batches = math.ceil(train_rows / (args.per_device_train_batch_size * args.world_size))
+    per_epoch = max(batches // args.gradient_accumulation_steps + int(batches % args.gradient_accumulation_steps > 0), 1)
+    if args.max_steps > 0:
+        return args.max_steps, "train.max_steps"
+    total = math.ceil(args.num_train_epochs * per_epoch)
+    return total, f"{args.num_train_epochs:g} epochs x {per_epoch} steps"
+
+
+def print_header(run, model_desc: str, parameters: tuple[int, int], device: str, args, out, resume_from, log=None):
+    """What is about to run, before the first step: model, parameters, device, precision, data, steps, output."""
+    info = run.data_info
+    steps, how = planned_steps(args, info.train_rows)
+    precision = run.recipe.train.precision if run.recipe.train.precision != "no" else "fp32"
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    grid.add_row("finetune", f"{run.task.name} · recipe {run.resolved.name}" + (" · --smoke" if run.smoke else ""))
+    grid.add_row("model", f"{model_desc} · {_count(parameters[0])} parameters, {_count(parameters[1])} trainable")
+    grid.add_row("data", f"{info.source} · train {info.train_rows} rows (split '{info.train_split}') · eval "
+                         f"{info.eval_rows} rows: {info.eval_made}")
+    grid.add_row("device", f"{device} · precision {precision} · {args.world_size} process"
+                           f"{'es' if args.world_size > 1 else ''} · global batch "
+                           f"{args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps}")
+    grid.add_row("steps", f"{steps} ({how})")
+    grid.add_row("output", str(out))
+    if resume_from:
+        state = _resumed_step(resume_from)
+        grid.add_row("resume", f"continuing from {resume_from}" + (f" (step {state} of {steps})" if state else ""))
+    (log or Console(stderr=True).print)(grid)
+
+
+def _resumed_step(checkpoint: str) -> int | None:
+    import json
+    from pathlib import Path
+
+    try:
+        return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
+    except (OSError, ValueError, KeyError):
+        return None

@@ -60,6 +60,30 @@ class DataSection(_Strict):
     read_options: dict[str, Any] = Field(default_factory=dict, description="passed to the datasets file reader")
 
 
+class LoraSection(_Strict):
+    """LoRA adapters (peft) on the pretrained body; the task head (a fresh classifier, box or span head) stays
+    fully trainable. The output dir gets the merged model, and the adapter alone in `adapter/`."""
+
+    r: int = Field(8, gt=0, description="rank of the update matrices")
+    alpha: int = Field(16, gt=0, description="scaling: updates are multiplied by alpha / r")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | str | None = Field(
+        None, description="module names to adapt (e.g. [query, value]); default: peft's choice for the "
+                          "architecture, else every linear layer ('all-linear')")
+
+
+Tracker = Literal["tensorboard", "wandb", "mlflow"]
+
+
+def _trackers(value):
+    """report_to: 'none' / [] -> []; 'tensorboard' -> ['tensorboard']; 'tensorboard,wandb' -> both."""
+    if value is None or value is False or value == "none":
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "none"]
+    return value
+
+
 class TrainSection(_Strict):
     output_dir: str | None = Field(None, description="default: runs/<task>-<recipe>")
     epochs: float = Field(3.0, gt=0)
@@ -77,6 +101,16 @@ class TrainSection(_Strict):
     save_total_limit: int | None = Field(2, gt=0)
     logging_steps: int = Field(10, gt=0)
     dataloader_num_workers: int = Field(0, ge=0)
+    early_stopping_patience: int | None = Field(None, gt=0, description="stop after this many evaluations without "
+                                                "a better eval.metric_for_best_model (the best model is kept)")
+    early_stopping_threshold: float = Field(0.0, ge=0, description="how much better counts as better")
+    class_weights: Literal["auto"] | dict[str, float] | None = Field(
+        None, description="classification tasks: loss weight per label; auto = balanced by the training label "
+                          "counts (n_rows / (n_classes * n_label))")
+    lora: LoraSection | None = Field(None, description="train LoRA adapters instead of every weight (peft); {} for "
+                                                       "the defaults")
+    report_to: Annotated[list[Tracker], BeforeValidator(_trackers)] = Field(
+        default_factory=list, description="experiment trackers: tensorboard, wandb, mlflow (optional extras)")
     trainer_args: dict[str, Any] = Field(default_factory=dict, description="extra TrainingArguments, passed as-is")
 
 
@@ -84,6 +118,8 @@ class EvalSection(_Strict):
     metric_for_best_model: str | None = Field(None, description="default: the task's main metric")
     batch_size: int = Field(32, gt=0)
     extra_metrics: list[str] = Field(default_factory=list, description="`evaluate` metric names or local script paths")
+    gates: list[str] = Field(default_factory=list, description="quality gates on the final metrics, e.g. "
+                             "['f1>=0.9', 'loss<=0.5']: a failed one makes the command exit 3")
     label_map: dict[str, str] = Field(default_factory=dict, description="data label -> model label, to evaluate a "
                                       "model that names the same classes differently (e.g. {neg: NEGATIVE})")
 
@@ -98,8 +134,11 @@ class InferSection(_Strict):
 
 
 class SmokeSection(_Strict):
-    """What `--smoke` changes: a tiny model of `model.type`, the bundled sample, and these overrides."""
+    """What `--smoke` changes: a tiny model of `model.type` and the bundled sample in place of hub ids (local
+    paths in the recipe are used as they are), and these overrides."""
 
+    enabled: bool = Field(False, description="run as if --smoke were given (set in the recipe.yaml of a smoke run, "
+                                             "so that re-running it repeats the smoke run)")
     config: dict[str, Any] = Field(default_factory=dict, description="overrides for the tiny model config")
     sample: str | None = Field(None, description="bundled sample under taskcli/samples/ (default: the task's)")
     max_samples: int = Field(64, gt=0, description="rows of --data used in smoke mode")
@@ -118,6 +157,9 @@ class Recipe(_Strict):
     eval: EvalSection = Field(default_factory=EvalSection)
     infer: InferSection = Field(default_factory=InferSection)
     smoke: SmokeSection = Field(default_factory=SmokeSection)
+    provenance: dict[str, Any] = Field(default_factory=dict, description="written by `taskcli finetune` into a run's "
+                                       "recipe.yaml: what the run really used (model, data, --set, versions...); "
+                                       "informational, ignored when the recipe is read")
     # `params` (task-specific settings) is added per task by `schema_for`.
 
 
@@ -330,17 +372,42 @@ def resolve(task, recipe: str | None = None, sets: list[str] | None = None, smok
     """Find, read, override (--set) and validate a recipe. --set wins over smoke overrides."""
     path = find(task, recipe)
     data, node = read_yaml(path)
+    shipped_recipe = path.resolve().is_relative_to(RECIPES_DIR.resolve())
+    if not shipped_recipe:
+        data = rebase_paths(data, path.parent)
     sets = sets or []
     data = apply_set(data, sets)
     validate(task, data, path, node, sets)  # raises with every error at once
+    smoke = smoke or bool((data.get("smoke") or {}).get("enabled"))  # a smoke run's saved recipe.yaml
     final = apply_set(smoke_merged(data), sets) if smoke else data
     schema = schema_for(task)
     try:
         parsed = schema.model_validate(final)
     except ValidationError as err:  # a --set that only breaks together with smoke overrides
         raise TaskcliError("invalid recipe:\n  " + "\n  ".join(format_errors(err, schema, path, node, sets))) from None
-    name = shipped_name(path) if path.resolve().is_relative_to(RECIPES_DIR.resolve()) else str(path)
+    name = shipped_name(path) if shipped_recipe else str(path)
     return Resolved(recipe=parsed, name=name, path=path, raw=final, smoke=smoke)
+
+
+# recipe fields that may hold a local path: a relative one means "next to the recipe file"
+PATH_FIELDS = (("data", "dataset"), ("model", "checkpoint"), ("model", "infer_default"))
+
+
+def rebase_paths(data: dict, folder: Path) -> dict:
+    """Relative local paths in a recipe file -> paths from the recipe's folder, so a recipe works from any working
+    directory. A value is rebased when it names something that exists there, or is written as a path (./x, ../x,
+    x.csv); hub ids (org/name) stay as they are. --set values are the command line's: relative to the cwd."""
+    from taskcli.data import looks_like_path
+
+    data = copy.deepcopy(data)
+    for section, key in PATH_FIELDS:
+        value = (data.get(section) or {}).get(key) if isinstance(data.get(section), dict) else None
+        if not isinstance(value, str) or not value or Path(value).expanduser().is_absolute() or value.startswith("~"):
+            continue
+        candidate = folder / value
+        if candidate.exists() or (section == "data" and looks_like_path(value)) or value.startswith((".", "..")):
+            data[section][key] = str(candidate.resolve())
+    return data
 
 
 def validate_file(path: Path) -> tuple[str, Any]:

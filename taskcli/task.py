@@ -79,6 +79,9 @@ class Task:
     alt_auto_models: tuple[str, ...] = ()
     # role -> common column names tried in order when the recipe's `data.columns` column is absent from the data
     column_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # column role holding the class labels (classification: "label"; NER: "tags", a list per row): the carved eval
+    # split is stratified by it where it holds one label per row, and train.class_weights counts it
+    label_column: str | None = None
     params: type[BaseModel] = NoParams  # schema of the recipe's `params:` section
     seq2seq: bool = False  # generative: Seq2SeqTrainer + predict_with_generate when the model is encoder-decoder
     # True when the loss is plain cross-entropy of `logits` against `labels` (-100 = ignore) and the model
@@ -92,5 +95,8 @@ class Task:
     # totals (e.g. a pixel confusion matrix): the Trainer then holds no logits/labels for the whole eval set
     batch_eval_metrics: bool = False
     greater_is_better: bool = True
+    # (run, model) -> None, just before a fine-tuned model is saved: record in its config what `from_pretrained`
+    # users need to run it (e.g. T5's task prefix)
+    before_save: Callable[[Any, Any], None] = lambda run, model: None
     # zero-argument factories of TrainerCallbacks this task adds (e.g. perplexity from eval_loss)
     callbacks: tuple[Callable[[], Any], ...] = ()

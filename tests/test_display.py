@@ -79,3 +79,23 @@ def test_json_never_streams(cli, monkeypatch):
     assert result.exit_code == 0, result.stderr
     row = json.loads(result.stdout)  # exactly one JSON line, no streamed text before it
     assert row["input"] == "Once upon a time" and "streamed" not in row
+
+
+def test_brackets_in_inputs_are_text_not_markup(cli):
+    text = "a [/] b [bold]c[/bold]"
+    result = cli("infer", "text-classification", "--smoke", text)
+    assert result.exit_code == 0, result.stderr
+    assert text in result.stdout
+
+
+def test_per_class_scores_that_are_single_numbers_get_a_table():
+    import io
+
+    from rich.console import Console
+
+    from taskcli.cli import _print_metrics
+
+    buf = io.StringIO()
+    _print_metrics(Console(file=buf, width=80), {"mean_iou": 0.5, "per_class_iou": {"road": 0.75, "sky": None}})
+    shown = buf.getvalue()
+    assert "per class iou" in shown and "road" in shown and "0.7500" in shown and "sky" in shown

@@ -16,5 +16,7 @@ def test_no_loss_nan_before_the_first_log():
     fields = bar.progress.tasks[0].fields
     assert fields["loss"] == "0.5000" and fields["lr"] == "1.00e-03"
     state.global_step = 4
+    live = bar.progress
     bar.on_train_end(None, state, None)
-    assert "nan" not in str(bar.progress.tasks[0].fields)
+    assert "nan" not in str(live.tasks[0].fields) and live.tasks[0].completed == 4
+    assert bar.progress is None  # stopped: later lines print below the bar

@@ -76,7 +76,7 @@ def test_output_dir_loads_with_plain_transformers(trained):
     card = (out / "README.md").read_text()
     assert "pipeline_tag: token-classification" in card and "| f1 |" in card
     recipe = (out / "recipe.yaml").read_text()
-    assert recipe.startswith("# Resolved recipe") and "type: distilbert" in recipe
+    assert recipe.startswith("# The recipe of the run in this folder") and "type: distilbert" in recipe
 
 
 @pytest.mark.parametrize("task", ["object-detection", "image-segmentation"])

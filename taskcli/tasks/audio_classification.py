@@ -117,6 +117,7 @@ def predict(run, model, inputs, options):
 
 TASK = Task(
     name="audio-classification",
+    label_column="label",
     aliases=("audio-cls", "audio-classify", "keyword-spotting"),
     summary="Label an audio clip (keyword spotting, intent, sound events)",
     modality="audio",

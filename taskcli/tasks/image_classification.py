@@ -94,6 +94,7 @@ def predict(run, model, inputs, options):
 
 TASK = Task(
     name="image-classification",
+    label_column="label",
     aliases=("image-cls", "image-classify", "img-cls"),
     summary="Label an image (objects, scenes, products, defects)",
     modality="image",

@@ -20,6 +20,16 @@ def load_model(run, source, labels):
     return AutoModelForSeq2SeqLM.from_pretrained(source, **run.pretrained_kwargs())
 
 
+def record_prefix(run, model) -> None:
+    """Save the task prefix the model was trained with (T5's "summarize: ") where `transformers` users find it:
+    config.task_specific_params[task]["prefix"], the key T5's own configs use."""
+    prefix = run.params.prefix
+    if prefix:
+        params = dict(getattr(model.config, "task_specific_params", None) or {})
+        params[run.task.name] = {**params.get(run.task.name, {}), "prefix": prefix}
+        model.config.task_specific_params = params
+
+
 def encode_pairs(run, ds, sources_of, targets_of, max_target_length: int):
     """Tokenize sources (truncated to data.max_length) and targets (as labels) with a batched map.
 

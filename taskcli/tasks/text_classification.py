@@ -174,6 +174,7 @@ def render(item, result):
 
 TASK = Task(
     name="text-classification",
+    label_column="label",
     aliases=("text-cls", "sentiment", "classification"),
     summary="Sentence / sentence-pair classification",
     modality="text",

@@ -234,6 +234,7 @@ def render(text, result):
 
 TASK = Task(
     name="token-classification",
+    label_column="tags",
     aliases=("ner", "token-cls"),
     summary="Named-entity recognition / word tagging",
     modality="text",

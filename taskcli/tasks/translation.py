@@ -147,4 +147,5 @@ TASK = Task(
     render=render,
     params=Params,
     seq2seq=True,
+    before_save=s2s.record_prefix,
 )

@@ -1,0 +1,204 @@
+"""What a fine-tuning run records next to its model, so that it can be trusted and repeated.
+
+- ``recipe.yaml``: the recipe as the run used it, with --model, --data, --set and --smoke folded in, plus a
+  ``provenance:`` section (what was really loaded, split sizes, how the eval split was made, library versions,
+  data fingerprints). ``taskcli finetune TASK --recipe OUT/recipe.yaml`` repeats the run.
+- ``metrics.json``: the final eval metrics.
+- ``README.md``: a model card with the same facts, metric tables and a `transformers` snippet that loads the model.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+LIBRARIES = ("taskcli", "torch", "transformers", "datasets", "accelerate", "tokenizers", "peft")
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def local_or_id(ref: str) -> str:
+    """An existing local path made absolute (the run's recipe.yaml must work from any folder); a hub id as is."""
+    path = Path(ref).expanduser()
+    return str(path.resolve()) if path.exists() else ref
+
+
+def effective_recipe(run, model: str | None, data: str | None, out: Path | None, model_type: str | None = None) -> dict:
+    """The recipe as this run uses it: what `finetune --recipe OUT/recipe.yaml` needs to repeat the run."""
+    d = run.recipe.model_dump(mode="json")
+    if model:
+        d["model"]["checkpoint"] = local_or_id(model)
+        d["model"]["revision"] = None  # model.revision is the recipe checkpoint's, never --model's
+        if model_type:
+            d["model"]["type"] = model_type
+    elif Path(d["model"]["checkpoint"]).expanduser().exists():
+        d["model"]["checkpoint"] = local_or_id(d["model"]["checkpoint"])
+    if data or d["data"]["dataset"]:
+        d["data"]["dataset"] = local_or_id(data or d["data"]["dataset"])
+    if data and Path(data).expanduser().exists():  # the recipe's hub options do not apply to a local file
+        d["data"].update(config=None, revision=None, data_dir=None)
+    if run.smoke:  # its overrides are merged into train/data/params/infer already: applying them again would undo --set
+        d["smoke"].update(enabled=True, train={}, data={}, params={}, infer={})
+    d["train"]["output_dir"] = None  # a re-run writes elsewhere (see engine.default_output_dir)
+    if out is not None:
+        d["model"]["infer_default"] = str(Path(out).resolve())  # eval/infer --recipe OUT/recipe.yaml use the result
+        d["eval"]["label_map"] = {}  # that model names the classes as this data does
+    d.pop("provenance", None)
+    return d
+
+
+def record(run, *, command: str, sets: list[str], model: str | None, model_desc: str, tiny: bool, parameters: tuple[int, int],
+           device: str, processes: int, scored: dict, features: dict) -> dict:
+    """The `provenance:` section of a run's recipe.yaml."""
+    info = run.data_info
+    data = {"source": info.source, "config": run.recipe.data.config if not Path(info.source).exists() else None,
+            "revision": run.recipe.data.revision if not Path(info.source).exists() else None,
+            "train_split": info.train_split, "eval_split": info.eval_split, "eval_made": info.eval_made,
+            "train_rows": info.train_rows, "eval_rows": info.eval_rows,
+            # datasets' fingerprints of the exact rows used: they change when the data (or its selection) does
+            "fingerprint": {name: getattr(ds, "_fingerprint", None) for name, ds in features.items()}}
+    return {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "recipe": run.resolved.name,
+        "smoke": run.smoke,
+        "sets": list(sets),
+        "model": {"source": model_desc, "tiny": tiny, "given": model,
+                  "revision": run.pretrained_kwargs().get("revision"),
+                  "parameters": parameters[0], "trainable": parameters[1]},
+        "data": data,
+        "device": device,
+        "processes": processes,
+        "scored": scored,
+        "versions": versions(),
+    }
+
+
+def write_run_files(run, out: Path, recipe: dict, metrics: dict, train_loss: float) -> None:
+    """recipe.yaml, metrics.json and README.md next to the saved model."""
+    import yaml
+
+    prov = recipe["provenance"]
+    header = (f"# The recipe of the run in this folder, as it ran: --model, --data, --set and --smoke folded in.\n"
+              f"# Ran as:  {prov['command'] or 'taskcli finetune ' + run.task.name}\n"
+              f"# Repeat:  taskcli finetune {run.task.name} --recipe {out / 'recipe.yaml'}\n"
+              f"# Use:     taskcli eval {run.task.name} --recipe {out / 'recipe.yaml'}  (scores this folder's model)\n")
+    (out / "recipe.yaml").write_text(header + yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    (out / "README.md").write_text(model_card(run, out, recipe, metrics, train_loss))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "–" if value is None else str(value)
+
+
+def metric_tables(metrics: dict) -> str:
+    """Markdown: one table of the scalar metrics, one per nested metric (per class, per entity...)."""
+    scalars = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+    parts = ["| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {_cell(v)} |" for k, v in scalars.items())]
+    for key, value in metrics.items():
+        if not isinstance(value, dict) or not value:
+            continue
+        title = key.replace("_", " ")
+        if all(isinstance(v, dict) for v in value.values()):
+            cols = list(dict.fromkeys(c for row in value.values() for c in row))
+            rows = "\n".join(f"| {name} | " + " | ".join(_cell(row.get(c)) for c in cols) + " |"
+                             for name, row in value.items())
+            parts.append(f"### {title}\n\n| {key.split('_')[-1]} | " + " | ".join(cols) + " |\n|---|"
+                         + "---|" * len(cols) + "\n" + rows)
+        else:
+            rows = "\n".join(f"| {name} | {_cell(v)} |" for name, v in value.items())
+            parts.append(f"### {title}\n\n| name | value |\n|---|---|\n{rows}")
+    return "\n\n".join(parts)
+
+
+# example inputs of the snippet, per modality (files the reader replaces with theirs)
+EXAMPLE = {"text": '"Replace this with your text."', "image": '"photo.jpg"', "audio": '"clip.flac"'}
+
+
+def snippet(run, out: Path) -> str:
+    """Python that runs the saved model with `transformers` alone, for people who do not use taskcli."""
+    path = str(Path(out).resolve())
+    task = run.task.name
+    if task in ("summarization", "translation"):
+        model_cls = "AutoModelForSeq2SeqLM" if run.seq2seq else "AutoModelForCausalLM"
+        return (f"from transformers import AutoTokenizer, {model_cls}\n\n"
+                f"tokenizer = AutoTokenizer.from_pretrained({path!r})\n"
+                f"model = {model_cls}.from_pretrained({path!r})\n"
+                f"# the task prefix the model was trained with (e.g. T5's \"summarize: \"); empty when there is none\n"
+                f"prefix = (model.config.task_specific_params or {{}}).get({task!r}, {{}}).get(\"prefix\", \"\")\n"
+                f"inputs = tokenizer(prefix + {EXAMPLE['text']}, return_tensors=\"pt\", truncation=True)\n"
+                f"output = model.generate(**inputs, max_new_tokens=64)\n"
+                f"print(tokenizer.decode(output[0], skip_special_tokens=True))\n")
+    if task == "question-answering":
+        return (f"import torch\nfrom transformers import AutoModelForQuestionAnswering, AutoTokenizer\n\n"
+                f"tokenizer = AutoTokenizer.from_pretrained({path!r})\n"
+                f"model = AutoModelForQuestionAnswering.from_pretrained({path!r})\n"
+                f"question, context = \"Who wrote it?\", \"It was written by Ada Lovelace in 1843.\"\n"
+                f"inputs = tokenizer(question, context, return_tensors=\"pt\", truncation=\"only_second\")\n"
+                f"with torch.no_grad():\n    out = model(**inputs)\n"
+                f"start, end = int(out.start_logits.argmax()), int(out.end_logits.argmax())\n"
+                f"print(tokenizer.decode(inputs[\"input_ids\"][0][start:end + 1]))\n")
+    return (f"from transformers import pipeline\n\n"
+            f"pipe = pipeline({task!r}, model={path!r})\n"
+            f"print(pipe({EXAMPLE[run.task.modality]}))\n")
+
+
+def model_card(run, out: Path, recipe: dict, metrics: dict, train_loss: float) -> str:
+    prov = recipe["provenance"]
+    data, model = prov["data"], prov["model"]
+    revision = f" (revision `{model['revision']}`)" if model["revision"] else ""
+    source = model["source"] if model["tiny"] else f"`{model['source']}`"
+    scored = prov["scored"]
+    return f"""---
+library_name: transformers
+pipeline_tag: {run.task.name}
+tags: [taskcli, {run.task.name}]
+---
+
+# {Path(out).name}
+
+Fine-tuned with [taskcli](https://pypi.org/project/taskcli/) from {source}{revision} on `{data['source']}`
+({data['train_rows']} training rows from split `{data['train_split']}`; {data['eval_rows']} evaluation rows:
+{data['eval_made']}){' — a --smoke run' if run.smoke else ''}.
+
+```bash
+{prov['command'] or 'taskcli finetune ' + run.task.name}
+```
+
+Repeat it with `taskcli finetune {run.task.name} --recipe {Path(out) / 'recipe.yaml'}`: `recipe.yaml` holds the
+recipe as it ran and its provenance (every --set, library versions, data fingerprints).
+
+## Evaluation
+
+Scored on the eval split with the {scored['checkpoint']} checkpoint (step {scored['step']}{
+    f", by {scored['metric']}" if scored['checkpoint'] == 'best' else ''}).
+
+{metric_tables(metrics)}
+
+Training loss: {train_loss:.4f}.
+
+## Use
+
+```bash
+taskcli infer {run.task.name} --model {out} ...
+```
+
+```python
+{snippet(run, out)}```
+"""
