@@ -30,6 +30,19 @@ recipes_app = typer.Typer(help="List, show and validate recipes.", no_args_is_he
 app.add_typer(recipes_app, name="recipes")
 
 SET_HELP = "Override one recipe field, e.g. `--set train.epochs=1` (repeatable; values are typed as YAML)."
+GATE_HELP = ("Quality gate on a final metric, e.g. `--gate 'f1>=0.9'` (repeatable; adds to eval.gates): exit 3 when "
+             "one fails.")
+
+
+def _gates_failed(result: dict) -> None:
+    """One stderr line per failed gate, then exit 3 (the results are printed already)."""
+    failed = result.get("gates_failed") or []
+    for line in failed:
+        print(line, file=sys.stderr)
+    if failed:
+        from taskcli.gates import EXIT_FAILED
+
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _stderr():
@@ -144,6 +157,15 @@ def finetune(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output dir."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Resolve and print the recipe, train nothing."),
     num_processes: int = typer.Option(1, "--num-processes", min=1, help="Data-parallel processes (Accelerate)."),
+    lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters (peft) instead of every weight: train.lora "
+                                                    "with its defaults unless the recipe sets it."),
+    early_stopping: Optional[int] = typer.Option(None, "--early-stopping", min=1, metavar="N",
+                                                 help="Stop after N evaluations without a better best metric."),
+    class_weights: Optional[str] = typer.Option(None, "--class-weights", metavar="auto|{label: w}",
+                                                help="Weight the loss per label (classification tasks)."),
+    report_to: Optional[str] = typer.Option(None, "--report-to", metavar="tensorboard|wandb|mlflow|none",
+                                            help="Experiment tracker(s), comma-separated."),
+    gate: list[str] = typer.Option([], "--gate", help=GATE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Fine-tune a model for TASK from a recipe."""
@@ -155,20 +177,28 @@ def finetune(
 
     # the command as typed (recorded in recipe.yaml, and the base of the resume command after Ctrl-C)
     command = "taskcli " + shlex.join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("taskcli", "__main__.py") else ""
-    result = engine.finetune(task, recipe=recipe, sets=set_, smoke=smoke, model=model, data=data,
+    # the short flags are recipe fields: they go through --set, so recipe.yaml and --dry-run show them
+    shortcuts = {"train.early_stopping_patience": early_stopping, "train.class_weights": class_weights,
+                 "train.report_to": report_to}
+    sets = [f"{key}={value}" for key, value in shortcuts.items() if value is not None] + list(set_)
+    result = engine.finetune(task, recipe=recipe, sets=sets, smoke=smoke, model=model, data=data,
                              output_dir=output_dir, resume=resume, overwrite=overwrite, dry_run=dry_run,
-                             command=command)
+                             command=command, gates=gate, lora=lora)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if as_json or dry_run:
         print(json.dumps(result, indent=None if as_json else 2, default=float))
-        return
+        return _gates_failed(result)
     out = _stdout()
     out.print(f"[bold green]saved[/] {result['output_dir']}  (train loss {result['train_loss']:.4f}, "
               f"{result['train_runtime_s']:.1f}s)")
     scored = result["scored"]
     best = f" by {scored['metric']}" if scored["checkpoint"] == "best" else ""
-    _print_metrics(out, result["metrics"], title=f"eval metrics ({scored['checkpoint']}{best}, step {scored['step']})")
+    stopped = f"; stopped early at step {scored['stopped_early_at']} of {scored['planned_steps']}" \
+        if "stopped_early_at" in scored else ""
+    _print_metrics(out, result["metrics"],
+                   title=f"eval metrics ({scored['checkpoint']}{best}, step {scored['step']}{stopped})")
+    _gates_failed(result)
 
 
 @app.command(name="eval", epilog="Examples: `taskcli eval ner --model runs/token-classification-distilbert-smoke "
@@ -182,19 +212,26 @@ def eval_(
     split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: the recipe's eval split)."),
     set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     smoke: bool = typer.Option(False, "--smoke", help="Evaluate on the bundled sample (tiny model if no --model)."),
+    gate: list[str] = typer.Option([], "--gate", help=GATE_HELP),
+    report: Optional[str] = typer.Option(None, "--report", metavar="DIR", help="Write the report's plots (PNG) "
+                                                                               "into DIR (a new or empty folder)."),
     as_json: bool = typer.Option(False, "--json", help='Print {"task", "model", "split", "samples", "metrics"}.'),
 ):
     """Evaluate a model on a dataset with the task's metrics."""
     from taskcli import engine
 
-    result = engine.evaluate(task, model=model, recipe=recipe, data=data, split=split, sets=set_, smoke=smoke)
+    result = engine.evaluate(task, model=model, recipe=recipe, data=data, split=split, sets=set_, smoke=smoke,
+                             gates=gate, report=report)
     if as_json:
         print(json.dumps(result, default=float))
-        return
+        return _gates_failed(result)
     out = _stdout()
     out.print(f"[bold]{result['task']}[/] · {result['model']} · split {result['split']} · {result['samples']} samples"
               f" ({result['split_made']})", highlight=False)
     _print_metrics(out, result["metrics"])
+    if result.get("report"):
+        print(f"report: {len(result['report'])} plots in {report}", file=sys.stderr)
+    _gates_failed(result)
 
 
 def _print_metrics(out, metrics: dict, title: str | None = None) -> None:

@@ -98,7 +98,7 @@ def quiet_libraries() -> None:
     transformers.logging.disable_progress_bar()
     disable_progress_bars()
     warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|torch|accelerate)\b")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|torch|accelerate|peft)\b")
 
 
 def prepare(task_name: str, recipe: str | None, sets: list[str] | None, smoke: bool) -> Run:
@@ -553,11 +553,21 @@ def finetune(
     dry_run: bool = False,
     command: str = "",
     log=None,
+    gates: list[str] | None = None,
+    lora: bool = False,
 ) -> dict:
-    """Fine-tune; returns {"output_dir", "metrics", ...}. `log(renderable)` prints progress (stderr)."""
+    """Fine-tune; returns {"output_dir", "metrics", ...}. `log(renderable)` prints progress (stderr).
+
+    `gates`: extra quality gates (--gate) on top of the recipe's eval.gates; `lora`: --lora (train.lora with peft's
+    defaults unless the recipe sets it)."""
+    from taskcli import gates as gates_mod
     from taskcli import provenance
 
     run = prepare(task, recipe, sets, smoke)
+    if lora and run.recipe.train.lora is None:
+        run.recipe.train.lora = recipe_mod.LoraSection()
+    run.recipe.eval.gates = [*run.recipe.eval.gates, *(g for g in gates or [] if g not in run.recipe.eval.gates)]
+    checks = gates_mod.parse(run.recipe.eval.gates)  # a typo fails now, not after training
     out = Path(output_dir or run.recipe.train.output_dir or default_output_dir(run))
     if dry_run:  # what would run: the recipe as recipe.yaml will record it (--model/--data/--set/--smoke folded in)
         return {"dry_run": True, "task": run.task.name, "recipe": run.resolved.name, "smoke": run.smoke,
@@ -582,12 +592,17 @@ def finetune(
         model_desc = (f"a tiny randomly initialised {run.recipe.model.type} (--smoke)" if tiny
                       else provenance.local_or_id(run.model_source))
         mdl = load_processor_and_model(run, run.labels)
+        weights = class_weights(run, dsd["train"])
+        if run.recipe.train.lora is not None:
+            from taskcli import lora as lora_mod
+
+            mdl = lora_mod.wrap(run, mdl)
         train_features = run.task.preprocess(run, dsd["train"], True)
         eval_features = run.task.preprocess(run, dsd["eval"], False)
         args = training_arguments(run, str(out))
         progress = RichProgress(log=log) if is_main else None
         trainer = make_trainer(run, mdl, args, train_features, eval_features, dsd["eval"],
-                               callbacks=[progress] if progress else [])
+                               callbacks=[progress] if progress else [], weights=weights)
         parameters = (sum(p.numel() for p in mdl.parameters()),
                       sum(p.numel() for p in mdl.parameters() if p.requires_grad))
         device = _device_name(args)
@@ -603,16 +618,26 @@ def finetune(
         metrics = strip_prefix(trainer.evaluate())  # the best (or, with eval_strategy=no, the last) model
         scored = scored_checkpoint(trainer)
         if trainer.is_world_process_zero():
-            run.task.before_save(run, trainer.model)
-            trainer.save_model(str(out))
+            if run.recipe.train.lora is not None:  # the merged model where from_pretrained looks, the adapter beside it
+                merged = lora_mod.merge(trainer.model, out / "adapter")
+                run.task.before_save(run, merged)
+                merged.save_pretrained(str(out))
+            else:
+                run.task.before_save(run, trainer.model)
+                trainer.save_model(str(out))
             run.processor.save_pretrained(str(out))
+            from taskcli import report
+
+            plots = report.write(out / "report", metrics, trainer.state.log_history)
             saved = provenance.effective_recipe(run, model, data, out, None if tiny else mdl.config.model_type)
             saved["provenance"] = provenance.record(
                 run, command=command, sets=sets or [], model=model, model_desc=model_desc, tiny=tiny, parameters=parameters,
+                class_weights=dict(zip(map(str, run.labels), weights)) if weights else None,
                 device=device, processes=args.world_size, scored=scored, features=dsd)
-            provenance.write_run_files(run, out, saved, metrics, result.training_loss)
+            provenance.write_run_files(run, out, saved, metrics, result.training_loss, plots)
         return {"task": run.task.name, "recipe": run.resolved.name, "output_dir": str(out), "metrics": metrics,
-                "scored": scored, "train_loss": result.training_loss,
+                "scored": scored, "gates_failed": gates_mod.check(checks, metrics, run.task.name),
+                "train_loss": result.training_loss,
                 "train_runtime_s": result.metrics.get("train_runtime"),
                 "processes": args.world_size, "global_batch_size": args.train_batch_size * args.world_size
                 * args.gradient_accumulation_steps}
@@ -630,12 +655,15 @@ def _device_name(args) -> str:
 
 def scored_checkpoint(trainer) -> dict:
     """Which weights the final metrics scored: the best checkpoint (load_best_model_at_end) or the last step."""
-    best = trainer.state.best_model_checkpoint
+    state = trainer.state
+    stopped = {"stopped_early_at": state.global_step, "planned_steps": state.max_steps} \
+        if state.global_step < state.max_steps else {}
+    best = state.best_model_checkpoint
     if trainer.args.load_best_model_at_end and best:
         step = int(Path(best).name.rsplit("-", 1)[-1])
         return {"checkpoint": "best", "step": step, "metric": trainer.args.metric_for_best_model,
-                "value": trainer.state.best_metric}
-    return {"checkpoint": "last", "step": trainer.state.global_step}
+                "value": state.best_metric, **stopped}
+    return {"checkpoint": "last", "step": state.global_step, **stopped}
 
 
 class Interrupted(TaskcliError):
@@ -670,8 +698,17 @@ def evaluate(
     split: str | None = None,
     sets: list[str] | None = None,
     smoke: bool = False,
+    gates: list[str] | None = None,
+    report: str | None = None,
 ) -> dict:
+    """Score a model; `gates` (--gate, added to eval.gates) are checked, `report` names a folder for the plots."""
+    from taskcli import gates as gates_mod
+
     run = prepare(task, recipe, sets, smoke)
+    checks = gates_mod.parse([*run.recipe.eval.gates, *(gates or [])])
+    report_dir = Path(report) if report else None
+    if report_dir and (report_dir.is_file() or (report_dir.is_dir() and any(report_dir.iterdir()))):
+        raise TaskcliError(f"report folder {report_dir} is not empty", "choose a new folder for --report")
     quiet_libraries()
     from transformers import set_seed
 
@@ -704,9 +741,15 @@ def evaluate(
             trainer = make_trainer(run, mdl, training_arguments(run, tmp, for_eval=True), None, features, dsd["eval"])
             set_seed(run.recipe.train.seed)  # as finetune's final eval: random eval-time masking agrees
             metrics = strip_prefix(trainer.evaluate())
+        plots = []
+        if report_dir:
+            from taskcli import report as report_mod
+
+            plots = [str(p) for p in report_mod.write(report_dir, metrics)]
         return {"task": run.task.name, "model": "tiny (untrained, --smoke)" if tiny else run.model_source,
                 "data": info.source, "split": info.eval_split, "split_made": info.eval_made,
-                "samples": len(dsd["eval"]), "metrics": metrics}
+                "samples": len(dsd["eval"]), "metrics": metrics, "report": plots,
+                "gates_failed": gates_mod.check(checks, metrics, run.task.name)}
     finally:
         run.close()
 

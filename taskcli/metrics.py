@@ -25,7 +25,7 @@ def classification(preds, refs, labels: list[str]) -> dict:
     The macro average is over the classes present in the references or the predictions (scikit-learn's default):
     a class the eval rows never mention and the model never predicts is not scored 0. Per-class rows list every class.
     """
-    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
     ids = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(refs, preds, labels=ids, zero_division=0)
@@ -36,6 +36,8 @@ def classification(preds, refs, labels: list[str]) -> dict:
             str(labels[i]): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
             for i in ids
         },
+        # rows: true class, columns: predicted, in label order (the run report draws it)
+        "confusion_matrix": confusion_matrix(refs, preds, labels=ids).tolist(),
     }
 
 

@@ -60,7 +60,8 @@ def effective_recipe(run, model: str | None, data: str | None, out: Path | None,
     return d
 
 
-def record(run, *, command: str, sets: list[str], model: str | None, model_desc: str, tiny: bool, parameters: tuple[int, int],
+def record(run, *, command: str, sets: list[str], model: str | None, model_desc: str, tiny: bool,
+           class_weights: dict[str, float] | None, parameters: tuple[int, int],
            device: str, processes: int, scored: dict, features: dict) -> dict:
     """The `provenance:` section of a run's recipe.yaml."""
     info = run.data_info
@@ -83,12 +84,13 @@ def record(run, *, command: str, sets: list[str], model: str | None, model_desc:
         "device": device,
         "processes": processes,
         "scored": scored,
+        "class_weights": class_weights,  # the loss weight per label the run used (train.class_weights)
         "versions": versions(),
     }
 
 
-def write_run_files(run, out: Path, recipe: dict, metrics: dict, train_loss: float) -> None:
-    """recipe.yaml, metrics.json and README.md next to the saved model."""
+def write_run_files(run, out: Path, recipe: dict, metrics: dict, train_loss: float, plots: list[Path] = ()) -> None:
+    """recipe.yaml, metrics.json and README.md next to the saved model (`plots`: the run report's PNGs)."""
     import yaml
 
     prov = recipe["provenance"]
@@ -98,7 +100,7 @@ def write_run_files(run, out: Path, recipe: dict, metrics: dict, train_loss: flo
               f"# Use:     taskcli eval {run.task.name} --recipe {out / 'recipe.yaml'}  (scores this folder's model)\n")
     (out / "recipe.yaml").write_text(header + yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
-    (out / "README.md").write_text(model_card(run, out, recipe, metrics, train_loss))
+    (out / "README.md").write_text(model_card(run, out, recipe, metrics, train_loss, plots))
 
 
 def _cell(value: Any) -> str:
@@ -109,7 +111,7 @@ def _cell(value: Any) -> str:
 
 def metric_tables(metrics: dict) -> str:
     """Markdown: one table of the scalar metrics, one per nested metric (per class, per entity...)."""
-    scalars = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+    scalars = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}  # a confusion matrix: report
     parts = ["| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {_cell(v)} |" for k, v in scalars.items())]
     for key, value in metrics.items():
         if not isinstance(value, dict) or not value:
@@ -125,6 +127,13 @@ def metric_tables(metrics: dict) -> str:
             rows = "\n".join(f"| {name} | {_cell(v)} |" for name, v in value.items())
             parts.append(f"### {title}\n\n| name | value |\n|---|---|\n{rows}")
     return "\n\n".join(parts)
+
+
+def _report_section(out: Path, plots) -> str:
+    if not plots:
+        return ""
+    images = "\n".join(f"![{p.stem.replace('_', ' ')}]({p.relative_to(out).as_posix()})" for p in plots)
+    return f"## Report\n\n{images}\n\n"
 
 
 # example inputs of the snippet, per modality (files the reader replaces with theirs)
@@ -159,7 +168,28 @@ def snippet(run, out: Path) -> str:
             f"print(pipe({EXAMPLE[run.task.modality]}))\n")
 
 
-def model_card(run, out: Path, recipe: dict, metrics: dict, train_loss: float) -> str:
+def _training_notes(recipe: dict) -> str:
+    """Early stopping, LoRA and class weights, in words, when the run used them."""
+    prov, train = recipe["provenance"], recipe["train"]
+    notes = []
+    scored = prov["scored"]
+    if "stopped_early_at" in scored:
+        notes.append(f"Early stopping ended training at step {scored['stopped_early_at']} of "
+                     f"{scored['planned_steps']} (no better {scored.get('metric', 'metric')} for "
+                     f"{train['early_stopping_patience']} evaluations); the best checkpoint was kept.")
+    if train.get("lora"):
+        lora = train["lora"]
+        notes.append(f"LoRA (r={lora['r']}, alpha={lora['alpha']}, dropout={lora['dropout']}): "
+                     f"{prov['model']['trainable']:,} of {prov['model']['parameters']:,} parameters trained. This "
+                     f"folder holds the merged model; the adapter alone is in `adapter/`.")
+    if prov.get("class_weights"):
+        weights = ", ".join(f"{k} {v:.3g}" for k, v in prov["class_weights"].items())
+        notes.append(f"Class-weighted loss ({train['class_weights'] if isinstance(train['class_weights'], str) else 'given'}"
+                     f"): {weights}.")
+    return "\n\n".join(notes) + ("\n\n" if notes else "")
+
+
+def model_card(run, out: Path, recipe: dict, metrics: dict, train_loss: float, plots=()) -> str:
     prov = recipe["provenance"]
     data, model = prov["data"], prov["model"]
     revision = f" (revision `{model['revision']}`)" if model["revision"] else ""
@@ -193,7 +223,7 @@ Scored on the eval split with the {scored['checkpoint']} checkpoint (step {score
 
 Training loss: {train_loss:.4f}.
 
-## Use
+{_training_notes(recipe)}{_report_section(out, plots)}## Use
 
 ```bash
 taskcli infer {run.task.name} --model {out} ...

@@ -20,9 +20,10 @@ def _finetune(out, *extra, processes=1):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_two_processes_match_one_at_the_same_global_batch(cli, tmp_path):
-    one = _finetune(tmp_path / "one", "--set", "train.batch_size=8")
-    two = _finetune(tmp_path / "two", "--set", "train.batch_size=4", processes=2)
+@pytest.mark.parametrize("weights", [[], ["--class-weights", "auto"]], ids=["plain", "class-weights"])
+def test_two_processes_match_one_at_the_same_global_batch(cli, tmp_path, weights):
+    one = _finetune(tmp_path / "one", "--set", "train.batch_size=8", *weights)
+    two = _finetune(tmp_path / "two", "--set", "train.batch_size=4", *weights, processes=2)
     assert (one["processes"], two["processes"]) == (1, 2)
     assert one["global_batch_size"] == two["global_batch_size"] == 8
     for name in ("precision", "recall", "f1", "accuracy"):
@@ -35,11 +36,13 @@ def test_two_processes_match_one_at_the_same_global_batch(cli, tmp_path):
         assert evals[1][name] == pytest.approx(evals[0][name], abs=1e-4), name
 
 
-def test_gradient_accumulation_matches_the_full_batch(cli, tmp_path):
+@pytest.mark.parametrize("weights", [[], ["--class-weights", "auto"]], ids=["plain", "class-weights"])
+def test_gradient_accumulation_matches_the_full_batch(cli, tmp_path, weights):
     full = json.loads(cli("finetune", "ner", "--smoke", "--output-dir", tmp_path / "a", "--json", *SHORT,
-                          "--set", "train.batch_size=8").stdout)
+                          "--set", "train.batch_size=8", *weights).stdout)
     accum = json.loads(cli("finetune", "ner", "--smoke", "--output-dir", tmp_path / "b", "--json", *SHORT,
-                           "--set", "train.batch_size=4", "--set", "train.gradient_accumulation_steps=2").stdout)
+                           "--set", "train.batch_size=4", "--set", "train.gradient_accumulation_steps=2",
+                           *weights).stdout)
     assert accum["train_loss"] == pytest.approx(full["train_loss"], abs=1e-5)
     assert accum["metrics"]["loss"] == pytest.approx(full["metrics"]["loss"], abs=1e-5)
 
