@@ -299,6 +299,10 @@ def infer(
     save_maps: Optional[str] = typer.Option(None, "--save-maps", "--save-masks",
                                             help="image-segmentation: label maps as DIR/NAME.png (class ids); "
                                                  "depth-estimation: DIR/NAME.npy (metres) + a .png preview."),
+    save_overlays: Optional[str] = typer.Option(None, "--save-overlays", metavar="DIR",
+                                                help="object-detection, image-segmentation, depth-estimation: "
+                                                     "DIR/NAME.png, the image with its boxes / class colours, "
+                                                     "or the depth in colour (never overwrites)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0,
                                               help="object-detection: keep boxes scoring at least this."),
     precision: Optional[str] = typer.Option(None, "--precision", help="no (fp32), bf16, or fp16 (CUDA); "
@@ -306,13 +310,14 @@ def infer(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per input per line."),
 ):
     """Run a model on inputs; results come back in input order."""
-    from taskcli import engine
+    from taskcli import engine, overlays
 
     options: dict[str, Any] = {k: v for k, v in dict(
         batch_size=batch_size, top_k=top_k, question=question, context=context, max_new_tokens=max_new_tokens,
         temperature=temperature, top_p=top_p, num_beams=num_beams, do_sample=do_sample,
         seed=seed, language=language, task=asr_task, timestamps=timestamps or None, skip_bad=skip_bad or None,
         save_maps=save_maps, threshold=threshold,
+        save_overlays=overlays.folder_for(task, save_overlays),  # a task it does not apply to is an error
         as_json=as_json or None,
         interactive=_interactive() or None,  # text-generation may stream one prompt's tokens to the terminal
     ).items() if v is not None}

@@ -68,15 +68,17 @@ def read_media(paths: list[str], load, error: type[Exception], options: dict):
     return kept
 
 
-def output_paths(folder: str, sources: list[str], suffixes: tuple[str, ...]) -> dict[str, list[Path]]:
-    """Where `infer --save-maps DIR` writes each input's maps: DIR/<input stem><suffix>. Checked before any work:
-    a file already there is never replaced, and two inputs with the same stem are refused."""
+def output_paths(folder: str, sources: list[str], suffixes: tuple[str, ...],
+                 option: str = "--save-maps") -> dict[str, list[Path]]:
+    """Where `infer --save-maps DIR` (or `option` DIR, e.g. --save-overlays) writes each input's files:
+    DIR/<input stem><suffix>. Checked before any work: a file already there is never replaced, and two inputs
+    with the same stem are refused."""
     out = {src: [Path(folder).expanduser() / (Path(src).stem + sfx) for sfx in suffixes] for src in sources}
     clash = next((p for paths in out.values() for p in paths if p.exists()), None)
     if clash is not None:
-        raise TaskcliError(f"{clash} already exists", "pick another --save-maps folder or move the old files")
+        raise TaskcliError(f"{clash} already exists", f"choose another {option} folder or move the old files")
     if len({paths[0] for paths in out.values()}) < len(out):
-        raise TaskcliError("two inputs share a file name, so their maps would overwrite each other",
+        raise TaskcliError("two inputs share a file name, so their outputs would overwrite each other",
                            "run them separately or rename one")
     return out
 

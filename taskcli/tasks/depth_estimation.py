@@ -7,7 +7,8 @@ Hub dataset, imagefolder with metadata.jsonl/csv (`file_name`, `depth`), or CSV/
 
 Eval: abs_rel, sq_rel, rmse, rmse_log and delta1..3 (Eigen et al.) over valid pixels, summed batch by batch at the
 processor's resolution. Infer: the depth map at the input's own size via the processor's post-processing (as the
-pipeline), its range and mean, and with --save-maps DIR the map as .npy (metres) plus a greyscale .png preview.
+pipeline), its range and mean, with --save-maps DIR the map as .npy (metres) plus a greyscale .png preview, and
+with --save-overlays DIR the map in colour (magma, near bright) at the image's size (taskcli/overlays.py).
 """
 
 from __future__ import annotations
@@ -108,11 +109,12 @@ def metrics(run, examples, features):
 
 
 def read_inputs(run, args, options):
-    from taskcli import files, images
+    from taskcli import files, images, overlays
 
     kept_paths = images.read_inputs(args, options)
     if options.get("save_maps"):  # checked up front: nothing is overwritten, no work is wasted
         options["_outputs"] = files.output_paths(options["save_maps"], kept_paths, (".npy", ".png"))
+    overlays.plan(options, kept_paths)
     return kept_paths
 
 
@@ -120,6 +122,8 @@ def predict(run, model, inputs, options):
     """Batches of same-size images through the processor's own post-processing (back to each input's size)."""
     import numpy as np
     from PIL import Image
+
+    from taskcli import overlays
 
     targets = options.get("_outputs") or {}
     out: list = [None] * len(inputs)
@@ -137,6 +141,7 @@ def predict(run, model, inputs, options):
                 span = float(depth.max() - depth.min()) or 1.0  # preview: near bright, far dark
                 Image.fromarray(((depth.max() - depth) / span * 255).round().astype(np.uint8)).save(png)
                 result["depth"] = str(npy)
+            overlays.save(options, inputs[i], result, lambda: overlays.depth(depth))
             out[i] = result
     return out
 

@@ -13,7 +13,8 @@ batch at the processor's resolution, so no logits are held for the whole eval se
 mask predictions are combined into per-class scores as its processor's semantic post-processing does, and its
 reference map is rebuilt from the binary masks the processor made of it.
 Infer: the label map at the input's own size (the processor's own post-processing, as the pipeline), per-class
-pixel shares, and with --save-maps DIR the maps as PNGs.
+pixel shares, with --save-maps DIR the maps as PNGs, and with --save-overlays DIR each image with its classes'
+colours blended over it (taskcli/overlays.py).
 """
 
 from __future__ import annotations
@@ -189,11 +190,12 @@ def metrics(run, examples, features):
 
 
 def read_inputs(run, args, options):
-    from taskcli import files, images
+    from taskcli import files, images, overlays
 
     kept_paths = images.read_inputs(args, options)
     if options.get("save_maps"):  # checked up front: nothing is overwritten, no work is wasted
         options["_outputs"] = files.output_paths(options["save_maps"], kept_paths, (".png",))
+    overlays.plan(options, kept_paths)
     return kept_paths
 
 
@@ -201,6 +203,8 @@ def predict(run, model, inputs, options):
     """Batches through the processor's own post-processing (upsample to each image's size, argmax)."""
     import numpy as np
     from PIL import Image
+
+    from taskcli import overlays
 
     id2label = model.config.id2label
     targets = options.get("_outputs") or {}
@@ -210,7 +214,7 @@ def predict(run, model, inputs, options):
     # exactly the pipeline's one-image-at-a-time maps.
     for idx, chunk, outputs in vision_common.forward_batches(run, model, inputs, options, same_size=True):
         maps = run.processor.post_process_semantic_segmentation(outputs, target_sizes=[i.size[::-1] for i in chunk])
-        for source, label_map in zip([inputs[i] for i in idx], maps):
+        for source, image, label_map in zip([inputs[i] for i in idx], chunk, maps):
             ids = label_map.cpu().numpy()
             counts = np.bincount(ids.ravel(), minlength=len(id2label))
             segments = [{"label": id2label[int(i)], "id": int(i), "share": float(counts[i] / ids.size)}
@@ -221,6 +225,7 @@ def predict(run, model, inputs, options):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(ids.astype(np.uint8 if ids.max() < 256 else np.int32)).save(path)
                 result["mask"] = str(path)
+            overlays.save(options, source, result, lambda: overlays.segmentation(image, ids))
             out.append(result)
     return out
 

@@ -6,7 +6,8 @@ or names. Hub dataset, an imagefolder with metadata.jsonl (`file_name`, `objects
 
 Eval: COCO mAP (IoU 0.50:0.95), mAP@0.50, mAP@0.75, mAR@100 and per-class AP, by pycocotools' COCOeval on the
 boxes in each image's own pixels; predictions and references are gathered batch by batch (no logits are kept).
-Infer: boxes above `params.threshold` through the processor's own post-processing, as the pipeline returns them.
+Infer: boxes above `params.threshold` through the processor's own post-processing, as the pipeline returns them;
+with --save-overlays DIR each image with its boxes drawn as DIR/NAME.png (taskcli/overlays.py).
 """
 
 from __future__ import annotations
@@ -135,20 +136,25 @@ def metrics(run, examples, features):
 
 
 def read_inputs(run, args, options):
-    from taskcli import images
+    from taskcli import images, overlays
 
-    return images.read_inputs(args, options)
+    kept_paths = images.read_inputs(args, options)
+    overlays.plan(options, kept_paths)  # checked up front: nothing is overwritten, no work is wasted
+    return kept_paths
 
 
 def predict(run, model, inputs, options):
     """Batches through the processor's own post-processing: boxes in each input's pixels, xmin/ymin/xmax/ymax."""
+    from taskcli import overlays
+
     threshold = float(options["threshold"]) if options.get("threshold") is not None else run.params.threshold
     id2label = model.config.id2label
+    class_ids = {name: int(k) for k, name in id2label.items()}  # overlay colours by class id, as segmentation's
     out: list[dict] = []
-    for _, chunk, outputs in vision_common.forward_batches(run, model, inputs, options):
+    for idx, chunk, outputs in vision_common.forward_batches(run, model, inputs, options):
         found = run.processor.post_process_object_detection(outputs, threshold=threshold,
                                                             target_sizes=[i.size[::-1] for i in chunk])
-        for f, image in zip(found, chunk):
+        for f, image, source in zip(found, chunk, [inputs[i] for i in idx]):
             # DETR's boxes can reach past the image edge: clip them to the picture (0..width, 0..height)
             w, h = image.size
             objects = [{"label": id2label[int(c)], "score": float(s),
@@ -156,7 +162,9 @@ def predict(run, model, inputs, options):
                                         (round(min(max(float(v), 0.0), float(w if k % 2 == 0 else h)), 2)
                                          for k, v in enumerate(b))))}
                        for s, c, b in zip(f["scores"], f["labels"], f["boxes"])]
-            out.append({"objects": sorted(objects, key=lambda o: -o["score"])})
+            result = {"objects": sorted(objects, key=lambda o: -o["score"])}
+            overlays.save(options, source, result, lambda: overlays.boxes(image, result["objects"], class_ids))
+            out.append(result)
     return out
 
 
