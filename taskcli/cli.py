@@ -250,10 +250,12 @@ def _print_metrics(out, metrics: dict, title: str | None = None) -> None:
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     out.print(table)
     for key, value in metrics.items():
-        if not isinstance(value, dict) or not value:
-            continue
-        # per class/entity: a dict of score dicts (precision, recall, ...) or of single scores (IoU, AP; None = absent)
-        rows = {name: row if isinstance(row, dict) else {key.split("_")[-1]: row} for name, row in value.items()}
+        if not isinstance(value, dict) or not value or any(isinstance(v, list) for v in value.values()):
+            continue  # curves (detection's precision-recall) are drawn in the report, not printed
+        # per class/entity: a dict of score dicts (precision, recall, ...) or of single scores (IoU, AP; None = absent);
+        # a breakdown such as wer_by_duration: one score per group, headed by the score's name
+        score = key.partition("_by_")[0] if "_by_" in key else key.split("_")[-1]
+        rows = {name: row if isinstance(row, dict) else {score: row} for name, row in value.items()}
         cols = list(dict.fromkeys(c for row in rows.values() for c in row))
         sub = Table(title=key.replace("_", " "), title_justify="left", header_style="bold")
         sub.add_column("name", overflow="fold")

@@ -617,18 +617,25 @@ def finetune(
         set_seed(run.recipe.train.seed)  # same random state as `taskcli eval` (e.g. MLM masks): same numbers
         metrics = strip_prefix(trainer.evaluate())  # the best (or, with eval_strategy=no, the last) model
         scored = scored_checkpoint(trainer)
+        from taskcli import worst
+
+        # the run report's worst examples, scored one process alone (a sharded loader would see a part of them)
+        losses = worst.ranked(trainer, eval_features) if run.task.features_per_example and args.world_size == 1 else []
         if trainer.is_world_process_zero():
             if run.recipe.train.lora is not None:  # the merged model where from_pretrained looks, the adapter beside it
-                merged = lora_mod.merge(trainer.model, out / "adapter")
-                run.task.before_save(run, merged)
-                merged.save_pretrained(str(out))
+                final = lora_mod.merge(trainer.model, out / "adapter")
+                run.task.before_save(run, final)
+                final.save_pretrained(str(out))
             else:
-                run.task.before_save(run, trainer.model)
+                final = trainer.model
+                run.task.before_save(run, final)
                 trainer.save_model(str(out))
             run.processor.save_pretrained(str(out))
             from taskcli import report
 
             plots = report.write(out / "report", metrics, trainer.state.log_history)
+            table = worst.write(run, final.eval(), dsd["eval"], losses, out / "report")
+            plots += [table] if table else []
             saved = provenance.effective_recipe(run, model, data, out, None if tiny else mdl.config.model_type)
             saved["provenance"] = provenance.record(
                 run, command=command, sets=sets or [], model=model, model_desc=model_desc, tiny=tiny, parameters=parameters,
@@ -744,8 +751,12 @@ def evaluate(
         plots = []
         if report_dir:
             from taskcli import report as report_mod
+            from taskcli import worst
 
             plots = [str(p) for p in report_mod.write(report_dir, metrics)]
+            if run.task.features_per_example:
+                table = worst.write(run, mdl, dsd["eval"], worst.ranked(trainer, features), report_dir)
+                plots += [str(table)] if table else []
         return {"task": run.task.name, "model": "tiny (untrained, --smoke)" if tiny else run.model_source,
                 "data": info.source, "split": info.eval_split, "split_made": info.eval_made,
                 "samples": len(dsd["eval"]), "metrics": metrics, "report": plots,

@@ -66,7 +66,14 @@ def segmentation(confusion, labels: list[str]) -> dict:
     }
 
 
-DEPTH_SUMS = ("n", "abs_rel", "sq_rel", "sq_err", "sq_log", "delta1", "delta2", "delta3")
+# ground-truth depth ranges (metres) of the error-by-depth breakdown: indoor scenes fill the first bins, outdoor the last
+DEPTH_BINS = ((0, 1), (1, 2), (2, 4), (4, 8), (8, 16), (16, None))
+DEPTH_SUMS = ("n", "abs_rel", "sq_rel", "sq_err", "sq_log", "delta1", "delta2", "delta3",
+              *(f"bin{k}_{s}" for k in range(len(DEPTH_BINS)) for s in ("n", "abs_rel")))
+
+
+def _range_name(lo, hi, unit: str) -> str:
+    return f"{lo}+ {unit}" if hi is None else f"{lo}-{hi} {unit}"
 
 
 def depth_sums(pred, ref, valid) -> dict:
@@ -75,7 +82,12 @@ def depth_sums(pred, ref, valid) -> dict:
 
     p, g = np.maximum(pred[valid].astype(np.float64), 1e-6), ref[valid].astype(np.float64)
     ratio = np.maximum(p / g, g / p)
-    return {"n": float(g.size), "abs_rel": float(np.sum(np.abs(p - g) / g)), "sq_rel": float(np.sum((p - g) ** 2 / g)),
+    bins = {}
+    for k, (lo, hi) in enumerate(DEPTH_BINS):
+        inside = (g >= lo) & (g < hi if hi is not None else True)
+        bins[f"bin{k}_n"] = float(inside.sum())
+        bins[f"bin{k}_abs_rel"] = float(np.sum(np.abs(p[inside] - g[inside]) / g[inside]))
+    return {**bins, "n": float(g.size), "abs_rel": float(np.sum(np.abs(p - g) / g)), "sq_rel": float(np.sum((p - g) ** 2 / g)),
             "sq_err": float(np.sum((p - g) ** 2)), "sq_log": float(np.sum((np.log(p) - np.log(g)) ** 2)),
             "delta1": float(np.sum(ratio < 1.25)), "delta2": float(np.sum(ratio < 1.25 ** 2)),
             "delta3": float(np.sum(ratio < 1.25 ** 3))}
@@ -87,7 +99,9 @@ def depth(sums: dict) -> dict:
     import math
 
     n = sums["n"] or 1.0
-    return {"abs_rel": sums["abs_rel"] / n, "sq_rel": sums["sq_rel"] / n, "rmse": math.sqrt(sums["sq_err"] / n),
+    by_depth = {_range_name(lo, hi, "m"): sums[f"bin{k}_abs_rel"] / sums[f"bin{k}_n"]
+                for k, (lo, hi) in enumerate(DEPTH_BINS) if sums.get(f"bin{k}_n")}
+    return {"abs_rel_by_depth": by_depth, "abs_rel": sums["abs_rel"] / n, "sq_rel": sums["sq_rel"] / n, "rmse": math.sqrt(sums["sq_err"] / n),
             "rmse_log": math.sqrt(sums["sq_log"] / n), "delta1": sums["delta1"] / n, "delta2": sums["delta2"] / n,
             "delta3": sums["delta3"] / n}
 
@@ -125,11 +139,15 @@ def coco_detection(predictions: list[list[tuple]], references: list[list[tuple]]
         scored.summarize()
     stats = [max(float(v), 0.0) for v in scored.stats]  # -1 = nothing to score at that setting
     precision = scored.eval["precision"]  # [IoU, recall, class, area, max dets]
-    per_class = {}
+    per_class, curves = {}, {}
     for k, name in enumerate(labels):
         p = precision[:, :, k, 0, -1]
         per_class[str(name)] = float(np.mean(p[p > -1])) if (p > -1).any() else None
-    return {"map": stats[0], "map_50": stats[1], "map_75": stats[2], "mar_100": stats[8], "per_class_ap": per_class}
+        at_50 = precision[0, :, k, 0, -1]  # IoU 0.5, the 101 recall points 0, 0.01, ..., 1
+        if (at_50 > -1).any():  # -1: the class has no reference box
+            curves[str(name)] = [max(float(v), 0.0) for v in at_50]
+    return {"map": stats[0], "map_50": stats[1], "map_75": stats[2], "mar_100": stats[8], "per_class_ap": per_class,
+            "pr_curve_50": curves}
 
 
 def correlation(predictions, references) -> dict:
@@ -187,8 +205,20 @@ def _f1(gold: str, pred: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def answer_length(golds: list[str]) -> str:
+    """The exact-match breakdown's bucket of a question: its shortest gold answer's length in words."""
+    if not golds:
+        return "no answer"
+    words = min(len(normalize_answer(g).split()) for g in golds)
+    return "1 word" if words <= 1 else "2 words" if words == 2 else "3-4 words" if words <= 4 else "5+ words"
+
+
+ANSWER_LENGTHS = ("no answer", "1 word", "2 words", "3-4 words", "5+ words")
+
+
 def squad(predictions: dict[str, str], references: dict[str, list[str]]) -> dict:
-    """Exact match and F1 in percent, max over gold answers; an empty gold list means 'no answer' (v2)."""
+    """Exact match and F1 in percent, max over gold answers; an empty gold list means 'no answer' (v2).
+    Also exact match by gold answer length (`exact_match_by_answer_length`)."""
     em = f1 = 0.0
     has_ans = [q for q, golds in references.items() if golds]
     no_ans = [q for q, golds in references.items() if not golds]
@@ -203,6 +233,11 @@ def squad(predictions: dict[str, str], references: dict[str, list[str]]) -> dict
         f1 += q_f1
     n = max(len(references), 1)
     out = {"exact_match": 100.0 * em / n, "f1": 100.0 * f1 / n}
+    buckets: dict[str, list[float]] = {}
+    for qid, golds in references.items():
+        buckets.setdefault(answer_length(golds), []).append(per_q[qid][0])
+    out["exact_match_by_answer_length"] = {b: 100.0 * sum(buckets[b]) / len(buckets[b])
+                                           for b in ANSWER_LENGTHS if b in buckets}
     if no_ans:  # SQuAD v2 breakdown
         for name, ids in (("HasAns", has_ans), ("NoAns", no_ans)):
             if ids:
@@ -236,6 +271,19 @@ def extra(names: list[str], predictions: list[Any], references: list[Any]) -> di
 
 
 # --- speech recognition -----------------------------------------------------------------------------------
+
+
+DURATIONS = ((0, 2), (2, 5), (5, 10), (10, 20), (20, 30), (30, None))  # seconds; Whisper reads 30 s windows
+
+
+def wer_by_duration(predictions: list[str], references: list[str], seconds: list[float]) -> dict[str, float]:
+    """Corpus WER of the clips in each duration range (only the ranges that hold clips)."""
+    out = {}
+    for lo, hi in DURATIONS:
+        picked = [i for i, s in enumerate(seconds) if s >= lo and (hi is None or s < hi)]
+        if picked:
+            out[_range_name(lo, hi, "s")] = wer_cer([predictions[i] for i in picked], [references[i] for i in picked])["wer"]
+    return out
 
 
 def wer_cer(predictions: list[str], references: list[str]) -> dict:

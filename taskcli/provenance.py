@@ -114,8 +114,8 @@ def metric_tables(metrics: dict) -> str:
     scalars = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}  # a confusion matrix: report
     parts = ["| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {_cell(v)} |" for k, v in scalars.items())]
     for key, value in metrics.items():
-        if not isinstance(value, dict) or not value:
-            continue
+        if not isinstance(value, dict) or not value or any(isinstance(v, list) for v in value.values()):
+            continue  # curves: in the report
         title = key.replace("_", " ")
         if all(isinstance(v, dict) for v in value.values()):
             cols = list(dict.fromkeys(c for row in value.values() for c in row))
@@ -125,14 +125,17 @@ def metric_tables(metrics: dict) -> str:
                          + "---|" * len(cols) + "\n" + rows)
         else:
             rows = "\n".join(f"| {name} | {_cell(v)} |" for name, v in value.items())
-            parts.append(f"### {title}\n\n| name | value |\n|---|---|\n{rows}")
+            score, _, what = key.partition("_by_")
+            head = f"| {what.replace('_', ' ')} | {score} |" if what else "| name | value |"
+            parts.append(f"### {title}\n\n{head}\n|---|---|\n{rows}")
     return "\n\n".join(parts)
 
 
 def _report_section(out: Path, plots) -> str:
     if not plots:
         return ""
-    images = "\n".join(f"![{p.stem.replace('_', ' ')}]({p.relative_to(out).as_posix()})" for p in plots)
+    images = "\n".join(f"{'' if p.suffix == '.png' else '- '}{'!' if p.suffix == '.png' else ''}"
+                       f"[{p.stem.replace('_', ' ')}]({p.relative_to(out).as_posix()})" for p in plots)
     return f"## Report\n\n{images}\n\n"
 
 

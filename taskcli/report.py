@@ -5,7 +5,10 @@
 - ``training_curves.png``: training (and eval) loss, learning rate and every other eval metric, per step;
 - ``metrics.png``: the final scalar metrics (scores in 0..1 apart from values on other scales, such as losses);
 - ``confusion_matrix.png``: counts and rows normalised by true class;
-- ``per_class_f1.png``, ``per_entity_f1.png``, ``per_class_iou.png``, ``per_class_ap.png``: one bar per class.
+- ``per_class_f1.png``, ``per_entity_f1.png``, ``per_class_iou.png``, ``per_class_ap.png``: one bar per class;
+- ``pr_curves.png``: detection's precision-recall curve per class (IoU 0.5);
+- ``<metric>_by_<what>.png``: a score broken down by a property of the examples, e.g. ``wer_by_duration.png``
+  (ASR), ``exact_match_by_answer_length.png`` (QA), ``abs_rel_by_depth.png`` (depth).
 
 matplotlib is imported only when a figure is drawn: `taskcli` imports this module on every command.
 """
@@ -55,6 +58,11 @@ def write(folder: Path, metrics: dict, log_history: list[dict] | None = None) ->
         values, support = per_name_scores(metrics.get(key))
         if values:
             save(name, draw_per_name, values, support, title, label, absent)
+    curves = pr_curves(metrics.get("pr_curve_50"))
+    if curves:
+        save("pr_curves.png", draw_pr_curves, curves)
+    for key, values in breakdowns(metrics).items():
+        save(f"{key}.png", draw_breakdown, key, values)
     return written
 
 
@@ -128,6 +136,20 @@ def per_name_scores(scores) -> tuple[dict[str, float | None], dict[str, int]]:
             score = score.get("f1")
         values[str(name)] = score if is_number(score) else None
     return values, support
+
+
+def pr_curves(curves) -> dict[str, list[float]]:
+    """{class: precision at the 101 recall points 0, 0.01, ..., 1} (detection's pr_curve_50), well-formed only."""
+    if not isinstance(curves, dict):
+        return {}
+    return {str(k): [float(x) for x in v] for k, v in curves.items()
+            if isinstance(v, list) and len(v) == 101 and all(is_number(x) for x in v)}
+
+
+def breakdowns(metrics: dict) -> dict[str, dict[str, float]]:
+    """Metrics named `<score>_by_<property>` that map groups of examples (in order) to a score."""
+    return {key: {str(g): float(v) for g, v in value.items()} for key, value in metrics.items()
+            if "_by_" in key and isinstance(value, dict) and value and all(is_number(v) for v in value.values())}
 
 
 # --- drawing -------------------------------------------------------------------------------------------------
@@ -276,4 +298,37 @@ def draw_per_name(path: Path, values: dict[str, float | None], support: dict[str
     ax.set_xlabel(label)
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title)
+    save_figure(plt, fig, path)
+
+
+def draw_pr_curves(path: Path, curves: dict[str, list[float]]) -> None:
+    """One precision-recall line per class; the legend names at most 20 (the others are drawn, unnamed)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 6), layout="constrained")
+    recall = [i / 100 for i in range(101)]
+    for i, (name, precision) in enumerate(curves.items()):
+        ax.plot(recall, precision, label=short(name) if i < 20 else None, linewidth=1.5)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.grid(alpha=0.3)
+    ax.set_title("precision-recall per class (IoU 0.5)")
+    if curves:
+        ax.legend(fontsize=8, loc="lower left")
+    save_figure(plt, fig, path)
+
+
+def draw_breakdown(path: Path, key: str, values: dict[str, float]) -> None:
+    """Bars of one score per group of examples, groups in the metric's own order (short to long, near to far)."""
+    plt = pyplot()
+    score, _, what = key.partition("_by_")
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(values) + 2), 4.5), layout="constrained")
+    bars = ax.bar(range(len(values)), list(values.values()), color="tab:blue")
+    ax.bar_label(bars, labels=[f"{v:.3g}" for v in values.values()], padding=3, fontsize=9)
+    ax.set_xticks(range(len(values)), [short(g, 16) for g in values], rotation=30 if len(values) > 6 else 0)
+    ax.set_xlabel(what.replace("_", " "))
+    ax.set_ylabel(score.replace("_", " "))
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(f"{score.replace('_', ' ')} by {what.replace('_', ' ')}")
     save_figure(plt, fig, path)

@@ -79,6 +79,9 @@ class Task:
     alt_auto_models: tuple[str, ...] = ()
     # role -> common column names tried in order when the recipe's `data.columns` column is absent from the data
     column_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # False when eval features are not one per example (QA's windows of long contexts, packed language-model
+    # blocks): the run report then has no worst-examples table
+    features_per_example: bool = True
     # column role holding the class labels (classification: "label"; NER: "tags", a list per row): the carved eval
     # split is stratified by it where it holds one label per row, and train.class_weights counts it
     label_column: str | None = None

@@ -118,7 +118,8 @@ def test_run_report_is_written_and_listed_in_the_model_card(cli, trained, tmp_pa
     folder = tmp_path / "evrep"
     result = cli("eval", "text-cls", "--model", out, "--smoke", "--report", folder, "--json")
     assert result.exit_code == 0, result.stderr
-    assert sorted(p.name for p in folder.iterdir()) == ["confusion_matrix.png", "metrics.png", "per_class_f1.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["confusion_matrix.png", "metrics.png", "per_class_f1.png",
+                                                        "worst_examples.md"]
     again = cli("eval", "text-cls", "--model", out, "--smoke", "--report", folder)
     assert_clean_error(again, "not empty")
 
@@ -160,3 +161,33 @@ def test_lora_works_beyond_classification(cli, tmp_path, task):
     config = transformers.AutoConfig.from_pretrained(out)
     model_class = getattr(transformers, config.architectures[0])
     assert not any("lora_" in name for name, _ in model_class.from_pretrained(out).named_parameters())
+
+
+def test_worst_examples_are_the_highest_losses_with_predictions(trained):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = trained("text-classification")
+    table = (out / "report" / "worst_examples.md").read_text()
+    assert "(report/worst_examples.md)" in (out / "README.md").read_text()
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 5
+    losses = [float(r[2]) for r in rows]
+    assert losses == sorted(losses, reverse=True)
+    # the first row's loss is that text's cross-entropy under the saved model, and its prediction is infer's
+    text, reference, prediction = rows[0][3], rows[0][4], rows[0][5].rstrip(" |")
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    with torch.no_grad():
+        logits = model(**tok(text, return_tensors="pt")).logits[0]
+    label = model.config.label2id[reference]
+    assert float(-torch.log_softmax(logits, -1)[label]) == pytest.approx(losses[0], abs=2e-4)
+    assert prediction.split()[0] == model.config.id2label[int(logits.argmax())]
+
+
+def test_worst_examples_of_a_vision_task_are_drawn(trained):
+    out = trained("object-detection")
+    drawn = sorted((out / "report" / "worst").rglob("*.png"))
+    assert len(drawn) == 5
+    assert all(f"({p.relative_to(out / 'report').as_posix()})" in (out / "report" / "worst_examples.md").read_text()
+               for p in drawn)

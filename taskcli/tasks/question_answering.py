@@ -220,6 +220,7 @@ def render(item, result):
 
 TASK = Task(
     name="question-answering",
+    features_per_example=False,
     aliases=("qa", "extractive-qa"),
     summary="Extractive question answering (SQuAD-style spans)",
     modality="text",

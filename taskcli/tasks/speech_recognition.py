@@ -199,7 +199,8 @@ def preprocess(run, ds, training):
         if len(out) == 0:
             raise TaskcliError(f"every training clip is longer than params.max_duration_s={run.params.max_duration_s}",
                                "raise it with --set params.max_duration_s=...")
-    return out.remove_columns("n_samples")
+    # eval keeps the clip lengths (the metrics' WER by duration); the Trainer drops the column before the model
+    return out.remove_columns("n_samples") if training else out
 
 
 class SpeechCollator:
@@ -249,7 +250,7 @@ def metrics(run, examples, features):
     """WER/CER (jiwer) of the decoded predictions against the examples' transcripts, both normalised."""
     import numpy as np
 
-    from taskcli.metrics import main_output, wer_cer
+    from taskcli.metrics import main_output, wer_by_duration, wer_cer
 
     tok = run.tokenizer()
     norm = normalizer(run.params, _spelling(run))
@@ -257,6 +258,8 @@ def metrics(run, examples, features):
     seq2seq = run.state.get("asr_kind") == "seq2seq"
     pad = tok.pad_token_id or 0
     frames = None if seq2seq else _ctc_frames(run, [len(x) for x in features["input_values"]])
+    rate = run.processor.feature_extractor.sampling_rate
+    seconds = [n / rate for n in features["n_samples"]] if "n_samples" in features.column_names else None
 
     def compute(pred):
         out = main_output(pred)
@@ -271,7 +274,10 @@ def metrics(run, examples, features):
                 ids[i, n:] = pad
             texts = tok.batch_decode(ids)
         preds = [norm(t) for t in texts]
-        return wer_cer(preds, refs[: len(preds)])
+        scores = wer_cer(preds, refs[: len(preds)])
+        if seconds:
+            scores["wer_by_duration"] = wer_by_duration(preds, refs[: len(preds)], seconds[: len(preds)])
+        return scores
 
     return compute
 

@@ -130,6 +130,7 @@ def render(prompt, result):
 
 TASK = Task(
     name="text-generation",
+    features_per_example=False,
     aliases=("causal-lm", "clm"),
     summary="Causal language modeling: continue a prompt",
     modality="text",
