@@ -620,7 +620,8 @@ def finetune(
         from taskcli import worst
 
         # the run report's worst examples, scored one process alone (a sharded loader would see a part of them)
-        losses = worst.ranked(trainer, eval_features) if run.task.features_per_example and args.world_size == 1 else []
+        losses = report_step("worst examples", worst.ranked, trainer, eval_features) \
+            if run.task.features_per_example and args.world_size == 1 else []
         if trainer.is_world_process_zero():
             if run.recipe.train.lora is not None:  # the merged model where from_pretrained looks, the adapter beside it
                 final = lora_mod.merge(trainer.model, out / "adapter")
@@ -634,7 +635,7 @@ def finetune(
             from taskcli import report
 
             plots = report.write(out / "report", metrics, trainer.state.log_history)
-            table = worst.write(run, final.eval(), dsd["eval"], losses, out / "report")
+            table = report_step("worst examples", worst.write, run, final.eval(), dsd["eval"], losses, out / "report")
             plots += [table] if table else []
             saved = provenance.effective_recipe(run, model, data, out, None if tiny else mdl.config.model_type)
             saved["provenance"] = provenance.record(
@@ -650,6 +651,19 @@ def finetune(
                 * args.gradient_accumulation_steps}
     finally:
         run.close()
+
+
+def report_step(what: str, fn, *args):
+    """Run one optional part of the report: its failure is a note on stderr, never a failed run (the model is
+    trained and saved by then). TASKCLI_DEBUG=1 raises it."""
+    try:
+        return fn(*args)
+    except Exception as err:  # noqa: BLE001
+        if os.environ.get("TASKCLI_DEBUG") == "1":
+            raise
+        print(f"note: the report's {what} were skipped: {type(err).__name__}: {str(err).splitlines()[0][:200]}",
+              file=sys.stderr)
+        return None
 
 
 def _device_name(args) -> str:
@@ -755,7 +769,8 @@ def evaluate(
 
             plots = [str(p) for p in report_mod.write(report_dir, metrics)]
             if run.task.features_per_example:
-                table = worst.write(run, mdl, dsd["eval"], worst.ranked(trainer, features), report_dir)
+                losses = report_step("worst examples", worst.ranked, trainer, features)
+                table = report_step("worst examples", worst.write, run, mdl, dsd["eval"], losses, report_dir)
                 plots += [str(table)] if table else []
         return {"task": run.task.name, "model": "tiny (untrained, --smoke)" if tiny else run.model_source,
                 "data": info.source, "split": info.eval_split, "split_made": info.eval_made,

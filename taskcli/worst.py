@@ -43,7 +43,9 @@ def ranked(trainer, features, limit: int = SCORED) -> list[tuple[int, float]]:
 
 
 def _shown(value, width: int = TEXT_WIDTH) -> str:
-    """A cell: lists of words joined, long text abbreviated, table characters escaped."""
+    """A cell: lists of words joined, long text abbreviated, table characters escaped; nothing is "—"."""
+    if value is None:
+        return "—"
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         value = " ".join(value)
     elif isinstance(value, dict):
@@ -86,6 +88,11 @@ def write(run, model, examples, losses: list[tuple[int, float]], folder: Path) -
     """worst_examples.md (and worst/*.png for images) in `folder`; None when nothing was scored."""
     if not losses:
         return None
+    import datasets
+
+    for column, feature in examples.features.items():  # file references, not decoded media (audio needs torchcodec)
+        if isinstance(feature, (datasets.Audio, datasets.Image)) and feature.decode:
+            examples = examples.cast_column(column, type(feature)(decode=False))
     folder.mkdir(parents=True, exist_ok=True)
     top = losses[:SHOWN]
     visual = run.task.name in ("object-detection", "image-segmentation", "depth-estimation")

@@ -185,8 +185,10 @@ def test_worst_examples_are_the_highest_losses_with_predictions(trained):
     assert prediction.split()[0] == model.config.id2label[int(logits.argmax())]
 
 
-def test_worst_examples_of_a_vision_task_are_drawn(trained):
-    out = trained("object-detection")
+def test_worst_examples_of_a_vision_task_are_drawn(cli, tmp_path):
+    out = tmp_path / "det"
+    result = cli("finetune", "object-detection", "--smoke", "--set", "train.max_steps=2", "-o", out)
+    assert result.exit_code == 0, result.stderr
     drawn = sorted((out / "report" / "worst").rglob("*.png"))
     assert len(drawn) == 5
     assert all(f"({p.relative_to(out / 'report').as_posix()})" in (out / "report" / "worst_examples.md").read_text()
