@@ -489,8 +489,20 @@ def summed_cross_entropy(outputs, labels, num_items_in_batch=None, weights=None)
     return total / count
 
 
+def kept_model_metrics(run: Run, trainer, evaluations: dict) -> dict | None:
+    """The training-time evaluation of the model the run keeps (the best checkpoint, loaded at the end), so the
+    final metrics need no second pass over the eval set; None when there is none to reuse: no evaluations, one made
+    before a --resume, or a task whose evaluation draws at random (fill-mask's masks: a seeded pass of its own gives
+    the numbers `taskcli eval` gives). `evaluations`: step -> metrics, as the callbacks completed them."""
+    best = trainer.state.best_model_checkpoint
+    if run.task.random_eval or not trainer.args.load_best_model_at_end or not best:
+        return None
+    scored = evaluations.get(int(Path(best).name.rsplit("-", 1)[-1]))
+    return strip_prefix(scored) if scored else None
+
+
 def strip_prefix(metrics: dict, prefix: str = "eval_") -> dict:
-    skip = {"runtime", "samples_per_second", "steps_per_second", "epoch", "model_preparation_time"}
+    skip = {"runtime", "samples_per_second", "steps_per_second", "epoch", "step", "model_preparation_time"}
     out = {}
     for key, value in metrics.items():
         name = key[len(prefix):] if key.startswith(prefix) else key
@@ -579,7 +591,7 @@ def finetune(
     quiet_libraries()
     from transformers import set_seed
 
-    from taskcli.progress import RichProgress, print_header
+    from taskcli.progress import Evaluations, RichProgress, print_header
 
     set_seed(run.recipe.train.seed)
     progress = None
@@ -601,8 +613,9 @@ def finetune(
         eval_features = run.task.preprocess(run, dsd["eval"], False)
         args = training_arguments(run, str(out))
         progress = RichProgress(log=log) if is_main else None
+        evaluations = Evaluations()
         trainer = make_trainer(run, mdl, args, train_features, eval_features, dsd["eval"],
-                               callbacks=[progress] if progress else [], weights=weights)
+                               callbacks=[evaluations, *([progress] if progress else [])], weights=weights)
         parameters = (sum(p.numel() for p in mdl.parameters()),
                       sum(p.numel() for p in mdl.parameters() if p.requires_grad))
         device = _device_name(args)
@@ -614,14 +627,18 @@ def finetune(
             if progress:
                 progress.stop()
             raise interrupted(trainer, out, command) from None
-        set_seed(run.recipe.train.seed)  # same random state as `taskcli eval` (e.g. MLM masks): same numbers
-        metrics = strip_prefix(trainer.evaluate())  # the best (or, with eval_strategy=no, the last) model
+        metrics = kept_model_metrics(run, trainer, evaluations.by_step)
+        if metrics is None:  # no evaluation scored the kept model yet (eval_strategy no), or eval draws at random
+            set_seed(run.recipe.train.seed)  # same random state as `taskcli eval` (e.g. MLM masks): same numbers
+            metrics = strip_prefix(trainer.evaluate())  # the best (or, with eval_strategy=no, the last) model
         scored = scored_checkpoint(trainer)
         from taskcli import worst
 
         # the run report's worst examples, scored one process alone (a sharded loader would see a part of them)
+        # TASKCLI_REPORT=0: no run report (plots, worst examples), a few seconds less per run for CI smoke checks
+        with_report = os.environ.get("TASKCLI_REPORT", "1") != "0"
         losses = report_step("worst examples", worst.ranked, trainer, eval_features) \
-            if run.task.features_per_example and args.world_size == 1 else []
+            if with_report and run.task.features_per_example and args.world_size == 1 else []
         if trainer.is_world_process_zero():
             if run.recipe.train.lora is not None:  # the merged model where from_pretrained looks, the adapter beside it
                 final = lora_mod.merge(trainer.model, out / "adapter")
@@ -634,7 +651,7 @@ def finetune(
             run.processor.save_pretrained(str(out))
             from taskcli import report
 
-            plots = report.write(out / "report", metrics, trainer.state.log_history)
+            plots = report.write(out / "report", metrics, trainer.state.log_history) if with_report else []
             table = report_step("worst examples", worst.write, run, final.eval(), dsd["eval"], losses, out / "report")
             plots += [table] if table else []
             saved = provenance.effective_recipe(run, model, data, out, None if tiny else mdl.config.model_type)

@@ -72,6 +72,18 @@ class RichProgress(TrainerCallback):
             self.progress = None
 
 
+class Evaluations(TrainerCallback):
+    """Each training-time evaluation's metrics by step, as complete as the task's own callbacks made them (e.g.
+    perplexity added to the loss): the final metrics reuse the one of the kept checkpoint."""
+
+    def __init__(self):
+        self.by_step: dict[int, dict] = {}
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if metrics:
+            self.by_step[state.global_step] = dict(metrics)
+
+
 def _count(n: int) -> str:
     for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= size:

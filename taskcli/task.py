@@ -79,6 +79,9 @@ class Task:
     alt_auto_models: tuple[str, ...] = ()
     # role -> common column names tried in order when the recipe's `data.columns` column is absent from the data
     column_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # True when evaluation draws at random (fill-mask's masks): the final metrics then come from a seeded pass of their
+    # own, as `taskcli eval` makes, instead of the training-time evaluation of the kept checkpoint
+    random_eval: bool = False
     # False when eval features are not one per example (QA's windows of long contexts, packed language-model
     # blocks): the run report then has no worst-examples table
     features_per_example: bool = True

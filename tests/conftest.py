@@ -6,6 +6,8 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The run report (plots, worst examples) costs seconds per fine-tune; the tests of the report turn it on (report_on).
+os.environ["TASKCLI_REPORT"] = "0"
 
 from pathlib import Path  # noqa: E402
 
@@ -80,3 +82,9 @@ def assert_clean_error(result, *fragments):
     assert "Traceback" not in result.stderr
     for f in fragments:
         assert f.lower() in result.stderr.lower(), result.stderr
+
+
+@pytest.fixture
+def report_on(monkeypatch):
+    """Fine-tunes in this test write their run report (conftest turns it off for the others)."""
+    monkeypatch.setenv("TASKCLI_REPORT", "1")

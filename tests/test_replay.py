@@ -91,7 +91,8 @@ def online_env(hub, replay_cache, tmp_path) -> dict:
     """A user's environment online, with the replay standing in for the Hub."""
     return dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(replay_cache),
                 HF_DATASETS_CACHE=str(tmp_path / "datasets-cache"), HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0",
-                HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_ETAG_TIMEOUT="30", PYTHONPATH=str(REPO))
+                HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_ETAG_TIMEOUT="30", PYTHONPATH=str(REPO),
+                TASKCLI_REPORT="1")  # the run report on the real layouts too (it met hub Audio columns here)
 
 
 def taskcli(env, cwd, *args) -> subprocess.CompletedProcess:

@@ -1,6 +1,7 @@
 """Training controls users expect: early stopping, class weights, LoRA, trackers, quality gates, the run report."""
 
 import json
+import os
 
 import pytest
 import yaml
@@ -108,8 +109,21 @@ def test_tensorboard_tracker_writes_events_and_a_missing_tracker_names_its_extra
     assert_clean_error(missing, "wandb package", "pip install 'taskcli[wandb]'")
 
 
-def test_run_report_is_written_and_listed_in_the_model_card(cli, trained, tmp_path):
-    out = trained("text-classification")
+@pytest.fixture(scope="module")
+def reported(cli, tmp_path_factory):
+    """A smoke text-classification run with its report (conftest turns the report off for other tests)."""
+    out = tmp_path_factory.mktemp("reported") / "tc"
+    os.environ["TASKCLI_REPORT"] = "1"
+    try:
+        result = cli("finetune", "text-cls", "--smoke", "-o", out)
+    finally:
+        os.environ["TASKCLI_REPORT"] = "0"
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def test_run_report_is_written_and_listed_in_the_model_card(cli, reported, tmp_path):
+    out = reported
     card = (out / "README.md").read_text()
     for name in ("training_curves", "confusion_matrix", "per_class_f1", "metrics"):
         png = out / "report" / f"{name}.png"
@@ -163,11 +177,11 @@ def test_lora_works_beyond_classification(cli, tmp_path, task):
     assert not any("lora_" in name for name, _ in model_class.from_pretrained(out).named_parameters())
 
 
-def test_worst_examples_are_the_highest_losses_with_predictions(trained):
+def test_worst_examples_are_the_highest_losses_with_predictions(reported):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    out = trained("text-classification")
+    out = reported
     table = (out / "report" / "worst_examples.md").read_text()
     assert "(report/worst_examples.md)" in (out / "README.md").read_text()
     rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
@@ -185,7 +199,7 @@ def test_worst_examples_are_the_highest_losses_with_predictions(trained):
     assert prediction.split()[0] == model.config.id2label[int(logits.argmax())]
 
 
-def test_worst_examples_of_a_vision_task_are_drawn(cli, tmp_path):
+def test_worst_examples_of_a_vision_task_are_drawn(cli, tmp_path, report_on):
     out = tmp_path / "det"
     result = cli("finetune", "object-detection", "--smoke", "--set", "train.max_steps=2", "-o", out)
     assert result.exit_code == 0, result.stderr
@@ -193,3 +207,20 @@ def test_worst_examples_of_a_vision_task_are_drawn(cli, tmp_path):
     assert len(drawn) == 5
     assert all(f"({p.relative_to(out / 'report').as_posix()})" in (out / "report" / "worst_examples.md").read_text()
                for p in drawn)
+
+
+@pytest.mark.parametrize("task", ["text-classification", "text-generation"])
+def test_the_kept_model_is_not_evaluated_twice(cli, tmp_path, task):
+    """The final metrics are the training-time evaluation of the kept checkpoint (with what the task's callbacks add,
+    e.g. perplexity), and equal a separate `taskcli eval` of the saved model."""
+    out = tmp_path / "run"
+    result = cli("finetune", task, "--smoke", "--set", "train.epochs=2", "--set", "train.eval_strategy=epoch",
+                 "-o", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("eval @ epoch") == 2  # one per epoch, none after training
+    final = json.loads(result.stdout)["metrics"]
+    again = json.loads(cli("eval", task, "--model", out, "--smoke", "--json").stdout)["metrics"]
+    scalars = {k for k, v in final.items() if isinstance(v, float)}
+    assert scalars == {k for k, v in again.items() if isinstance(v, float)}
+    for key in scalars:
+        assert final[key] == pytest.approx(again[key], rel=1e-5, abs=1e-6), key

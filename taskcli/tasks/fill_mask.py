@@ -110,6 +110,7 @@ def render(text, result):
 
 TASK = Task(
     name="fill-mask",
+    random_eval=True,
     features_per_example=False,
     aliases=("masked-lm", "mlm"),
     summary="Masked language modeling: fill in masked words",
