@@ -20,6 +20,7 @@ from taskcli import data as data_mod
 from taskcli import recipe as recipe_mod
 from taskcli import registry
 from taskcli.errors import TaskcliError
+from taskcli.task import EpochClock
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Run:
     seq2seq: bool = False  # Seq2SeqTrainer + generate: a seq2seq task on an encoder-decoder model
     state: dict = field(default_factory=dict)  # what a task's hooks learn along the way (e.g. ASR's model kind)
     data_info: data_mod.DataInfo | None = None  # what data.load really read (source, splits, sizes)
+    clock: EpochClock = field(default_factory=EpochClock)  # the epoch training augmentations draw for
     _tmp: list = field(default_factory=list)
 
     @property
@@ -426,7 +428,7 @@ def make_trainer(run: Run, model, args, train_features, eval_features, eval_exam
     from transformers import EarlyStoppingCallback, Seq2SeqTrainer, Trainer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    cls = Seq2SeqTrainer if run.seq2seq else Trainer
+    cls = checkpoint_loading(Seq2SeqTrainer if run.seq2seq else Trainer)
     compute = run.task.metrics(run, eval_examples, eval_features) if eval_features is not None else None
     # Models that average their loss inline know nothing of other processes' label counts; for plain
     # cross-entropy tasks the engine does the averaging itself (see summed_cross_entropy). Class weights need
@@ -455,6 +457,43 @@ def make_trainer(run: Run, model, args, train_features, eval_features, eval_exam
         trainer.pop_callback(noisy)
     trainer.gather_function = _metrics_gather(trainer.accelerator)
     return trainer
+
+
+def load_converted(model, folder) -> bool:
+    """Load a Trainer checkpoint into `model` the way from_pretrained reads it; False when this does not apply.
+
+    The Trainer restores checkpoints (--resume, the best model at the end) with a plain load_state_dict of the
+    saved tensors. Some models save their weights under other names than they hold them (DETR's backbone is saved
+    as model.backbone.conv_encoder.*, held as model.backbone.model.*); from_pretrained renames them back, a plain
+    load_state_dict skips them (with a warning): a resumed DETR went on with an untrained backbone, and the "best"
+    model kept the last step's backbone. Loading through from_pretrained restores every weight."""
+    from pathlib import Path
+
+    from transformers import PreTrainedModel
+
+    folder = Path(folder or "")
+    if not isinstance(model, PreTrainedModel) or not (folder / "config.json").is_file() or not any(
+            (folder / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")):
+        return False  # LoRA (peft saves its adapter), sharded or FSDP checkpoints: the Trainer's own way
+    saved = type(model).from_pretrained(str(folder), config=model.config)
+    model.load_state_dict(saved.state_dict(), strict=True)
+    return True
+
+
+def checkpoint_loading(trainer_class):
+    """The Trainer class, restoring checkpoints with load_converted where it applies."""
+
+    class ConvertingTrainer(trainer_class):
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            if not load_converted(model or self.model, resume_from_checkpoint):
+                super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+        def _load_best_model(self):
+            if not load_converted(self.model, self.state.best_model_checkpoint):
+                super()._load_best_model()
+
+    ConvertingTrainer.__name__ = trainer_class.__name__
+    return ConvertingTrainer
 
 
 def _metrics_gather(accelerator):
@@ -591,7 +630,7 @@ def finetune(
     quiet_libraries()
     from transformers import set_seed
 
-    from taskcli.progress import Evaluations, RichProgress, print_header
+    from taskcli.progress import EpochTicker, Evaluations, RichProgress, print_header
 
     set_seed(run.recipe.train.seed)
     progress = None
@@ -614,8 +653,10 @@ def finetune(
         args = training_arguments(run, str(out))
         progress = RichProgress(log=log) if is_main else None
         evaluations = Evaluations()
+        run.clock.seed = run.recipe.train.seed
         trainer = make_trainer(run, mdl, args, train_features, eval_features, dsd["eval"],
-                               callbacks=[evaluations, *([progress] if progress else [])], weights=weights)
+                               callbacks=[evaluations, EpochTicker(run.clock), *([progress] if progress else [])],
+                               weights=weights)
         parameters = (sum(p.numel() for p in mdl.parameters()),
                       sum(p.numel() for p in mdl.parameters() if p.requires_grad))
         device = _device_name(args)

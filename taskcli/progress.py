@@ -72,6 +72,17 @@ class RichProgress(TrainerCallback):
             self.progress = None
 
 
+class EpochTicker(TrainerCallback):
+    """Sets the EpochClock's epoch as each epoch begins (also the epoch a --resume continues: the restored
+    state.epoch, e.g. 1.5, is in epoch 1)."""
+
+    def __init__(self, clock):
+        self.clock = clock
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.clock.epoch = int(state.epoch or 0)
+
+
 class Evaluations(TrainerCallback):
     """Each training-time evaluation's metrics by step, as complete as the task's own callbacks made them (e.g.
     perplexity added to the loss): the final metrics reuse the one of the kept checkpoint."""

@@ -41,6 +41,30 @@ def load_pretrained(run, source: str, labels: list[str] | None):
     )
 
 
+@dataclass
+class EpochClock:
+    """Where training augmentations draw from: `random.Random` seeded by (seed, epoch, row), so a row gets the same
+    crop or flip in an epoch whether the run went straight through or was resumed mid-epoch (a resumed run's first
+    batch is drawn before the Trainer restores the global `random` state). The engine sets `epoch` as each epoch
+    begins; tasks pass the row number along with the row (see `rows_numbered`)."""
+
+    seed: int = 0
+    epoch: int = 0
+
+    def rng(self, row: int):
+        import random
+
+        return random.Random(f"{self.seed}/{self.epoch}/{row}")  # str seeds hash the same in every process
+
+
+ROW = "__row"  # the column `rows_numbered` adds
+
+
+def rows_numbered(ds):
+    """The dataset with each row's number in a ROW column, for EpochClock.rng(row)."""
+    return ds.add_column(ROW, list(range(len(ds))))
+
+
 @dataclass(frozen=True)
 class Task:
     name: str  # Hub pipeline tag, e.g. "token-classification"

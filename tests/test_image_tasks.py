@@ -70,10 +70,10 @@ def test_augmentation_crops_inside_the_image_and_mirrors():
     from taskcli.tasks.image_classification import augmented
 
     image = Image.open(COCO).convert("RGB")
-    random.seed(0)
+    rng = random.Random(0)
     sizes = set()
     for _ in range(20):
-        out = augmented(image, (0.3, 0.6))
+        out = augmented(image, (0.3, 0.6), rng)
         w, h = out.size
         assert 0.25 * 640 * 480 <= w * h <= 0.65 * 640 * 480 and w <= 640 and h <= 480
         sizes.add(out.size)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskcli.task import Task
+from taskcli.task import ROW, Task, rows_numbered
 from taskcli.tasks import classification_common, vision_common
 
 
@@ -24,24 +24,23 @@ def labels(run, dsd) -> list[str]:
     return classification_common.class_names(dsd, "image")
 
 
-def augmented(image, scale: tuple[float, float]):
-    """Random resized crop (area in `scale`, aspect 3/4..4/3) and a coin-flip mirror, on the Python RNG (the
-    Trainer seeds it, and DataLoader workers reseed it per worker)."""
+def augmented(image, scale: tuple[float, float], rng):
+    """Random resized crop (area in `scale`, aspect 3/4..4/3) and a coin-flip mirror, drawn from `rng` (the row's
+    EpochClock generator: the same in a resumed run)."""
     import math
-    import random
 
     from PIL import ImageOps
 
     w, h = image.size
     for _ in range(10):
-        area = w * h * random.uniform(*scale)
-        aspect = math.exp(random.uniform(math.log(3 / 4), math.log(4 / 3)))
+        area = w * h * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
         cw, ch = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
         if 0 < cw <= w and 0 < ch <= h:
-            left, top = random.randint(0, w - cw), random.randint(0, h - ch)
+            left, top = rng.randint(0, w - cw), rng.randint(0, h - ch)
             image = image.crop((left, top, left + cw, top + ch))
             break
-    return ImageOps.mirror(image) if random.random() < 0.5 else image
+    return ImageOps.mirror(image) if rng.random() < 0.5 else image
 
 
 def preprocess(run, ds, training):
@@ -51,14 +50,16 @@ def preprocess(run, ds, training):
     index = {n: i for i, n in enumerate(run.labels or [])}
     augment = training and run.params.augment
     scale = tuple(run.params.crop_scale)
+    clock = run.clock
 
     def transform(batch):
         out = [images.load(x) for x in batch["image"]]
         if augment:
-            out = [augmented(x, scale) for x in out]
+            out = [augmented(x, scale, clock.rng(row)) for x, row in zip(out, batch[ROW])]
         return {"image": out, "labels": [classification_common.label_id(v, index) for v in batch["label"]]}
 
-    return ds.select_columns(["image", "label"]).with_transform(transform)
+    ds = ds.select_columns(["image", "label"])
+    return (rows_numbered(ds) if augment else ds).with_transform(transform)
 
 
 class ImageCollator:

@@ -24,7 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
-from taskcli.task import Task
+from taskcli.task import ROW, Task, rows_numbered
 from taskcli.tasks import vision_common
 
 
@@ -93,24 +93,24 @@ def preprocess(run, ds, training):
     from taskcli import images
 
     flip = training and run.params.augment
+    clock = run.clock
 
     def transform(batch):
-        import random
-
         from PIL import Image, ImageOps
 
         pairs = []
-        for image, mask in zip(batch["image"], batch["mask"]):
+        for k, (image, mask) in enumerate(zip(batch["image"], batch["mask"])):
             image, mask = images.load(image), images.load_mask(mask)
             if (mask.shape[0], mask.shape[1]) != (image.height, image.width):
                 raise TaskcliError(f"mask {mask.shape[1]}x{mask.shape[0]} does not match its image "
                                    f"{image.width}x{image.height}", "masks must have their image's size")
-            if flip and random.random() < 0.5:
+            if flip and clock.rng(batch[ROW][k]).random() < 0.5:
                 image, mask = ImageOps.mirror(image), mask[:, ::-1].copy()
             pairs.append((image, Image.fromarray(mask.astype("uint8"))))
         return {"image": [p[0] for p in pairs], "mask": [p[1] for p in pairs]}
 
-    return ds.select_columns(["image", "mask"]).with_transform(transform)
+    ds = ds.select_columns(["image", "mask"])
+    return (rows_numbered(ds) if flip else ds).with_transform(transform)
 
 
 class SegmentationCollator:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
-from taskcli.task import Task
+from taskcli.task import ROW, Task, rows_numbered
 from taskcli.tasks import vision_common
 
 
@@ -63,16 +63,16 @@ def preprocess(run, ds, training):
             raise TaskcliError(f"unknown object category '{value}' in the data", f"known: {', '.join(index)}")
         return index[str(value)]
 
-    def transform(batch):
-        import random
+    clock = run.clock
 
+    def transform(batch):
         from PIL import ImageOps
 
         out_images, out_targets = [], []
-        for image, objects in zip(batch["image"], batch["objects"]):
+        for k, (image, objects) in enumerate(zip(batch["image"], batch["objects"])):
             image = images.load(image)
             boxes = [list(map(float, b)) for b in objects["bbox"]]
-            if flip and random.random() < 0.5:
+            if flip and clock.rng(batch[ROW][k]).random() < 0.5:
                 image = ImageOps.mirror(image)
                 boxes = [[image.width - x - w, y, w, h] for x, y, w, h in boxes]
             anns = [{"bbox": b, "category_id": category_id(c), "area": b[2] * b[3], "iscrowd": 0}
@@ -81,7 +81,8 @@ def preprocess(run, ds, training):
             out_targets.append(anns)
         return {"image": out_images, "objects": out_targets}
 
-    return ds.select_columns(["image", "objects"]).with_transform(transform)
+    ds = ds.select_columns(["image", "objects"])
+    return (rows_numbered(ds) if flip else ds).with_transform(transform)
 
 
 class DetectionCollator:
