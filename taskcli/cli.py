@@ -238,9 +238,11 @@ def _print_metrics(out, metrics: dict, title: str | None = None) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from taskcli.metrics import nested_tables, scalar_metrics
+
     # at 80 columns the names fold onto more lines (never cut to look-alike "long_class_na…") and the numbers
     # are never split
-    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    scalars = {k: v for k, v in scalar_metrics(metrics).items() if v is not None}
     if title:  # its own line: a table title wraps at the (narrow) table's width
         out.print(Text(title, style="bold"))
     table = Table(show_header=True, header_style="bold")
@@ -249,20 +251,13 @@ def _print_metrics(out, metrics: dict, title: str | None = None) -> None:
     for key, value in scalars.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     out.print(table)
-    for key, value in metrics.items():
-        if not isinstance(value, dict) or not value or any(isinstance(v, list) for v in value.values()):
-            continue  # curves (detection's precision-recall) are drawn in the report, not printed
-        # per class/entity: a dict of score dicts (precision, recall, ...) or of single scores (IoU, AP; None = absent);
-        # a breakdown such as wer_by_duration: one score per group, headed by the score's name
-        score = key.partition("_by_")[0] if "_by_" in key else key.split("_")[-1]
-        rows = {name: row if isinstance(row, dict) else {score: row} for name, row in value.items()}
-        cols = list(dict.fromkeys(c for row in rows.values() for c in row))
+    for key, first, cols, rows in nested_tables(metrics):
         sub = Table(title=key.replace("_", " "), title_justify="left", header_style="bold")
-        sub.add_column("name", overflow="fold")
+        sub.add_column(first, overflow="fold")
         for c in cols:
             sub.add_column(c, justify="right", no_wrap=True)
         for name, row in rows.items():
-            sub.add_row(Text(str(name)), *(_number(row.get(c)) for c in cols))
+            sub.add_row(Text(name), *(_number(row.get(c)) for c in cols))
         out.print(sub)
 
 

@@ -173,6 +173,11 @@ def is_local(ref: str | None) -> bool:
     return bool(ref) and Path(ref).expanduser().exists()
 
 
+def local_or_id(ref: str) -> str:
+    """An existing local path made absolute (what a run records must work from any folder); a hub id as is."""
+    return str(Path(ref).expanduser().resolve()) if is_local(ref) else ref
+
+
 def load(run, ref: str | None, eval_split_name: str | None = None):
     """Train/eval DatasetDict for `run`, with canonical column names, checked up front; sets `run.data_info`.
 
@@ -195,8 +200,7 @@ def load(run, ref: str | None, eval_split_name: str | None = None):
     ref = ref or data.dataset
     if not ref:
         raise TaskcliError("no data given", "pass --data PATH|ID or set data.dataset in the recipe")
-    if is_local(ref):
-        ref = str(Path(ref).expanduser().resolve())
+    ref = local_or_id(ref)
     raw = load_raw(ref, recipe, run.task.modality, conll=run.task.name == "token-classification")
     splits = {}
     train_name = data.train_split if data.train_split in raw else ("train" if "train" in raw else None)

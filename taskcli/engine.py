@@ -113,7 +113,7 @@ def uses_tiny_model(run: Run, model: str | None, default: str | None = None) -> 
     """--smoke builds a tiny model in place of a hub checkpoint; --model, or a local checkpoint the recipe names
     (e.g. a smoke run's recipe.yaml pointing at its own result), is used as it is."""
     ref = default or run.recipe.model.checkpoint
-    return run.smoke and not model and not Path(ref).expanduser().exists()
+    return run.smoke and not model and not data_mod.is_local(ref)
 
 
 # ----------------------------------------------------------------------------- models
@@ -641,7 +641,7 @@ def finetune(
         run.model_source = build_smoke_model(run, dsd) if tiny else resolve_model_source(
             run, model, run.recipe.model.checkpoint)
         model_desc = (f"a tiny randomly initialised {run.recipe.model.type} (--smoke)" if tiny
-                      else provenance.local_or_id(run.model_source))
+                      else data_mod.local_or_id(run.model_source))
         mdl = load_processor_and_model(run, run.labels)
         weights = class_weights(run, dsd["train"])
         if run.recipe.train.lora is not None:

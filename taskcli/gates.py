@@ -24,9 +24,6 @@ class Gate:
     op: str
     bound: float
 
-    def __str__(self) -> str:
-        return f"{self.metric}{self.op}{self.bound:g}"
-
 
 def parse(texts: list[str]) -> list[Gate]:
     """'f1>=0.9' -> Gate('f1', '>=', 0.9); every malformed gate is reported at once."""

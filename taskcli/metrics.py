@@ -19,6 +19,31 @@ def main_output(pred):
     return pred.predictions[0] if isinstance(pred.predictions, (tuple, list)) else pred.predictions
 
 
+def scalar_metrics(metrics: dict) -> dict:
+    """The single-number metrics, in order (not per-class dicts, curves or matrices)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None}
+
+
+def nested_tables(metrics: dict) -> list[tuple[str, str, list[str], dict[str, dict]]]:
+    """The nested metrics as tables, for the terminal and the model card alike: (metric key, first column's
+    header, score columns, {row name: {column: value}}).
+
+    per_class / per_entity hold a dict of scores per name; per_class_iou / per_class_ap one score per name (None =
+    absent); a breakdown such as wer_by_duration one score per group. Curves and matrices (lists) are for the
+    report's plots, not tables."""
+    tables = []
+    for key, value in metrics.items():
+        if not isinstance(value, dict) or not value or any(isinstance(v, list) for v in value.values()):
+            continue
+        score, _, what = key.partition("_by_")
+        first = what.replace("_", " ") if what else key.split("_")[1] if key.startswith("per_") else "name"
+        column = score if what else key.split("_")[-1]
+        rows = {str(name): row if isinstance(row, dict) else {column: row} for name, row in value.items()}
+        cols = list(dict.fromkeys(c for row in rows.values() for c in row))
+        tables.append((key, first, cols, rows))
+    return tables
+
+
 def classification(preds, refs, labels: list[str]) -> dict:
     """Accuracy, macro F1 and per-class precision/recall/F1 (scikit-learn).
 

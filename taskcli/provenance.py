@@ -15,6 +15,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from taskcli.data import is_local, local_or_id
+
 LIBRARIES = ("taskcli", "torch", "transformers", "datasets", "accelerate", "tokenizers", "peft")
 
 
@@ -30,12 +32,6 @@ def versions() -> dict[str, str]:
     return out
 
 
-def local_or_id(ref: str) -> str:
-    """An existing local path made absolute (the run's recipe.yaml must work from any folder); a hub id as is."""
-    path = Path(ref).expanduser()
-    return str(path.resolve()) if path.exists() else ref
-
-
 def effective_recipe(run, model: str | None, data: str | None, out: Path | None, model_type: str | None = None) -> dict:
     """The recipe as this run uses it: what `finetune --recipe OUT/recipe.yaml` needs to repeat the run."""
     d = run.recipe.model_dump(mode="json")
@@ -44,11 +40,11 @@ def effective_recipe(run, model: str | None, data: str | None, out: Path | None,
         d["model"]["revision"] = None  # model.revision is the recipe checkpoint's, never --model's
         if model_type:
             d["model"]["type"] = model_type
-    elif Path(d["model"]["checkpoint"]).expanduser().exists():
+    elif is_local(d["model"]["checkpoint"]):
         d["model"]["checkpoint"] = local_or_id(d["model"]["checkpoint"])
     if data or d["data"]["dataset"]:
         d["data"]["dataset"] = local_or_id(data or d["data"]["dataset"])
-    if data and Path(data).expanduser().exists():  # the recipe's hub options do not apply to a local file
+    if is_local(data):  # the recipe's hub options do not apply to a local file
         d["data"].update(config=None, revision=None, data_dir=None)
     if run.smoke:  # its overrides are merged into train/data/params/infer already: applying them again would undo --set
         d["smoke"].update(enabled=True, train={}, data={}, params={}, infer={})
@@ -65,8 +61,9 @@ def record(run, *, command: str, sets: list[str], model: str | None, model_desc:
            device: str, processes: int, scored: dict, features: dict) -> dict:
     """The `provenance:` section of a run's recipe.yaml."""
     info = run.data_info
-    data = {"source": info.source, "config": run.recipe.data.config if not Path(info.source).exists() else None,
-            "revision": run.recipe.data.revision if not Path(info.source).exists() else None,
+    hub = not is_local(info.source)  # config and revision are a hub dataset's
+    data = {"source": info.source, "config": run.recipe.data.config if hub else None,
+            "revision": run.recipe.data.revision if hub else None,
             "train_split": info.train_split, "eval_split": info.eval_split, "eval_made": info.eval_made,
             "train_rows": info.train_rows, "eval_rows": info.eval_rows,
             # datasets' fingerprints of the exact rows used: they change when the data (or its selection) does
@@ -111,23 +108,14 @@ def _cell(value: Any) -> str:
 
 def metric_tables(metrics: dict) -> str:
     """Markdown: one table of the scalar metrics, one per nested metric (per class, per entity...)."""
-    scalars = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}  # a confusion matrix: report
+    from taskcli.metrics import nested_tables, scalar_metrics
+
+    scalars = scalar_metrics(metrics)
     parts = ["| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {_cell(v)} |" for k, v in scalars.items())]
-    for key, value in metrics.items():
-        if not isinstance(value, dict) or not value or any(isinstance(v, list) for v in value.values()):
-            continue  # curves: in the report
-        title = key.replace("_", " ")
-        if all(isinstance(v, dict) for v in value.values()):
-            cols = list(dict.fromkeys(c for row in value.values() for c in row))
-            rows = "\n".join(f"| {name} | " + " | ".join(_cell(row.get(c)) for c in cols) + " |"
-                             for name, row in value.items())
-            parts.append(f"### {title}\n\n| {key.split('_')[-1]} | " + " | ".join(cols) + " |\n|---|"
-                         + "---|" * len(cols) + "\n" + rows)
-        else:
-            rows = "\n".join(f"| {name} | {_cell(v)} |" for name, v in value.items())
-            score, _, what = key.partition("_by_")
-            head = f"| {what.replace('_', ' ')} | {score} |" if what else "| name | value |"
-            parts.append(f"### {title}\n\n{head}\n|---|---|\n{rows}")
+    for key, first, cols, rows in nested_tables(metrics):
+        body = "\n".join(f"| {name} | " + " | ".join(_cell(row.get(c)) for c in cols) + " |" for name, row in rows.items())
+        parts.append(f"### {key.replace('_', ' ')}\n\n| {first} | " + " | ".join(cols) + " |\n|---|"
+                     + "---|" * len(cols) + "\n" + body)
     return "\n\n".join(parts)
 
 

@@ -61,7 +61,7 @@ def _input_of(run, row: dict):
     form (a decoded hub image, a sentence pair)."""
     role = next(iter(run.task.columns))
     value = row.get(role)
-    if run.task.columns.get("text_pair") is not None and row.get("text_pair"):
+    if row.get("text_pair"):  # a sentence pair has no single-text form
         return None
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return " ".join(value)
@@ -95,7 +95,9 @@ def write(run, model, examples, losses: list[tuple[int, float]], folder: Path) -
             examples = examples.cast_column(column, type(feature)(decode=False))
     folder.mkdir(parents=True, exist_ok=True)
     top = losses[:SHOWN]
-    visual = run.task.name in ("object-detection", "image-segmentation", "depth-estimation")
+    from taskcli import overlays
+
+    visual = run.task.name in overlays.TASKS  # the tasks whose predictions infer --save-overlays draws
     lines = [f"# Worst eval examples\n\nThe {len(top)} highest-loss rows of the first {len(losses)} eval rows, "
              f"each scored alone.\n", "| # | row | loss | input | reference | prediction |", "|---|---|---|---|---|---|"]
     for rank, (index, loss) in enumerate(top, 1):
