@@ -175,8 +175,7 @@ def test_replay_recipe_as_written(recipe, replay_reports):
             assert r["exit_code"] == 1 and lines[-1].startswith("error: ") and expected in lines[-1], r["stderr"]
             continue
         assert r["exit_code"] == 0, f"{recipe} {step}: {r['stderr'][-1500:] or r['exception']}"
-    out = Path(report["output_dir"])
-    assert (out / "config.json").is_file() and (out / "recipe.yaml").is_file()
+    assert {"config.json", "recipe.yaml"} <= set(report["saved"]), report["saved"]
     assert json.loads(report["finetune"]["stdout"])["metrics"]
     if ("eval" not in {s for (r, s) in EXPECTED_ERRORS if r == recipe}):
         assert json.loads(report["eval"]["stdout"])["metrics"]

@@ -9,6 +9,7 @@ The caller points HF_ENDPOINT at a ``ReplayHub`` and HF_HUB_CACHE at the replay 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -55,6 +56,10 @@ def run_recipe(runner, app, recipe: str, out: Path) -> dict:
         # stdout whole (it is JSON to parse); stderr's end holds the error line
         report[name] = {"exit_code": result.exit_code, "stdout": result.stdout, "stderr": result.stderr[-4000:],
                         "exception": error, "seconds": round(time.perf_counter() - start, 1)}
+    # Full-size random weights plus a checkpoint with optimizer state are ~0.5-3 GB a recipe (12 GB in all):
+    # note what was saved, then free the disk (CI runners have little).
+    report["saved"] = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    shutil.rmtree(out, ignore_errors=True)
     return report
 
 
