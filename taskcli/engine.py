@@ -37,6 +37,7 @@ class Run:
     state: dict = field(default_factory=dict)  # what a task's hooks learn along the way (e.g. ASR's model kind)
     data_info: data_mod.DataInfo | None = None  # what data.load really read (source, splits, sizes)
     clock: EpochClock = field(default_factory=EpochClock)  # the epoch training augmentations draw for
+    sharding: str | None = None  # train.fsdp / train.deepspeed in words, for the run header
     _tmp: list = field(default_factory=list)
 
     @property
@@ -320,7 +321,8 @@ def align_label_ids(ds, labels: list[str]):
 # ----------------------------------------------------------------------------- trainer
 
 
-def training_arguments(run: Run, output_dir: str, for_eval: bool = False):
+def training_arguments(run: Run, output_dir: str, for_eval: bool = False, model=None):
+    """TrainingArguments from the recipe; `model` (finetune) is needed for train.fsdp's per-architecture wrap."""
     import torch
     from transformers import Seq2SeqTrainingArguments, TrainingArguments
 
@@ -366,6 +368,8 @@ def training_arguments(run: Run, output_dir: str, for_eval: bool = False):
     )
     if for_eval:
         kwargs.update(eval_strategy="no", save_strategy="no", load_best_model_at_end=False, metric_for_best_model=None)
+    elif model is not None:
+        kwargs.update(sharding_arguments(run, model))
     kwargs.update(t.trainer_args)
     if run.seq2seq:
         gen = run.recipe.infer.generation
@@ -376,6 +380,77 @@ def training_arguments(run: Run, output_dir: str, for_eval: bool = False):
             **kwargs,
         )
     return TrainingArguments(**kwargs)
+
+
+def sharding_arguments(run: Run, model) -> dict:
+    """train.fsdp / train.deepspeed as TrainingArguments, checked first: a wrap class the model lacks, a missing
+    package or a machine without CUDA GPUs is one line here, not a traceback from deep inside Accelerate."""
+    import importlib.util
+
+    import torch
+
+    t = run.recipe.train
+    if t.fsdp is not None:
+        layers = {type(m).__name__ for m in model.modules()}
+        wrap = t.fsdp.wrap or [c for c in (getattr(model, "_no_split_modules", None) or []) if c in layers] \
+            or repeated_layers(model)
+        unknown = [c for c in wrap if c not in layers]
+        if unknown or not wrap:
+            blocks = sorted(c for c in layers if c.endswith(("Layer", "Block")))
+            raise TaskcliError(f"train.fsdp.wrap: {'no layer ' + repr(unknown[0]) if unknown else 'no default layer'}"
+                               f" in {type(model).__name__}", f"name its repeated layer class, one of: "
+                               f"{', '.join(blocks[:8]) or ', '.join(sorted(layers)[:8])}")
+        if not torch.cuda.is_available():
+            raise TaskcliError("train.fsdp shards the model across GPUs, and this machine has none (Accelerate runs "
+                               "FSDP on GPUs only)", "drop train.fsdp to train data-parallel on CPU "
+                               "(--num-processes N), or run on a GPU machine")
+        run.sharding = f"FSDP2 over {', '.join(wrap)} units" + (", CPU offload" if t.fsdp.cpu_offload else "")
+        return {"fsdp": True, "fsdp_config": {
+            "version": 2, "transformer_layer_cls_to_wrap": wrap, "reshard_after_forward": t.fsdp.reshard_after_forward,
+            "cpu_offload": t.fsdp.cpu_offload, "activation_checkpointing": t.fsdp.activation_checkpointing,
+            "state_dict_type": f"{t.fsdp.state_dict.upper()}_STATE_DICT"}}
+    if t.deepspeed is not None:
+        config = t.deepspeed
+        if isinstance(config, str):
+            path = Path(config).expanduser()
+            if not path.is_file():
+                raise TaskcliError(f"train.deepspeed: no such file {config}", "give a DeepSpeed .json config or a "
+                                   "ZeRO stage (0-3)")
+            try:
+                json.loads(path.read_text())
+            except ValueError as err:
+                raise TaskcliError(f"train.deepspeed: {config} is not valid JSON ({err})", "fix the file") from None
+        if importlib.util.find_spec("deepspeed") is None:
+            raise TaskcliError("train.deepspeed needs the deepspeed package, which is not installed",
+                               "pip install 'taskcli[deepspeed]' (on a machine with CUDA GPUs)")
+        if not torch.cuda.is_available():
+            raise TaskcliError("train.deepspeed needs CUDA GPUs, and this machine has none",
+                               "drop train.deepspeed to train data-parallel on CPU (--num-processes N), or run on "
+                               "a GPU machine")
+        if isinstance(config, int):  # the Trainer fills every "auto" from the recipe (batch, accumulation, precision)
+            run.sharding = f"DeepSpeed ZeRO stage {config}"
+            config = {"zero_optimization": {"stage": config}, "train_micro_batch_size_per_gpu": "auto",
+                      "train_batch_size": "auto", "gradient_accumulation_steps": "auto", "gradient_clipping": "auto",
+                      "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"}}
+        else:
+            run.sharding = f"DeepSpeed ({config})"
+            config = str(Path(config).expanduser())
+        return {"deepspeed": config}
+    return {}
+
+
+def repeated_layers(model) -> list[str]:
+    """The classes of a model's layer stacks (ModuleLists of one class, e.g. DistilBERT's TransformerBlock): FSDP's
+    wrap units where the architecture declares none (_no_split_modules)."""
+    import torch
+
+    found: list[str] = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 1:
+            names = {type(m).__name__ for m in module}
+            if len(names) == 1 and any(True for _ in module[0].parameters()) and next(iter(names)) not in found:
+                found.append(next(iter(names)))
+    return found
 
 
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
@@ -640,6 +715,8 @@ def finetune(
         tiny = uses_tiny_model(run, model)
         run.model_source = build_smoke_model(run, dsd) if tiny else resolve_model_source(
             run, model, run.recipe.model.checkpoint)
+        # after the tiny model is built: once the process group exists, save_pretrained writes on rank 0 only
+        check_processes_agree(run, model, data)
         model_desc = (f"a tiny randomly initialised {run.recipe.model.type} (--smoke)" if tiny
                       else data_mod.local_or_id(run.model_source))
         mdl = load_processor_and_model(run, run.labels)
@@ -650,7 +727,7 @@ def finetune(
             mdl = lora_mod.wrap(run, mdl)
         train_features = run.task.preprocess(run, dsd["train"], True)
         eval_features = run.task.preprocess(run, dsd["eval"], False)
-        args = training_arguments(run, str(out))
+        args = training_arguments(run, str(out), model=mdl)
         progress = RichProgress(log=log) if is_main else None
         evaluations = Evaluations()
         run.clock.seed = run.recipe.train.seed
@@ -709,6 +786,48 @@ def finetune(
                 * args.gradient_accumulation_steps}
     finally:
         run.close()
+
+
+def check_processes_agree(run: Run, model: str | None, data: str | None) -> None:
+    """Every process of a distributed run (every node of a multi-node one) must train the same recipe on the same
+    label set: a node with another recipe file, taskcli version or data snapshot would average gradients of a
+    different model into everyone's. Compared once, before any model is loaded; a mismatch names the field."""
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    from taskcli import __version__
+
+    PartialState()  # joins the process group torchrun / accelerate launch describe in the environment
+    mine = {f"recipe.{k}": v for k, v in _flat(run.recipe.model_dump(mode="json")).items()}
+    mine.update({"labels": run.labels, "--model": model, "--data": data, "taskcli version": __version__,
+                 "train rows": run.data_info.train_rows if run.data_info else None})
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    for rank, theirs in enumerate(everyone[1:], start=1):
+        differ = sorted(k for k in mine.keys() | theirs.keys() if everyone[0].get(k) != theirs.get(k))
+        if differ:
+            key = differ[0]
+            raise TaskcliError(f"process {rank} resolved a different run than process 0: {key} is "
+                               f"{_short(theirs.get(key))} there, {_short(everyone[0].get(key))} on process 0"
+                               + (f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""),
+                               "give every node the same taskcli version, recipe, --set values and data")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out: dict = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def report_step(what: str, fn, *args):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 from rich.table import Table
 from transformers import TrainerCallback
 
@@ -72,6 +76,65 @@ class RichProgress(TrainerCallback):
             self.progress = None
 
 
+class _RowsPerSecond(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:,.0f} rows/s" if task.speed else "", style="progress.data.speed")
+
+
+class RowsProgress:
+    """What datasets' map reports (it counts rows on the main process, also with num_proc workers), drawn as
+    taskcli's own display: rows done, rows/s, ETA. Stands in for datasets' tqdm bar (its constructor and
+    update/close/context-manager use) while `preprocessing` is active."""
+
+    made = 0  # bars drawn inside the current `preprocessing` block: none means every map was a cache hit
+
+    def __init__(self, label: str, *_, total=None, initial=0, **__):
+        type(self).made += 1
+        self.progress = Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(),
+                                 TextColumn("{task.completed:,}/{task.total:,} rows"), _RowsPerSecond(),
+                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                 console=Console(stderr=True), transient=False)
+        self.task_id = self.progress.add_task(label, total=total, completed=initial)
+        self.progress.start()
+
+    def update(self, n=1):
+        self.progress.advance(self.task_id, n)
+
+    def close(self):
+        self.progress.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __iter__(self):  # not used by map; keeps tqdm's iterable protocol from failing loudly
+        return iter(())
+
+
+@contextlib.contextmanager
+def preprocessing(label: str, rows: int | None, log=None):
+    """Show the progress of datasets' map calls inside this block as `label` (main process only), and say so when
+    every one of them was read back from datasets' cache instead."""
+    import functools
+
+    import datasets.arrow_dataset as arrow_dataset
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    original, RowsProgress.made = arrow_dataset.hf_tqdm, 0
+    arrow_dataset.hf_tqdm = functools.partial(RowsProgress, label)
+    try:
+        yield
+    finally:
+        arrow_dataset.hf_tqdm = original
+    if RowsProgress.made == 0 and rows:
+        (log or Console(stderr=True).print)(f"[bold]{label}[/] {rows:,} rows: features read back from the datasets "
+                                            f"cache")
+
+
 class EpochTicker(TrainerCallback):
     """Sets the EpochClock's epoch as each epoch begins (also the epoch a --resume continues: the restored
     state.epoch, e.g. 1.5, is in epoch 1)."""
@@ -128,7 +191,8 @@ def print_header(run, model_desc: str, parameters: tuple[int, int], device: str,
                          f"{info.eval_rows} rows: {info.eval_made}")
     grid.add_row("device", f"{device} · precision {precision} · {args.world_size} process"
                            f"{'es' if args.world_size > 1 else ''} · global batch "
-                           f"{args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps}")
+                           f"{args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps}"
+                           + (f" · {run.sharding}" if run.sharding else ""))
     grid.add_row("steps", f"{steps} ({how})")
     grid.add_row("output", str(out))
     if resume_from:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from taskcli.errors import TaskcliError, did_you_mean
 
@@ -72,6 +72,44 @@ class LoraSection(_Strict):
                           "architecture, else every linear layer ('all-linear')")
 
 
+class FsdpSection(_Strict):
+    """Fully sharded data parallel (FSDP2, through Accelerate and the Trainer): each GPU holds a shard of the
+    weights, gradients and optimizer state. Needs CUDA GPUs; launch with --num-processes / torchrun as usual."""
+
+    wrap: list[str] | None = Field(None, description="layer classes sharded as one unit each (e.g. [BertLayer]); "
+                                                     "default: the architecture's own (transformers' _no_split_modules)")
+    reshard_after_forward: bool = Field(True, description="false: keep gathered weights from forward to backward "
+                                                          "(ZeRO-2-like: faster, more memory)")
+    cpu_offload: bool = Field(False, description="park weights and gradients in CPU memory between uses")
+    activation_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
+    state_dict: Literal["full", "sharded"] = Field("full", description="checkpoint format: one file (full) or one "
+                                                                      "per process (sharded, faster for big models)")
+
+
+def _switch(value):
+    """A section that can be turned on with `true` (its defaults) and off with `false`/`null`."""
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    return value
+
+
+def _deepspeed(value):
+    """train.deepspeed: a ZeRO stage (0-3, or 'zero2' / 'stage3'...) or the path of a DeepSpeed JSON config."""
+    if isinstance(value, str):
+        digits = value.lower().removeprefix("zero").removeprefix("stage").strip("-_ ")
+        if digits.isdigit():
+            return int(digits)
+        if not value.endswith(".json"):
+            raise ValueError(f"'{value}' is neither a ZeRO stage (0-3) nor a DeepSpeed .json config file")
+    elif value is False:
+        return None
+    elif isinstance(value, int) and value not in (0, 1, 2, 3):
+        raise ValueError(f"ZeRO stage {value} does not exist: use 0, 1, 2 or 3 (or a .json config file)")
+    return value
+
+
 Tracker = Literal["tensorboard", "wandb", "mlflow"]
 
 
@@ -111,7 +149,18 @@ class TrainSection(_Strict):
                                                        "the defaults")
     report_to: Annotated[list[Tracker], BeforeValidator(_trackers)] = Field(
         default_factory=list, description="experiment trackers: tensorboard, wandb, mlflow (optional extras)")
+    fsdp: Annotated[FsdpSection | None, BeforeValidator(_switch)] = Field(
+        None, description="shard the model across GPUs with FSDP; true for the defaults")
+    deepspeed: Annotated[int | str | None, BeforeValidator(_deepspeed)] = Field(
+        None, description="DeepSpeed ZeRO: a stage (0-3) or a DeepSpeed .json config file (needs CUDA GPUs and the "
+                          "deepspeed extra)")
     trainer_args: dict[str, Any] = Field(default_factory=dict, description="extra TrainingArguments, passed as-is")
+
+    @model_validator(mode="after")
+    def _one_sharding(self):
+        if self.fsdp is not None and self.deepspeed is not None:
+            raise ValueError("fsdp and deepspeed both shard the model: set one of them")
+        return self
 
 
 class EvalSection(_Strict):
@@ -301,15 +350,23 @@ def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
     return line
 
 
+def _section_model(ann) -> type[BaseModel] | None:
+    """The sub-model a field holds, also inside `Section | None` and Annotated[...] (e.g. train.lora, train.fsdp)."""
+    import typing
+
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    return next((m for m in map(_section_model, typing.get_args(ann)) if m is not None), None)
+
+
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     """Field names of the sub-model reached by `loc` (for "did you mean")."""
     for key in loc:
         field = model.model_fields.get(str(key))
-        ann = getattr(field, "annotation", None)
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-        else:
+        section = _section_model(getattr(field, "annotation", None))
+        if section is None:
             return []
+        model = section
     return list(model.model_fields)
 
 
@@ -336,8 +393,9 @@ def format_errors(err: ValidationError, schema: type[BaseModel], path: Path, nod
             msg = f"unknown key '{dotted}'{did_you_mean(loc[-1], _fields_at(schema, loc[:-1]))}"
         elif e["type"] == "missing":
             msg = f"missing required key '{dotted}'"
-        else:
-            msg = f"'{dotted}': {e['msg']} (got {e.get('input')!r})"
+        else:  # a section's own check (e.g. train: fsdp with deepspeed) quotes no whole section back
+            got = "" if isinstance(e.get("input"), dict) else f" (got {e.get('input')!r})"
+            msg = f"'{dotted}': {e['msg'].removeprefix('Value error, ')}{got}"
         lines.append(f"{where}: {msg}")
     return lines
 

@@ -36,6 +36,53 @@ def test_two_processes_match_one_at_the_same_global_batch(cli, tmp_path, weights
         assert evals[1][name] == pytest.approx(evals[0][name], abs=1e-4), name
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _two_nodes(out, per_node=lambda rank: []):
+    """`taskcli finetune` under torchrun as two one-process "nodes" on 127.0.0.1 (gloo), as a user would launch it
+    on two machines; returns each node's (returncode, stdout, stderr)."""
+    port = _free_port()
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank),
+         "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
+         "-m", "taskcli", "finetune", "ner", "--smoke", "--output-dir", str(out), "--json", *SHORT,
+         "--set", "train.batch_size=4", *per_node(rank)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO) for rank in (0, 1)]
+    results = []
+    for proc in procs:
+        out_text, err_text = proc.communicate(timeout=600)
+        results.append((proc.returncode, out_text, err_text))
+    return results
+
+
+def test_two_nodes_match_one_process_at_the_same_global_batch(tmp_path):
+    one = _finetune(tmp_path / "one", "--set", "train.batch_size=8")
+    (rc0, out0, err0), (rc1, out1, err1) = _two_nodes(tmp_path / "two")
+    assert rc0 == 0 and rc1 == 0, err0[-2000:] + err1[-2000:]
+    two = json.loads(out0.strip().splitlines()[-1])
+    assert two["processes"] == 2 and two["global_batch_size"] == one["global_batch_size"] == 8
+    for name in ("precision", "recall", "f1", "accuracy"):
+        assert two["metrics"][name] == pytest.approx(one["metrics"][name], abs=1e-4), name
+    assert not out1.strip(), "only the main process prints the result"
+    assert (tmp_path / "two" / "model.safetensors").is_file() and (tmp_path / "two" / "recipe.yaml").is_file()
+
+
+def test_nodes_that_resolve_different_runs_stop_before_training(tmp_path):
+    results = _two_nodes(tmp_path / "two", lambda rank: ["--set", f"train.learning_rate={1e-4 * (rank + 1)}"])
+    for rc, _, err in results:  # our one line from each process (torchrun then reports the failed child its way)
+        ours = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert rc != 0 and len(ours) == 1, err[-1500:]
+        assert ours[0].startswith("error: process 1 resolved a different run than process 0: recipe.train."
+                                  "learning_rate is 0.0002 there, 0.0001 on process 0"), ours[0]
+    assert not (tmp_path / "two" / "model.safetensors").exists()
+
+
 @pytest.mark.parametrize("weights", [[], ["--class-weights", "auto"]], ids=["plain", "class-weights"])
 def test_gradient_accumulation_matches_the_full_batch(cli, tmp_path, weights):
     full = json.loads(cli("finetune", "ner", "--smoke", "--output-dir", tmp_path / "a", "--json", *SHORT,
