@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,16 @@ class Run:
         if m.revision and self.model_source == m.checkpoint:  # the revision is the checkpoint's, not --model's
             kw["revision"] = m.revision
         return kw
+
+    def map(self, ds, fn, **kwargs):
+        """Rows -> features, the one way every task's preprocess does it: datasets' map, with data.num_proc worker
+        processes (a streamed dataset maps lazily as training reads it). Its cache is datasets' own: the same rows
+        through the same function, processor and settings are read back on the next run instead of recomputed."""
+        import datasets
+
+        if self.recipe.data.num_proc and not isinstance(ds, datasets.IterableDataset):
+            kwargs["num_proc"] = self.recipe.data.num_proc
+        return ds.map(fn, **kwargs)
 
     def close(self):
         for tmp in self._tmp:
@@ -725,20 +736,22 @@ def finetune(
             from taskcli import lora as lora_mod
 
             mdl = lora_mod.wrap(run, mdl)
-        train_features = run.task.preprocess(run, dsd["train"], True)
-        eval_features = run.task.preprocess(run, dsd["eval"], False)
         args = training_arguments(run, str(out), model=mdl)
+        parameters = (sum(p.numel() for p in mdl.parameters()),
+                      sum(p.numel() for p in mdl.parameters() if p.requires_grad))
+        device = _device_name(args)
+        if is_main:
+            print_header(run, model_desc, parameters, device, args, out, resume_from, log)
+        started = time.perf_counter()
+        train_features = build_features(run, dsd["train"], True, log)
+        eval_features = build_features(run, dsd["eval"], False, log)
+        preprocess_s = time.perf_counter() - started
         progress = RichProgress(log=log) if is_main else None
         evaluations = Evaluations()
         run.clock.seed = run.recipe.train.seed
         trainer = make_trainer(run, mdl, args, train_features, eval_features, dsd["eval"],
                                callbacks=[evaluations, EpochTicker(run.clock), *([progress] if progress else [])],
                                weights=weights)
-        parameters = (sum(p.numel() for p in mdl.parameters()),
-                      sum(p.numel() for p in mdl.parameters() if p.requires_grad))
-        device = _device_name(args)
-        if is_main:
-            print_header(run, model_desc, parameters, device, args, out, resume_from, log)
         try:
             result = trainer.train(resume_from_checkpoint=resume_from)
         except KeyboardInterrupt:
@@ -780,7 +793,7 @@ def finetune(
             provenance.write_run_files(run, out, saved, metrics, result.training_loss, plots)
         return {"task": run.task.name, "recipe": run.resolved.name, "output_dir": str(out), "metrics": metrics,
                 "scored": scored, "gates_failed": gates_mod.check(checks, metrics, run.task.name),
-                "train_loss": result.training_loss,
+                "train_loss": result.training_loss, "preprocess_s": round(preprocess_s, 3),
                 "train_runtime_s": result.metrics.get("train_runtime"),
                 "processes": args.world_size, "global_batch_size": args.train_batch_size * args.world_size
                 * args.gradient_accumulation_steps}
@@ -828,6 +841,23 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 def _short(value) -> str:
     text = json.dumps(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def build_features(run: Run, ds, training: bool, log=None):
+    """The task's preprocess hook, with its progress shown (rows/s, ETA) and, under DDP, done by the main process
+    first: the others then read its result from datasets' cache instead of all computing it at once."""
+    import contextlib
+
+    from taskcli.progress import preprocessing
+
+    first = contextlib.nullcontext()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        first = PartialState().main_process_first()
+    rows = len(ds) if hasattr(ds, "__len__") else None
+    with first, preprocessing(f"features {'train' if training else 'eval'}", rows, log):
+        return run.task.preprocess(run, ds, training)
 
 
 def report_step(what: str, fn, *args):
@@ -934,7 +964,7 @@ def evaluate(
             run.labels = check_labels(run, mdl)
             if run.labels:
                 dsd["eval"] = align_label_ids(dsd["eval"], run.labels)
-        features = run.task.preprocess(run, dsd["eval"], False)
+        features = build_features(run, dsd["eval"], False)
         with tempfile.TemporaryDirectory(prefix="taskcli-eval-") as tmp:
             trainer = make_trainer(run, mdl, training_arguments(run, tmp, for_eval=True), None, features, dsd["eval"])
             set_seed(run.recipe.train.seed)  # as finetune's final eval: random eval-time masking agrees

@@ -131,8 +131,7 @@ def preprocessing(label: str, rows: int | None, log=None):
     finally:
         arrow_dataset.hf_tqdm = original
     if RowsProgress.made == 0 and rows:
-        (log or Console(stderr=True).print)(f"[bold]{label}[/] {rows:,} rows: features read back from the datasets "
-                                            f"cache")
+        (log or Console(stderr=True).print)(f"[bold]{label}[/] {rows:,} rows read back from the datasets cache")
 
 
 class EpochTicker(TrainerCallback):

@@ -58,6 +58,8 @@ class DataSection(_Strict):
     max_eval_samples: int | None = Field(None, gt=0)
     field: str | None = Field(None, description="JSON key that holds the records (e.g. 'data' for SQuAD files)")
     read_options: dict[str, Any] = Field(default_factory=dict, description="passed to the datasets file reader")
+    num_proc: int | None = Field(None, gt=0, description="worker processes for preprocessing (tokenising, feature "
+                                                        "extraction); default: one")
 
 
 class LoraSection(_Strict):

@@ -52,7 +52,7 @@ def preprocess(run, ds, training):
         values = fe(array, sampling_rate=rate, max_length=max_len, truncation=True).input_values[0]
         return {"input_values": values, "labels": classification_common.label_id(row["label"], index)}
 
-    return ds.map(encode, remove_columns=ds.column_names)
+    return run.map(ds, encode, remove_columns=ds.column_names)
 
 
 class AudioCollator:

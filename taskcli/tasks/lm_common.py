@@ -86,7 +86,7 @@ def pack(run, ds, add_eos: bool, special_tokens_mask: bool):
                            "map it with --set data.columns.text=YOUR_COLUMN")
     tokenized = ds.map(tokenize, batched=True, remove_columns=ds.column_names)
     tokenized = tokenized.remove_columns([c for c in tokenized.column_names if c == "token_type_ids"])
-    blocks = tokenized.map(group, batched=True, batch_size=1000)
+    blocks = run.map(tokenized, group, batched=True, batch_size=1000)
     if len(blocks) == 0:
         raise TaskcliError("the data holds no text", "check the text column / file")
     return blocks

@@ -79,7 +79,7 @@ def preprocess(run, ds, training):
         return enc
 
     ds = _with_index(ds)
-    return ds.map(encode, batched=True, remove_columns=ds.column_names)
+    return run.map(ds, encode, batched=True, remove_columns=ds.column_names)
 
 
 def _with_index(ds):

@@ -42,7 +42,7 @@ def encode_pairs(run, ds, sources_of, targets_of, max_target_length: int):
         enc["labels"] = tok(text_target=targets_of(batch), max_length=max_target_length, truncation=True)["input_ids"]
         return enc
 
-    out = ds.map(encode, batched=True, remove_columns=ds.column_names)
+    out = run.map(ds, encode, batched=True, remove_columns=ds.column_names)
     return out.remove_columns([c for c in out.column_names if c == "token_type_ids"])
 
 

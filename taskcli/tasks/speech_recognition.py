@@ -193,7 +193,7 @@ def preprocess(run, ds, training):
         out["n_samples"] = len(array)
         return out
 
-    out = ds.map(encode, remove_columns=ds.column_names)
+    out = run.map(ds, encode, remove_columns=ds.column_names)
     if max_samples:
         out = out.filter(lambda n: n <= max_samples, input_columns="n_samples")
         if len(out) == 0:

@@ -82,7 +82,7 @@ def preprocess(run, ds, training):
             raise TaskcliError(f"unknown label {err} in the data", f"the model knows: {', '.join(index)}") from None
         return enc
 
-    return ds.map(encode, batched=True, remove_columns=ds.column_names)
+    return run.map(ds, encode, batched=True, remove_columns=ds.column_names)
 
 
 def collator(run):

@@ -74,7 +74,7 @@ def preprocess(run, ds, training):
             enc["labels"].append(row)
         return enc
 
-    return ds.map(encode, batched=True, remove_columns=ds.column_names)
+    return run.map(ds, encode, batched=True, remove_columns=ds.column_names)
 
 
 def collator(run):
