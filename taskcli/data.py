@@ -90,10 +90,11 @@ def _json_field(path: Path) -> str | None:
     return None
 
 
-def load_raw(ref: str, recipe, modality: str | None = None, conll: bool = False):
+def load_raw(ref: str, recipe, modality: str | None = None, conll: bool = False, streaming: bool = False):
     """A DatasetDict from a hub id or a local path, before column mapping.
 
-    `conll`: also read CoNLL column files (token-classification; see taskcli.conll).
+    `conll`: also read CoNLL column files (token-classification; see taskcli.conll). `streaming`: data files and hub
+    datasets come as IterableDatasets (folder layouts and CoNLL files, read whole anyway, stay Datasets).
     """
     import datasets
 
@@ -120,7 +121,7 @@ def load_raw(ref: str, recipe, modality: str | None = None, conll: bool = False)
             if field:
                 options["field"] = field
         try:
-            dsd = datasets.load_dataset(builder, data_files=files, **options)
+            dsd = datasets.load_dataset(builder, data_files=files, streaming=streaming, **options)
         except Exception as err:  # noqa: BLE001 - reader errors are user data errors
             raise TaskcliError(f"could not read {path}: {str(err).splitlines()[0]}", "check the file format") from None
         return _absolute_paths(dsd, path if path.is_dir() else path.parent)
@@ -132,7 +133,7 @@ def load_raw(ref: str, recipe, modality: str | None = None, conll: bool = False)
     if data.data_dir:
         options["data_dir"] = data.data_dir
     try:
-        return datasets.load_dataset(ref, data.config, **options)
+        return datasets.load_dataset(ref, data.config, streaming=streaming, **options)
     except Exception as err:  # noqa: BLE001 - every failure gets its own one-line diagnosis
         from taskcli.hub import load_error
 
@@ -142,9 +143,9 @@ def load_raw(ref: str, recipe, modality: str | None = None, conll: bool = False)
 def _absolute_paths(dsd, base: Path):
     """String columns holding file paths relative to the data file (e.g. audio paths in a CSV) -> absolute."""
     for split, ds in dsd.items():
-        if len(ds) == 0:
+        first = next(iter(ds.take(1)), None) if is_streamed(ds) else ds[0] if len(ds) else None
+        if first is None:
             continue
-        first = ds[0]
         cols = [c for c, v in first.items() if isinstance(v, str) and 0 < len(v) < 1024 and "\n" not in v
                 and not Path(v).is_absolute() and Path(v).suffix and (base / v).is_file()]
         for col in cols:
@@ -165,7 +166,7 @@ class DataInfo:
     train_split: str | None  # split of the source used for training
     eval_split: str  # the name `eval --split` accepts for the eval rows: a split of the source, or "eval" (carved)
     eval_made: str  # how the eval rows were chosen, in words
-    train_rows: int
+    train_rows: int | None  # None: streamed (not counted)
     eval_rows: int
 
 
@@ -188,6 +189,9 @@ def load(run, ref: str | None, eval_split_name: str | None = None):
 
     recipe = run.recipe
     data = recipe.data
+    if data.streaming and run.task.modality == "image":
+        raise TaskcliError(f"data.streaming is not supported for {run.task.name} yet",
+                           "drop data.streaming (image rows are decoded lazily from the datasets cache anyway)")
     if run.smoke and ref is None and not is_local(data.dataset):
         path = sample_path(run.task, recipe)
         raw = load_raw(str(path), recipe, run.task.modality)
@@ -196,11 +200,15 @@ def load(run, ref: str | None, eval_split_name: str | None = None):
         sample = sample.select(range(min(limit, len(sample))))
         run.data_info = DataInfo(str(path), "train", "eval", "the bundled smoke sample itself (train = eval: a smoke "
                                  "run checks that the model memorises it)", len(sample), len(sample))
-        return _checked(datasets.DatasetDict(train=sample, eval=sample), run)
+        _checked(datasets.DatasetDict(train=sample, eval=sample), run)
+        train = _shuffled_stream(sample.to_iterable_dataset(), run) if data.streaming else sample
+        return StreamedDict(train=train, eval=sample) if data.streaming else datasets.DatasetDict(train=train, eval=sample)
     ref = ref or data.dataset
     if not ref:
         raise TaskcliError("no data given", "pass --data PATH|ID or set data.dataset in the recipe")
     ref = local_or_id(ref)
+    if data.streaming:
+        return _load_streamed(run, ref, eval_split_name)
     raw = load_raw(ref, recipe, run.task.modality, conll=run.task.name == "token-classification")
     splits = {}
     train_name = data.train_split if data.train_split in raw else ("train" if "train" in raw else None)
@@ -234,6 +242,82 @@ def load(run, ref: str | None, eval_split_name: str | None = None):
         made += " (the training rows: a model fine-tuned on them scores higher there than on unseen data)"
     run.data_info = DataInfo(ref, train_name, eval_name or "eval", made, len(splits.get("train", ())), len(splits["eval"]))
     return datasets.DatasetDict(splits)
+
+
+STREAM_EVAL_ROWS = 1000  # data.streaming without data.max_eval_samples: the fixed eval set's size
+
+
+def is_streamed(ds) -> bool:
+    import datasets
+
+    return isinstance(ds, datasets.IterableDataset)
+
+
+class StreamedDict(dict):
+    """train: an IterableDataset, eval: a Dataset (a DatasetDict holds one kind only)."""
+
+
+def countable(dsd):
+    """The splits a labels hook may read whole: a streamed train split is left out (its eval rows are fixed and
+    materialised; label names of a ClassLabel column are in their features)."""
+    return {"eval": dsd["eval"]} if isinstance(dsd, StreamedDict) else dsd
+
+
+def _load_streamed(run, ref: str, eval_split_name: str | None):
+    """data.streaming: the training split is read as training consumes it (never materialised) and shuffled through
+    a buffer; the eval rows are fixed and materialised: the first data.max_eval_samples (default 1000) rows of the
+    eval split, or, when the data has none, as many rows taken off the front of the stream and kept out of training."""
+    import datasets
+
+    recipe = run.recipe
+    data = recipe.data
+    raw = load_raw(ref, recipe, run.task.modality, conll=run.task.name == "token-classification", streaming=True)
+    train_name = data.train_split if data.train_split in raw else ("train" if "train" in raw else None)
+    if not train_name:
+        raise TaskcliError(f"no training split in {ref}", f"splits found: {', '.join(raw)}; set data.train_split")
+    carve_asked = eval_split_name == "eval" and "eval" not in raw
+    if eval_split_name and eval_split_name not in raw and not carve_asked:
+        raise TaskcliError(f"split '{eval_split_name}' not in {ref}", f"splits: {', '.join(raw)}, eval (carved from "
+                           "the stream)")
+    eval_name = None if carve_asked else eval_split_name or _eval_split_of(raw, data, train_name)
+    n_eval = data.max_eval_samples or STREAM_EVAL_ROWS
+    if run.smoke:
+        n_eval = min(n_eval, recipe.smoke.max_samples)
+    train = raw[train_name]
+    train = (train.to_iterable_dataset() if not is_streamed(train) else train)._resolve_features()
+    train = _rename(train, run)
+    _check_columns(train, "train", run)
+    if eval_name:
+        held = raw[eval_name]
+        held = held.to_iterable_dataset() if not is_streamed(held) else held
+        made = f"the first {n_eval} rows of the data's '{eval_name}' split"
+    else:
+        held, train = train.take(n_eval), train.skip(n_eval)
+        made = f"the first {n_eval} rows of the '{train_name}' stream, kept out of training"
+    evals = _materialised(_rename(held._resolve_features(), run).take(n_eval))
+    _checked(datasets.DatasetDict(eval=evals), run)
+    if run.smoke:
+        train = train.take(recipe.smoke.max_samples)
+    if data.max_train_samples:
+        train = train.take(data.max_train_samples)
+    run.data_info = DataInfo(ref, train_name, eval_name or "eval", made, None, len(evals))
+    return StreamedDict(train=_shuffled_stream(train, run), eval=evals)
+
+
+def _shuffled_stream(ds, run):
+    """The training stream, repeated without end and shuffled through the buffer (the buffer mixes across passes).
+    The Trainer then sees one endless epoch that train.max_steps ends, and a --resume skips exactly the batches
+    already trained: with a stream that ends, a resume past the end of a pass skipped into the wrong pass."""
+    if next(iter(ds.take(1)), None) is None:
+        raise TaskcliError("the train split is empty", "check the data files / split names")
+    return ds.repeat(None).shuffle(seed=run.recipe.train.seed, buffer_size=run.recipe.data.shuffle_buffer)
+
+
+def _materialised(stream):
+    import datasets
+
+    rows = list(stream)
+    return datasets.Dataset.from_list(rows, features=stream.features)
 
 
 def _eval_split_of(raw, data, train_name: str | None) -> str | None:
@@ -289,12 +373,16 @@ def _checked(dsd, run):
     for split, ds in dsd.items():
         if len(ds) == 0:
             raise TaskcliError(f"the {split} split is empty", "check the data file / split names")
-        missing = [r for r in run.task.columns if r not in run.task.optional_columns and r not in ds.column_names]
-        if missing:
-            role = missing[0]
-            col = run.recipe.data.columns.get(role, role)
-            raise TaskcliError(
-                f"missing column '{col}' ({run.task.columns[role]}) in the {split} data; columns: {', '.join(ds.column_names)}",
-                f"map it with --set data.columns.{role}=YOUR_COLUMN",
-            )
+        _check_columns(ds, split, run)
     return dsd
+
+
+def _check_columns(ds, split: str, run) -> None:
+    missing = [r for r in run.task.columns if r not in run.task.optional_columns and r not in ds.column_names]
+    if missing:
+        role = missing[0]
+        col = run.recipe.data.columns.get(role, role)
+        raise TaskcliError(
+            f"missing column '{col}' ({run.task.columns[role]}) in the {split} data; columns: {', '.join(ds.column_names)}",
+            f"map it with --set data.columns.{role}=YOUR_COLUMN",
+        )

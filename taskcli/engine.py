@@ -131,6 +131,9 @@ def uses_tiny_model(run: Run, model: str | None, default: str | None = None) -> 
 # ----------------------------------------------------------------------------- models
 
 
+SMOKE_STREAM_ROWS = 256
+
+
 def smoke_texts(dsd) -> list[str]:
     """All strings in the data (also inside lists/dicts): the vocabulary source for tiny tokenizers."""
     out: list[str] = []
@@ -146,7 +149,8 @@ def smoke_texts(dsd) -> list[str]:
                 walk(v)
 
     for ds in dsd.values():
-        for row in ds:
+        # a streamed train split never ends (data.streaming): a smoke run's worth of it
+        for row in ds.take(SMOKE_STREAM_ROWS) if data_mod.is_streamed(ds) else ds:
             walk(row)
     return out
 
@@ -485,6 +489,10 @@ def class_weights(run: Run, train_rows) -> list[float] | None:
     wanted = run.recipe.train.class_weights
     if wanted is None:
         return None
+    if wanted == "auto" and data_mod.is_streamed(train_rows):
+        raise TaskcliError("train.class_weights=auto counts the training labels, and a streamed dataset (data.streaming)"
+                           " is not read ahead", "give a weight per label, e.g. --set 'train.class_weights={pos: 1, "
+                           "neg: 3}'")
     if not run.task.cross_entropy_loss or run.labels is None or run.task.label_column is None or \
             run.state.get("model_loss"):
         raise TaskcliError(f"train.class_weights applies to classification with a cross-entropy loss; "
@@ -722,7 +730,7 @@ def finetune(
     progress = None
     try:
         dsd = data_mod.load(run, data)
-        run.labels = run.recipe.data.labels or run.task.labels(run, dsd)
+        run.labels = run.recipe.data.labels or run.task.labels(run, data_mod.countable(dsd))
         tiny = uses_tiny_model(run, model)
         run.model_source = build_smoke_model(run, dsd) if tiny else resolve_model_source(
             run, model, run.recipe.model.checkpoint)
@@ -949,7 +957,7 @@ def evaluate(
         if run.recipe.eval.label_map and not run.smoke:
             for name in dsd:
                 dsd[name] = rename_labels(dsd[name], run.recipe.eval.label_map)
-        data_labels = run.recipe.data.labels or run.task.labels(run, dsd)
+        data_labels = run.recipe.data.labels or run.task.labels(run, data_mod.countable(dsd))
         default = run.recipe.model.infer_default or run.recipe.model.checkpoint
         tiny = uses_tiny_model(run, model, default)
         if tiny:
@@ -999,7 +1007,7 @@ def load_for_inference(task: str, model: str | None, recipe: str | None, sets: l
     default = run.recipe.model.infer_default or run.recipe.model.checkpoint
     if uses_tiny_model(run, model, default):
         dsd = data_mod.load(run, None)
-        run.labels = run.recipe.data.labels or run.task.labels(run, dsd)
+        run.labels = run.recipe.data.labels or run.task.labels(run, data_mod.countable(dsd))
         run.model_source = build_smoke_model(run, dsd)
         mdl = load_processor_and_model(run, run.labels)
     else:

@@ -164,14 +164,14 @@ def _count(n: int) -> str:
     return str(n)
 
 
-def planned_steps(args, train_rows: int) -> tuple[int, str]:
+def planned_steps(args, train_rows: int | None) -> tuple[int, str]:
     """(optimizer steps, how they were counted), as the Trainer counts them (no dropped last batch)."""
     import math
 
-    batches = math.ceil(train_rows / (args.per_device_train_batch_size * args.world_size))
-    per_epoch = max(batches // args.gradient_accumulation_steps + int(batches % args.gradient_accumulation_steps > 0), 1)
     if args.max_steps > 0:
         return args.max_steps, "train.max_steps"
+    batches = math.ceil(train_rows / (args.per_device_train_batch_size * args.world_size))
+    per_epoch = max(batches // args.gradient_accumulation_steps + int(batches % args.gradient_accumulation_steps > 0), 1)
     total = math.ceil(args.num_train_epochs * per_epoch)
     return total, f"{args.num_train_epochs:g} epochs x {per_epoch} steps"
 
@@ -186,7 +186,8 @@ def print_header(run, model_desc: str, parameters: tuple[int, int], device: str,
     grid.add_column(overflow="fold")
     grid.add_row("finetune", f"{run.task.name} · recipe {run.resolved.name}" + (" · --smoke" if run.smoke else ""))
     grid.add_row("model", f"{model_desc} · {_count(parameters[0])} parameters, {_count(parameters[1])} trainable")
-    grid.add_row("data", f"{info.source} · train {info.train_rows} rows (split '{info.train_split}') · eval "
+    train = f"{info.train_rows} rows" if info.train_rows is not None else "streamed"
+    grid.add_row("data", f"{info.source} · train {train} (split '{info.train_split}') · eval "
                          f"{info.eval_rows} rows: {info.eval_made}")
     grid.add_row("device", f"{device} · precision {precision} · {args.world_size} process"
                            f"{'es' if args.world_size > 1 else ''} · global batch "

@@ -195,7 +195,7 @@ tags: [taskcli, {run.task.name}]
 # {Path(out).name}
 
 Fine-tuned with [taskcli](https://pypi.org/project/taskcli/) from {source}{revision} on `{data['source']}`
-({data['train_rows']} training rows from split `{data['train_split']}`; {data['eval_rows']} evaluation rows:
+({data['train_rows'] if data['train_rows'] is not None else 'streamed'} training rows from split `{data['train_split']}`; {data['eval_rows']} evaluation rows:
 {data['eval_made']}){' — a --smoke run' if run.smoke else ''}.
 
 ```bash

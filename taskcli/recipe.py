@@ -60,6 +60,9 @@ class DataSection(_Strict):
     read_options: dict[str, Any] = Field(default_factory=dict, description="passed to the datasets file reader")
     num_proc: int | None = Field(None, gt=0, description="worker processes for preprocessing (tokenising, feature "
                                                         "extraction); default: one")
+    streaming: bool = Field(False, description="read the training split as it is consumed (hub or local files, "
+                                               "never loaded whole); needs train.max_steps")
+    shuffle_buffer: int = Field(10_000, gt=0, description="data.streaming: rows held for shuffling the stream")
 
 
 class LoraSection(_Strict):
@@ -212,6 +215,12 @@ class Recipe(_Strict):
                                        "recipe.yaml: what the run really used (model, data, --set, versions...); "
                                        "informational, ignored when the recipe is read")
     # `params` (task-specific settings) is added per task by `schema_for`.
+
+    @model_validator(mode="after")
+    def _streaming_needs_steps(self):
+        if self.data.streaming and self.train.max_steps <= 0:
+            raise ValueError("data.streaming needs train.max_steps: a stream has no length to count epochs in")
+        return self
 
 
 @dataclass
