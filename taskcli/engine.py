@@ -530,10 +530,7 @@ def make_trainer(run: Run, model, args, train_features, eval_features, eval_exam
     own_loss = run.task.cross_entropy_loss and not run.state.get("model_loss") and (
         weights is not None or not model_forward_uses_loss_function(model))
     stopping = run.recipe.train.early_stopping_patience
-    if stopping and train_features is not None:
-        if not args.load_best_model_at_end:
-            raise TaskcliError("train.early_stopping_patience needs evaluations to compare",
-                               "set train.eval_strategy to epoch or steps")
+    if stopping and train_features is not None:  # (the recipe check refuses it without evaluations)
         callbacks = [*callbacks, EarlyStoppingCallback(stopping, run.recipe.train.early_stopping_threshold)]
     trainer = cls(
         model=model,
@@ -739,6 +736,7 @@ def finetune(
         model_desc = (f"a tiny randomly initialised {run.recipe.model.type} (--smoke)" if tiny
                       else data_mod.local_or_id(run.model_source))
         mdl = load_processor_and_model(run, run.labels)
+        run.task.check(run)
         weights = class_weights(run, dsd["train"])
         if run.recipe.train.lora is not None:
             from taskcli import lora as lora_mod
@@ -1037,6 +1035,23 @@ def set_inference_precision(run: Run, mdl) -> None:
         attention.use_for(mdl)
 
 
+COMMON_INFER_OPTIONS = frozenset({"batch_size", "skip_bad", "as_json", "interactive"})
+
+
+def flag_of(option: str) -> str:
+    return {"do_sample": "--do-sample/--greedy", "save_maps": "--save-maps"}.get(option, "--" + option.replace("_", "-"))
+
+
+def check_infer_options(task, options: dict) -> None:
+    """An `infer` option the task does not read is an error naming the tasks it is for (never silently ignored)."""
+    for option in options:
+        if option in COMMON_INFER_OPTIONS or task.takes(option):
+            continue
+        users = [t.name for t in registry.all_tasks() if t.takes(option)]
+        raise TaskcliError(f"{flag_of(option)} does not apply to {task.name}: it is for {', '.join(users)}",
+                           f"drop {flag_of(option)}")
+
+
 def infer(
     task: str,
     inputs: list[str],
@@ -1048,10 +1063,12 @@ def infer(
 ) -> tuple[Any, list[Any], list[dict]]:
     """(task, inputs as read, results in input order)."""
     options = dict(options or {})
+    check_infer_options(registry.get(task), options)
     run, mdl = load_for_inference(task, model, recipe, sets, smoke)
     try:
         options.setdefault("batch_size", run.recipe.infer.batch_size)
-        options.setdefault("top_k", run.recipe.infer.top_k)
+        if run.task.takes("top_k") and not run.task.generates:  # labels per input; never generate()'s top-k
+            options.setdefault("top_k", run.recipe.infer.top_k)
         items = run.task.read_inputs(run, inputs, options)
         if not items:
             raise TaskcliError("no inputs given", "pass texts/files as arguments, or - to read stdin")

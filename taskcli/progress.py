@@ -113,6 +113,9 @@ class RowsProgress:
         return iter(())
 
 
+SHOWN_FROM_ROWS = 1000
+
+
 @contextlib.contextmanager
 def preprocessing(label: str, rows: int | None, log=None):
     """Show the progress of datasets' map calls inside this block as `label` (main process only), and say so when
@@ -121,8 +124,8 @@ def preprocessing(label: str, rows: int | None, log=None):
 
     import datasets.arrow_dataset as arrow_dataset
 
-    if int(os.environ.get("RANK", "0")) != 0:
-        yield
+    if int(os.environ.get("RANK", "0")) != 0 or (rows is not None and rows < SHOWN_FROM_ROWS):
+        yield  # a few rows take no time: nothing to watch, no note (smoke runs stay quiet)
         return
     original, RowsProgress.made = arrow_dataset.hf_tqdm, 0
     arrow_dataset.hf_tqdm = functools.partial(RowsProgress, label)

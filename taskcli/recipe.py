@@ -162,9 +162,12 @@ class TrainSection(_Strict):
     trainer_args: dict[str, Any] = Field(default_factory=dict, description="extra TrainingArguments, passed as-is")
 
     @model_validator(mode="after")
-    def _one_sharding(self):
+    def _consistent(self):
         if self.fsdp is not None and self.deepspeed is not None:
             raise ValueError("fsdp and deepspeed both shard the model: set one of them")
+        if self.early_stopping_patience and self.eval_strategy == "no":
+            raise ValueError("early_stopping_patience needs evaluations to compare: set train.eval_strategy to "
+                             "epoch or steps")
         return self
 
 

@@ -130,3 +130,16 @@ class Task:
     before_save: Callable[[Any, Any], None] = lambda run, model: None
     # zero-argument factories of TrainerCallbacks this task adds (e.g. perplexity from eval_loss)
     callbacks: tuple[Callable[[], Any], ...] = ()
+    # `infer` options this task reads beyond the common ones (--batch-size, --skip-bad, --json, --precision); any
+    # other given to it is refused, naming the tasks it is for. A task that `generates` also takes generate()'s
+    # (taskcli.generation.OPTIONS: --max-new-tokens, --do-sample, --temperature, --top-p, --top-k, --num-beams, --seed)
+    infer_options: frozenset[str] = frozenset()
+    generates: bool = False
+    # (run) -> None: settings checked against the loaded model and processor before finetune shows or does any work
+    # (e.g. a causal LM's block_size against its context), so a bad one is the only line on stderr
+    check: Callable[[Any], None] = lambda run: None
+
+    def takes(self, option: str) -> bool:
+        from taskcli import generation
+
+        return option in self.infer_options or (self.generates and option in generation.OPTIONS)

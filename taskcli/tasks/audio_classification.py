@@ -116,6 +116,7 @@ def predict(run, model, inputs, options):
 
 
 TASK = Task(
+    infer_options=frozenset({"top_k"}),
     name="audio-classification",
     label_column="label",
     aliases=("audio-cls", "audio-classify", "keyword-spotting"),

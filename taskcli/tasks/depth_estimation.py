@@ -152,6 +152,7 @@ def render(item, result):
 
 
 TASK = Task(
+    infer_options=frozenset({"save_maps", "save_overlays"}),
     name="depth-estimation",
     aliases=("depth", "monocular-depth"),
     summary="Estimate the distance of every pixel from the camera, from one image",

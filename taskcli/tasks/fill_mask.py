@@ -10,7 +10,7 @@ import re
 
 from taskcli.errors import TaskcliError
 from taskcli.task import Task
-from taskcli.tasks.lm_common import MLMParams, context_size, no_metrics, pack, perplexity_callback
+from taskcli.tasks.lm_common import block_size, MLMParams, context_size, no_metrics, pack, perplexity_callback
 
 GENERIC_MASK = re.compile(r"<mask>|\[mask\]", re.IGNORECASE)
 
@@ -109,6 +109,8 @@ def render(text, result):
 
 
 TASK = Task(
+    check=block_size,
+    infer_options=frozenset({"top_k"}),
     name="fill-mask",
     random_eval=True,
     features_per_example=False,

@@ -94,6 +94,7 @@ def predict(run, model, inputs, options):
 
 
 TASK = Task(
+    infer_options=frozenset({"top_k"}),
     name="image-classification",
     label_column="label",
     aliases=("image-cls", "image-classify", "img-cls"),

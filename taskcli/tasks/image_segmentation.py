@@ -236,6 +236,7 @@ def render(item, result):
 
 
 TASK = Task(
+    infer_options=frozenset({"save_maps", "save_overlays"}),
     name="image-segmentation",
     aliases=("semantic-segmentation", "segmentation", "seg"),
     summary="Label every pixel of an image with a class (semantic segmentation)",

@@ -175,6 +175,7 @@ def render(item, result):
 
 
 TASK = Task(
+    infer_options=frozenset({"threshold", "save_overlays"}),
     name="object-detection",
     aliases=("detection", "detect", "od"),
     summary="Find objects in an image: labelled boxes with scores",

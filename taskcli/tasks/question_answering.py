@@ -219,6 +219,7 @@ def render(item, result):
 
 
 TASK = Task(
+    infer_options=frozenset({"question", "context"}),
     name="question-answering",
     features_per_example=False,
     aliases=("qa", "extractive-qa"),

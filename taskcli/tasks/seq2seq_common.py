@@ -10,10 +10,6 @@ Not a task module (no TASK): imported by the two task modules' hooks.
 
 from __future__ import annotations
 
-GENERATION_KEYS = ("max_new_tokens", "num_beams", "do_sample", "temperature", "top_p", "length_penalty",
-                   "no_repeat_ngram_size", "repetition_penalty", "min_new_tokens", "early_stopping")
-
-
 def load_model(run, source, labels):
     from transformers import AutoModelForSeq2SeqLM
 
@@ -82,33 +78,17 @@ def decode_eval(tok, pred):
     return texts, refs, gen_len
 
 
-def generation_settings(run, options: dict) -> dict:
-    gen = dict(run.recipe.infer.generation)
-    gen.update({k: options[k] for k in GENERATION_KEYS if options.get(k) is not None})
-    if gen.get("do_sample"):
-        if options.get("top_k") is not None:
-            gen["top_k"] = options["top_k"]
-    else:
-        for k in ("temperature", "top_p", "top_k"):
-            gen.pop(k, None)
-        gen["do_sample"] = False
-    gen.setdefault("max_new_tokens", 128)
-    return gen
-
-
 def generate(run, model, sources: list[str], options: dict, extra_generate: dict | None = None) -> list[str]:
     """Batched generate(), longest inputs first (less padding), results in input order."""
     import torch
-    from transformers import set_seed
 
+    from taskcli import generation
     from taskcli.batching import pad_ids, run_sorted
 
     tok = run.tokenizer()
-    gen = generation_settings(run, options)
+    gen = generation.settings(run, model, options, default_max_new_tokens=128)
     gen.update(extra_generate or {})
     enc = tok(sources, max_length=run.recipe.data.max_length, truncation=True)["input_ids"]
-    if options.get("seed") is not None:
-        set_seed(options["seed"])
     device = model.device
 
     def batch(idx):

@@ -321,10 +321,9 @@ def predict(run, model, inputs, options):
 
 
 def _gen_kwargs(run, model, options) -> dict:
-    gen = dict(run.recipe.infer.generation)
-    for key in ("max_new_tokens", "num_beams", "temperature", "top_p", "do_sample"):
-        if options.get(key) is not None:
-            gen[key] = options[key]
+    from taskcli import generation
+
+    gen = generation.settings(run, model, options)
     if getattr(model.generation_config, "lang_to_id", None):
         language = options.get("language", run.params.language)
         if language is not None:
@@ -468,6 +467,8 @@ def render(path, result):
 
 
 TASK = Task(
+    infer_options=frozenset({"language", "task", "timestamps"}),
+    generates=True,
     name="automatic-speech-recognition",
     aliases=("asr", "speech-recognition", "transcribe"),
     summary="Speech to text (Whisper seq2seq or Wav2Vec2 CTC)",

@@ -65,6 +65,7 @@ def render(text, result):
 
 
 TASK = Task(
+    generates=True,
     name="summarization",
     aliases=("summarize", "sum"),
     summary="Abstractive summarization (encoder-decoder)",

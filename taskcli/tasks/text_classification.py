@@ -173,6 +173,7 @@ def render(item, result):
 
 
 TASK = Task(
+    infer_options=frozenset({"top_k"}),
     name="text-classification",
     label_column="label",
     aliases=("text-cls", "sentiment", "classification"),

@@ -13,11 +13,7 @@ import sys
 
 from taskcli.errors import TaskcliError
 from taskcli.task import Task
-from taskcli.tasks.lm_common import CausalCollator, LMParams, context_size, no_metrics, pack, perplexity_callback
-
-GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "num_beams", "do_sample",
-                   "repetition_penalty", "no_repeat_ngram_size", "min_new_tokens")
-
+from taskcli.tasks.lm_common import block_size, CausalCollator, LMParams, context_size, no_metrics, pack, perplexity_callback
 
 def load_processor(run):
     from transformers import AutoTokenizer
@@ -52,20 +48,6 @@ def read_inputs(run, args, options):
     return read_texts(args, options, lambda item: text_of(item, ("prompt", "text")))
 
 
-def generation_settings(run, options: dict, sample_top_k: bool = True) -> dict:
-    """Recipe `infer.generation`, then command-line options; sampling-only settings dropped when greedy."""
-    gen = dict(run.recipe.infer.generation)
-    gen.update({k: options[k] for k in GENERATION_KEYS if options.get(k) is not None})
-    if sample_top_k and options.get("top_k") is not None:
-        gen["top_k"] = options["top_k"]  # infer.top_k / --top-k: the top-k of sampling
-    if not gen.get("do_sample"):
-        for k in ("temperature", "top_p", "top_k"):
-            gen.pop(k, None)
-        gen["do_sample"] = False
-    gen.setdefault("max_new_tokens", 50)
-    return gen
-
-
 def _stdout_streamer(tok):
     from transformers import TextStreamer
 
@@ -92,10 +74,11 @@ def equal_length_batches(lengths: list[int], batch_size: int):
 
 def predict(run, model, prompts, options):
     import torch
-    from transformers import set_seed
+
+    from taskcli import generation
 
     tok = run.tokenizer()
-    gen = generation_settings(run, options)
+    gen = generation.settings(run, model, options, default_max_new_tokens=50)
     ctx = context_size(model.config, tok)
     enc = [tok(p)["input_ids"] for p in prompts]
     for prompt, ids in zip(prompts, enc):
@@ -108,8 +91,6 @@ def predict(run, model, prompts, options):
             raise TaskcliError(
                 f"prompt ({len(ids)} tokens) + max_new_tokens ({gen['max_new_tokens']}) exceed the model's "
                 f"context ({ctx} tokens)", f"use --max-new-tokens {ctx - len(ids)} or less")
-    if options.get("seed") is not None:
-        set_seed(options["seed"])
     stream = (len(prompts) == 1 and options.get("interactive") and not options.get("as_json")
               and gen.get("num_beams", 1) == 1)
     out: list = [None] * len(prompts)
@@ -129,6 +110,8 @@ def render(prompt, result):
 
 
 TASK = Task(
+    check=block_size,
+    generates=True,
     name="text-generation",
     features_per_example=False,
     aliases=("causal-lm", "clm"),

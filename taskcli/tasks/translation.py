@@ -125,6 +125,7 @@ def render(text, result):
 
 
 TASK = Task(
+    generates=True,
     name="translation",
     aliases=("translate", "mt"),
     summary="Machine translation (encoder-decoder)",
