@@ -305,8 +305,17 @@ def infer(
     precision: Optional[str] = typer.Option(None, "--precision", help="no (fp32), bf16, or fp16 (CUDA); "
                                                                       "same as --set infer.precision=..."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per input per line."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE",
+                                         help="Write the rows to FILE (.jsonl, .csv or .parquet) as they are made."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an --output file a killed run left (.jsonl/.csv)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", min=1, metavar="N",
+                                             help="Inputs per chunk: rows come out after each (default 8 batches)."),
+    show_progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                                 help="Progress bar on stderr (default: when stderr is a terminal "
+                                                      "and rows go to a file or the screen)."),
 ):
-    """Run a model on inputs; results come back in input order."""
+    """Run a model on inputs; results come back in input order, a chunk at a time."""
     from taskcli import engine, overlays
 
     options: dict[str, Any] = {k: v for k, v in dict(
@@ -319,32 +328,53 @@ def infer(
         interactive=_interactive() or None,  # text-generation may stream one prompt's tokens to the terminal
     ).items() if v is not None}
     sets = [*set_, f"infer.precision={precision}"] if precision is not None else set_
-    task_obj, items, results = engine.infer(task, list(inputs or []), model=model, recipe=recipe, sets=sets,
-                                            smoke=smoke, options=options)
-    from taskcli.inputs import rows
+    from taskcli import results as results_mod
+    from taskcli.errors import TaskcliError
 
-    # a result that predict already streamed to the terminal (see _interactive) is not printed again
-    streamed = {id(result) for result in results if result.pop("streamed", False)}
-    done = rows(items, results)  # one row per input, in order; error rows where --skip-bad set inputs aside
-    if as_json:
-        lines = [json.dumps({"input": item, **result}, ensure_ascii=False, default=float) + "\n"
-                 for item, result, _ in done]
-    else:
-        shown = [row for row in done if id(row[1]) not in streamed]
-        lines = []
-        if shown:
-            console = _stdout()
-            with console.capture() as captured:
-                console.print(_infer_table(task_obj, shown))
-            lines = captured.get().splitlines(keepends=True)
-    # line by line, so a reader that leaves early (`| head -1`) is noticed (guarded ends quietly, 141) even in one
-    # big table: a single large write() that the reader cuts short just loses the rest, without an error
-    for line in lines:
-        sys.stdout.write(line)
-    sys.stdout.flush()
-    skipped = sum(bad for _, _, bad in done)
+    writer = None
+    if output:
+        results_mod.check(Path(output), resume, overwrite)
+        writer = results_mod.Writer(Path(output), resume)
+    elif resume or overwrite:
+        raise TaskcliError(f"{'--resume' if resume else '--overwrite'} applies to an --output file", "add --output FILE")
+    run = engine.infer_stream(task, list(inputs or []), model=model, recipe=recipe, sets=sets, smoke=smoke,
+                              options=options, start=writer.done if writer else 0, chunk_size=chunk_size)
+    if writer:
+        writer.check_continues(run.inputs)
+    total, start = len(run.inputs), writer.done if writer else 0
+    if show_progress is None:  # --json into a pipe is a machine's stream: quiet unless asked
+        show_progress = sys.stderr.isatty() and (writer is not None or not as_json or sys.stdout.isatty())
+    from taskcli.progress import counting
+
+    table_rows, skipped, written = [], 0, 0
+    with counting("infer", total, "inputs", start, show_progress) as advance:
+        for chunk in run.chunks:
+            skipped += sum(bad for _, _, bad in chunk)
+            # a result that predict already streamed to the terminal (see _interactive) is not printed again
+            shown = [row for row in chunk if not row[1].pop("streamed", False)]
+            if writer:
+                writer.write([results_mod.row_of(item, result) for item, result, _ in chunk])
+                written += len(chunk)
+            elif as_json:  # line by line, so a reader that leaves early (`| head -1`) is noticed (ends quietly)
+                for item, result, _ in chunk:
+                    sys.stdout.write(results_mod.json_line(results_mod.row_of(item, result)))
+                sys.stdout.flush()
+            else:
+                table_rows.extend(shown)
+            advance(len(chunk))
+    if writer:
+        writer.close()
+        before = f" ({start} were there already)" if start else ""
+        print(f"wrote {written} rows to {output}{before}", file=sys.stderr)
+    elif table_rows:
+        console = _stdout()
+        with console.capture() as captured:
+            console.print(_infer_table(run.task, table_rows))
+        for line in captured.get().splitlines(keepends=True):  # line by line: see above
+            sys.stdout.write(line)
+        sys.stdout.flush()
     if skipped:
-        print(f"skipped {skipped} of {len(done)} inputs (--skip-bad): their rows say why", file=sys.stderr)
+        print(f"skipped {skipped} of {total - start} inputs (--skip-bad): their rows say why", file=sys.stderr)
 
 
 def _interactive() -> bool:

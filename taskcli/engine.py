@@ -1052,7 +1052,18 @@ def check_infer_options(task, options: dict) -> None:
                            f"drop {flag_of(option)}")
 
 
-def infer(
+@dataclass
+class Inference:
+    """What `infer_stream` hands back: the task, every input in order as its row names it (error rows' included),
+    and the rows a chunk at a time, from input `start` on."""
+
+    task: Any
+    inputs: list
+    items: Any  # what predict took (inputs.Inputs: `bad` holds the inputs --skip-bad set aside)
+    chunks: Any  # iterator of lists of (input, result, is_error)
+
+
+def infer_stream(
     task: str,
     inputs: list[str],
     model: str | None = None,
@@ -1060,8 +1071,12 @@ def infer(
     sets: list[str] | None = None,
     smoke: bool = False,
     options: dict | None = None,
-) -> tuple[Any, list[Any], list[dict]]:
-    """(task, inputs as read, results in input order)."""
+    start: int = 0,
+    chunk_size: int | None = None,
+) -> Inference:
+    """Inference a chunk of inputs at a time, in input order: the model is loaded once, each chunk is predicted
+    (the task sorts by length within it) and handed back before the next begins, so the first rows come out early
+    and finished rows are not held. `start` skips the inputs an --output file already holds (--resume)."""
     options = dict(options or {})
     check_infer_options(registry.get(task), options)
     run, mdl = load_for_inference(task, model, recipe, sets, smoke)
@@ -1072,7 +1087,40 @@ def infer(
         items = run.task.read_inputs(run, inputs, options)
         if not items:
             raise TaskcliError("no inputs given", "pass texts/files as arguments, or - to read stdin")
-        results = run.task.predict(run, mdl, items, options)
-        return run.task, items, results
-    finally:
+    except BaseException:
         run.close()
+        raise
+    bad = getattr(items, "bad", {})
+    total = len(items) + len(bad)
+    kept = iter(range(len(items)))
+    where = {p: next(kept) for p in range(total) if p not in bad}  # position among all inputs -> index in items
+    named = [bad[p]["input"] if p in bad else items[where[p]] for p in range(total)]
+    size = chunk_size or max(8 * int(options["batch_size"]), 256)
+
+    def chunks():
+        try:
+            for first in range(start, total, size):
+                positions = range(first, min(first + size, total))
+                todo = [items[where[p]] for p in positions if p not in bad]
+                results = iter(run.task.predict(run, mdl, todo, options) if todo else [])
+                yield [(bad[p]["input"], {"error": bad[p]["error"]}, True) if p in bad else
+                       (items[where[p]], next(results), False) for p in positions]
+        finally:
+            run.close()
+
+    return Inference(run.task, named, items, chunks())
+
+
+def infer(
+    task: str,
+    inputs: list[str],
+    model: str | None = None,
+    recipe: str | None = None,
+    sets: list[str] | None = None,
+    smoke: bool = False,
+    options: dict | None = None,
+) -> tuple[Any, list[Any], list[dict]]:
+    """(task, inputs as predict took them, their results in input order): `infer_stream` in one piece."""
+    done = infer_stream(task, inputs, model, recipe, sets, smoke, options)
+    results = [result for chunk in done.chunks for _, result, bad in chunk if not bad]
+    return done.task, done.items, results

@@ -7,7 +7,7 @@ rows out match lines in. Media tasks read files the same way through files.read_
 `gather` is the single mechanism for inputs that cannot be used (an empty line, a fill-mask text without a mask,
 an unreadable image): without --skip-bad the first one stops the run with an error naming where it is
 (`input 2`, `stdin line 3`, `notes.txt:3`, or the file); with --skip-bad it is reported on stderr and set aside
-in `Inputs.bad`, and `rows` puts an error row in its place.
+in `Inputs.bad`, and the engine (infer_stream) puts an error row in its place.
 """
 
 from __future__ import annotations
@@ -66,15 +66,6 @@ def gather(entries: Iterable[tuple[str, Any]], use: Callable[[Any], Any], option
     if out.bad and not out:
         raise TaskcliError(f"none of the {len(out.bad)} inputs could be used", "see the messages above")
     return out
-
-
-def rows(items: list, results: list) -> list[tuple[Any, dict, bool]]:
-    """(input, result, is_error) for every input, in order: predict's results, with the error rows of the inputs
-    --skip-bad set aside in their places."""
-    bad = getattr(items, "bad", {})
-    done = iter(zip(items, results, strict=True))
-    return [(bad[i]["input"], {"error": bad[i]["error"]}, True) if i in bad else (*next(done), False)
-            for i in range(len(items) + len(bad))]
 
 
 def _parsed(line: str):

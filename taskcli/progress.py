@@ -76,9 +76,36 @@ class RichProgress(TrainerCallback):
             self.progress = None
 
 
-class _RowsPerSecond(ProgressColumn):
+class _PerSecond(ProgressColumn):
+    def __init__(self, unit: str):
+        super().__init__()
+        self.unit = unit
+
     def render(self, task) -> Text:
-        return Text(f"{task.speed:,.0f} rows/s" if task.speed else "", style="progress.data.speed")
+        return Text(f"{task.speed:,.0f} {self.unit}/s" if task.speed else "", style="progress.data.speed")
+
+
+def _rows_bar(label: str, total, unit: str, initial: int = 0) -> tuple[Progress, int]:
+    """taskcli's display for counted work: label, bar, done/total UNIT, UNIT/s, elapsed, ETA (stderr)."""
+    progress = Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(),
+                        TextColumn("{task.completed:,}/{task.total:,} " + unit), _PerSecond(unit),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                        console=Console(stderr=True), transient=False)
+    return progress, progress.add_task(label, total=total, completed=initial)
+
+
+@contextlib.contextmanager
+def counting(label: str, total: int, unit: str, initial: int = 0, shown: bool = True):
+    """A progress display for a loop; yields advance(n)."""
+    if not shown:
+        yield lambda n: None
+        return
+    progress, task_id = _rows_bar(label, total, unit, initial)
+    progress.start()
+    try:
+        yield lambda n: progress.advance(task_id, n)
+    finally:
+        progress.stop()
 
 
 class RowsProgress:
@@ -90,11 +117,7 @@ class RowsProgress:
 
     def __init__(self, label: str, *_, total=None, initial=0, **__):
         type(self).made += 1
-        self.progress = Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(),
-                                 TextColumn("{task.completed:,}/{task.total:,} rows"), _RowsPerSecond(),
-                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                 console=Console(stderr=True), transient=False)
-        self.task_id = self.progress.add_task(label, total=total, completed=initial)
+        self.progress, self.task_id = _rows_bar(label, total, "rows", initial)
         self.progress.start()
 
     def update(self, n=1):

@@ -1,0 +1,141 @@
+"""`infer` a chunk at a time: rows in input order as each chunk is done, --output FILE (.jsonl/.csv/.parquet), and
+--resume after kill -9 with no duplicate or missing row."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, assert_clean_error
+
+WORDS = "Alice Bob Carol works lives in Paris Berlin Tokyo for Globex Initech today".split()
+
+
+@pytest.fixture(scope="module")
+def ner_model(trained):
+    return trained("token-classification")
+
+
+@pytest.fixture(scope="module")
+def lines(tmp_path_factory):
+    import random
+
+    rng = random.Random(0)
+    path = tmp_path_factory.mktemp("in") / "lines.txt"
+    path.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 12))) for _ in range(300))
+                    + "\n")
+    return path
+
+
+def _json_rows(cli, model, lines, *extra):
+    result = cli("infer", "ner", str(lines), "--model", model, "--json", *extra)
+    assert result.exit_code == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def _same(a, b) -> bool:
+    """Equal rows, scores to 1e-5: other batch mates (other padding) move them in the 7th digit."""
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= 1e-5
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_same, a, b))
+    return a == b
+
+
+def test_chunks_do_not_change_the_rows(cli, ner_model, lines):
+    whole = _json_rows(cli, ner_model, lines, "--chunk-size", "1000")
+    assert len(whole) == 300 and whole[0]["input"] == lines.read_text().splitlines()[0]
+    assert _same(_json_rows(cli, ner_model, lines, "--chunk-size", "7"), whole)
+
+
+def test_output_file_holds_the_json_rows(cli, ner_model, lines, tmp_path):
+    expected = _json_rows(cli, ner_model, lines)
+    out = tmp_path / "rows.jsonl"
+    result = cli("infer", "ner", str(lines), "--model", ner_model, "--output", out, "--chunk-size", "50")
+    assert result.exit_code == 0, result.stderr
+    assert not result.stdout.strip() and f"wrote 300 rows to {out}" in result.stderr
+    assert _same([json.loads(line) for line in out.read_text().splitlines()], expected)
+    # an existing file is never replaced without being asked
+    again = cli("infer", "ner", str(lines), "--model", ner_model, "--output", out)
+    assert_clean_error(again, f"{out} already exists", "--resume", "--overwrite")
+    assert _same([json.loads(line) for line in out.read_text().splitlines()], expected)
+    assert cli("infer", "ner", str(lines), "--model", ner_model, "--output", out, "--overwrite").exit_code == 0
+
+
+def test_csv_and_parquet_outputs(cli, ner_model, lines, tmp_path):
+    import pyarrow.parquet as pq
+
+    expected = _json_rows(cli, ner_model, lines)
+    for name in ("rows.csv", "rows.parquet"):
+        result = cli("infer", "ner", str(lines), "--model", ner_model, "--output", tmp_path / name)
+        assert result.exit_code == 0, result.stderr
+    with (tmp_path / "rows.csv").open(newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["input"] for r in table] == [r["input"] for r in expected]
+    assert _same([json.loads(r["entities"]) for r in table], [r["entities"] for r in expected])
+    parquet = pq.read_table(tmp_path / "rows.parquet").to_pylist()
+    assert [r["input"] for r in parquet] == [r["input"] for r in expected]
+    assert _same([json.loads(r["entities"]) for r in parquet], [r["entities"] for r in expected])
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_resume_after_kill_9_has_no_duplicates_or_gaps(ner_model, lines, tmp_path, suffix):
+    """A real kill -9 mid-run (after some chunks are on disk, likely mid-write), then --resume: the file equals
+    the one an uninterrupted run writes."""
+    big = tmp_path / "big.txt"
+    big.write_text(lines.read_text() * 10)  # 3,000 inputs
+    cmd = [sys.executable, "-m", "taskcli", "infer", "ner", str(big), "--model", str(ner_model), "--chunk-size", "40"]
+    whole = tmp_path / f"whole{suffix}"
+    subprocess.run([*cmd, "--output", str(whole)], check=True, cwd=REPO, capture_output=True, timeout=600)
+    cut = tmp_path / f"cut{suffix}"
+    proc = subprocess.Popen([*cmd, "--output", str(cut)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and (not cut.exists() or cut.stat().st_size < 20_000) and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    held = cut.read_text().count("\n")
+    assert 0 < held < 3000
+    done = subprocess.run([*cmd, "--output", str(cut), "--resume"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "were there already" in done.stderr
+    assert cut.read_text() == whole.read_text()
+
+
+def test_resume_checks_the_inputs_and_the_file(cli, ner_model, lines, tmp_path):
+    out = tmp_path / "rows.jsonl"
+    assert cli("infer", "ner", str(lines), "--model", ner_model, "--output", out).exit_code == 0
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(reversed(lines.read_text().splitlines())) + "\n")
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:10]))
+    assert_clean_error(cli("infer", "ner", str(other), "--model", ner_model, "--output", out, "--resume"),
+                       "row 10 is for another input")
+    assert_clean_error(cli("infer", "ner", str(lines), "--model", ner_model, "--output", tmp_path / "r.parquet",
+                           "--resume"), "--resume needs a .jsonl or .csv output")
+    assert_clean_error(cli("infer", "ner", str(lines), "--model", ner_model, "--resume"), "add --output FILE")
+    assert_clean_error(cli("infer", "ner", str(lines), "--model", ner_model, "--output", tmp_path / "r.txt"),
+                       "unknown file type '.txt'")
+    # the same inputs: the missing 290 rows are added
+    done = cli("infer", "ner", str(lines), "--model", ner_model, "--output", out, "--resume")
+    assert done.exit_code == 0, done.stderr
+    assert len(out.read_text().splitlines()) == 300 and "wrote 290 rows" in done.stderr
+
+
+def test_skip_bad_rows_are_written_in_place(cli, ner_model, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("Alice works in Paris\n\nBob lives in Tokyo\n")
+    out = tmp_path / "rows.jsonl"
+    result = cli("infer", "ner", str(src), "--model", ner_model, "--output", out, "--skip-bad")
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["input"] for r in rows] == ["Alice works in Paris", "", "Bob lives in Tokyo"]
+    assert rows[1]["error"] == "empty input" and "error" not in rows[0]
