@@ -102,12 +102,17 @@ def quiet_libraries() -> None:
     if "huggingface_hub" not in sys.modules and not os.environ.get("HF_HUB_OFFLINE") and not hub_reachable():
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["HF_DATASETS_OFFLINE"] = "1"
-    import datasets
     import transformers
     from huggingface_hub.utils import disable_progress_bars
 
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    if "datasets" in sys.modules:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    else:  # infer never needs datasets (its import is ~1.3 s): the settings wait in the environment for finetune/eval
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("DATASETS_VERBOSITY", "error")
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     disable_progress_bars()
