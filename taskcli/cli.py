@@ -415,6 +415,29 @@ def _infer_table(task_obj, done: list):
     return table
 
 
+@app.command(epilog="Examples: `taskcli serve ner --model runs/ner` · `curl -s localhost:8000/predict -d "
+             "'{\"inputs\": [\"Alice works in Paris\"]}'` · `pip install 'taskcli[serve]'`")
+@guarded
+def serve(
+    task: str = typer.Argument(..., help="Task name or alias."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model dir or hub id (default: the recipe's)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Recipe name or YAML path."),
+    set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
+    smoke: bool = typer.Option(False, "--smoke", help="Use an untrained tiny model when no --model is given."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", min=1,
+                                             help="Most inputs answered by one forward pass."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0.0,
+                                      help="How long a request waits for others to share its batch."),
+):
+    """Serve TASK's model over HTTP: POST /predict {"inputs": [...]} gives infer --json's rows; GET /health."""
+    from taskcli import serve as serve_mod
+
+    serve_mod.serve(task, model, recipe, set_, smoke, host, port, batch_size, max_wait_ms,
+                    lambda text: print(text, file=sys.stderr, flush=True))
+
+
 @app.command()
 @guarded
 def tasks(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")):

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 from taskcli.errors import TaskcliError
 
 _FILE_SUFFIXES = {".txt", ".jsonl", ".json", ".tsv", ".csv"}
-_SKIP_HINT = "or pass --skip-bad to get an error row for it and run the others"
+SKIP_HINT = "or pass --skip-bad to get an error row for it and run the others"
 
 
 class BadInput(TaskcliError):
@@ -29,7 +29,7 @@ class BadInput(TaskcliError):
 
     def __init__(self, says: str, reason: str, hint: str):
         self.says, self.reason = says, reason
-        super().__init__(says, f"{hint}, {_SKIP_HINT}")
+        super().__init__(says, f"{hint}, {SKIP_HINT}")
 
     def at(self, where: str) -> TaskcliError:
         return TaskcliError(f"{where} {self.says}", self.hint)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import REPO, assert_clean_error
+from conftest import REPO, same_rows, assert_clean_error
 
 WORDS = "Alice Bob Carol works lives in Paris Berlin Tokyo for Globex Initech today".split()
 
@@ -38,21 +38,11 @@ def _json_rows(cli, model, lines, *extra):
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
-def _same(a, b) -> bool:
-    """Equal rows, scores to 1e-5: other batch mates (other padding) move them in the 7th digit."""
-    if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= 1e-5
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(map(_same, a, b))
-    return a == b
-
 
 def test_chunks_do_not_change_the_rows(cli, ner_model, lines):
     whole = _json_rows(cli, ner_model, lines, "--chunk-size", "1000")
     assert len(whole) == 300 and whole[0]["input"] == lines.read_text().splitlines()[0]
-    assert _same(_json_rows(cli, ner_model, lines, "--chunk-size", "7"), whole)
+    assert same_rows(_json_rows(cli, ner_model, lines, "--chunk-size", "7"), whole)
 
 
 def test_output_file_holds_the_json_rows(cli, ner_model, lines, tmp_path):
@@ -61,11 +51,11 @@ def test_output_file_holds_the_json_rows(cli, ner_model, lines, tmp_path):
     result = cli("infer", "ner", str(lines), "--model", ner_model, "--output", out, "--chunk-size", "50")
     assert result.exit_code == 0, result.stderr
     assert not result.stdout.strip() and f"wrote 300 rows to {out}" in result.stderr
-    assert _same([json.loads(line) for line in out.read_text().splitlines()], expected)
+    assert same_rows([json.loads(line) for line in out.read_text().splitlines()], expected)
     # an existing file is never replaced without being asked
     again = cli("infer", "ner", str(lines), "--model", ner_model, "--output", out)
     assert_clean_error(again, f"{out} already exists", "--resume", "--overwrite")
-    assert _same([json.loads(line) for line in out.read_text().splitlines()], expected)
+    assert same_rows([json.loads(line) for line in out.read_text().splitlines()], expected)
     assert cli("infer", "ner", str(lines), "--model", ner_model, "--output", out, "--overwrite").exit_code == 0
 
 
@@ -79,10 +69,10 @@ def test_csv_and_parquet_outputs(cli, ner_model, lines, tmp_path):
     with (tmp_path / "rows.csv").open(newline="") as fh:
         table = list(csv.DictReader(fh))
     assert [r["input"] for r in table] == [r["input"] for r in expected]
-    assert _same([json.loads(r["entities"]) for r in table], [r["entities"] for r in expected])
+    assert same_rows([json.loads(r["entities"]) for r in table], [r["entities"] for r in expected])
     parquet = pq.read_table(tmp_path / "rows.parquet").to_pylist()
     assert [r["input"] for r in parquet] == [r["input"] for r in expected]
-    assert _same([json.loads(r["entities"]) for r in parquet], [r["entities"] for r in expected])
+    assert same_rows([json.loads(r["entities"]) for r in parquet], [r["entities"] for r in expected])
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])

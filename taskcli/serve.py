@@ -1,0 +1,188 @@
+"""`taskcli serve TASK --model DIR`: the task's model over HTTP (FastAPI + uvicorn, the `serve` extra).
+
+    POST /predict   {"inputs": [...]} or {"input": ...}  ->  {"results": [{"input": ..., <infer --json fields>}]}
+    GET  /health    {"status": "ok", "task": ..., "model": ...}
+
+Inputs are what `infer --json` takes, as JSON: texts (or objects such as QA's {"question", "context"}) for text
+tasks; for image and audio tasks {"name": "photo.jpg", "base64": "..."}, the file's bytes. A text is never read as
+a path on the server: each is handed to the task as a JSON object. Requests that arrive together are answered by
+one predict call (a worker thread gathers them for up to --max-wait-ms or --batch-size inputs). A bad request gets
+a 400 with a one-line reason; the server goes on serving.
+"""
+
+import base64
+import binascii
+import json
+import queue
+import tempfile
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+
+from taskcli.errors import TaskcliError
+from taskcli.inputs import SKIP_HINT
+
+
+def require() -> None:
+    import importlib
+
+    missing = []
+    for name in ("fastapi", "uvicorn"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise TaskcliError(f"taskcli serve needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                           "not installed", "pip install 'taskcli[serve]'")
+
+
+class Predictor:
+    """The model, and a worker thread that answers queued requests together."""
+
+    def __init__(self, run, model, options: dict, max_wait_s: float):
+        self.run, self.model, self.options = run, model, options
+        self.max_wait_s = max_wait_s
+        self.media = run.task.modality in ("image", "audio")
+        self.files = tempfile.TemporaryDirectory(prefix="taskcli-serve-")
+        self.count = 0
+        self.answered = {"requests": 0, "predict_calls": 0}  # shown by /health: how well requests were gathered
+        self.lock = threading.Lock()
+        self.requests: queue.Queue = queue.Queue()
+        threading.Thread(target=self._work, daemon=True).start()
+
+    # --------------------------------------------------------------------- one request's inputs
+
+    def read(self, inputs: list) -> tuple[list, list, dict]:
+        """(what predict takes, what each row names as its input, the task's decoded media) for one request;
+        TaskcliError for an input the task cannot use (a 400)."""
+        if not inputs:
+            raise TaskcliError("no inputs", 'send {"inputs": [...]}')
+        options = dict(self.options)
+        names = []
+        args = []
+        for k, value in enumerate(inputs, 1):
+            if self.media:
+                args.append(self._saved(value, k))
+                names.append(value.get("name") or f"input {k}")
+            else:
+                if not isinstance(value, (str, dict)):
+                    raise TaskcliError(f"input {k} is a {type(value).__name__}", "send a text or a JSON object")
+                args.append(json.dumps(value if isinstance(value, dict) else {"text": value}))  # never a file path
+                names.append(value)
+        items = self.run.task.read_inputs(self.run, args, options)
+        return list(items), names, options.get("_decoded") or {}
+
+    def _saved(self, value, k: int) -> str:
+        if not isinstance(value, dict) or "base64" not in value:
+            raise TaskcliError(f"input {k}: {self.run.task.name} takes files", 'send {"name": "x.jpg", "base64": "..."}')
+        try:
+            data = base64.b64decode(value["base64"], validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise TaskcliError(f"input {k}: base64 is not valid", "encode the file's bytes as base64") from None
+        with self.lock:
+            self.count += 1
+            n = self.count
+        suffix = Path(str(value.get("name") or "")).suffix.lower()[:8]
+        path = Path(self.files.name) / f"{n}{suffix}"
+        path.write_bytes(data)
+        return str(path)
+
+    # --------------------------------------------------------------------- batching
+
+    def submit(self, inputs: list) -> Future:
+        future: Future = Future()
+        try:
+            items, names, decoded = self.read(inputs)
+        except TaskcliError as err:
+            future.set_exception(err)
+            return future
+        self.requests.put((items, names, decoded, future))
+        return future
+
+    def _work(self) -> None:
+        import time
+
+        batch_size = int(self.options.get("batch_size") or 32)
+        while True:
+            waiting = [self.requests.get()]
+            deadline = time.monotonic() + self.max_wait_s
+            while sum(len(w[0]) for w in waiting) < batch_size:
+                try:
+                    waiting.append(self.requests.get(timeout=max(deadline - time.monotonic(), 0)))
+                except queue.Empty:
+                    break
+            self._answer(waiting)
+
+    def _answer(self, waiting: list) -> None:
+        items = [item for w in waiting for item in w[0]]
+        options = dict(self.options)
+        options["_decoded"] = {k: v for w in waiting for k, v in w[2].items()}
+        try:
+            results = self.run.task.predict(self.run, self.model, items, options)
+        except Exception as err:  # noqa: BLE001 - one failed batch answers its requests, the server goes on
+            for w in waiting:
+                w[3].set_exception(err if isinstance(err, TaskcliError) else
+                                   TaskcliError(f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"))
+            return
+        self.answered["requests"] += len(waiting)
+        self.answered["predict_calls"] += 1
+        start = 0
+        for request_items, names, _, future in waiting:
+            mine = results[start:start + len(request_items)]
+            start += len(request_items)
+            future.set_result([{"input": name, **result} for name, result in zip(names, mine)])
+
+
+def app_for(predictor: Predictor, model_name: str):
+    import asyncio
+
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI(title=f"taskcli serve {predictor.run.task.name}")
+
+    def bad(message: str, status: int = 400) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok", "task": predictor.run.task.name, "model": model_name, **predictor.answered}
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        try:
+            body = json.loads(await request.body() or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            return bad(f"the body is not JSON: {err}")
+        if not isinstance(body, dict) or ("inputs" in body) == ("input" in body):
+            return bad('send {"inputs": [...]} or {"input": ...}')
+        inputs = body["inputs"] if "inputs" in body else [body["input"]]
+        if not isinstance(inputs, list):
+            return bad('"inputs" must be a list')
+        try:
+            rows = await asyncio.wrap_future(predictor.submit(inputs))
+        except TaskcliError as err:  # (the command line's "--skip-bad" way out is not the server's)
+            return bad(str(err).replace(f", {SKIP_HINT}", ""))
+        return JSONResponse(json.loads(json.dumps({"results": rows}, default=float)))
+
+    return app
+
+
+def serve(task: str, model: str | None, recipe: str | None, sets: list[str] | None, smoke: bool, host: str,
+          port: int, batch_size: int | None, max_wait_ms: float, log) -> None:
+    require()
+    import uvicorn
+
+    from taskcli import engine
+
+    run, mdl = engine.load_for_inference(task, model, recipe, sets, smoke)
+    options = {"batch_size": batch_size or run.recipe.infer.batch_size}
+    if run.task.takes("top_k") and not run.task.generates:
+        options["top_k"] = run.recipe.infer.top_k
+    predictor = Predictor(run, mdl, options, max_wait_ms / 1000)
+    log(f"serving {run.task.name} ({model or run.model_source}) on http://{host}:{port}  —  POST /predict, GET /health")
+    try:
+        uvicorn.run(app_for(predictor, model or run.model_source), host=host, port=port, log_level="warning")
+    finally:
+        run.close()
