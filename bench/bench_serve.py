@@ -1,0 +1,83 @@
+"""`taskcli serve ner` under load: requests/s and p50/p99 latency with 1, 8 and 32 concurrent clients (one
+sentence per request, a DistilBERT-base-size model), against a loop calling pipeline() once per request.
+"""
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_ner_infer import build_model, sentences  # noqa: E402
+
+REQUESTS = 192
+
+
+def percentile(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def load(url: str, texts: list[str], clients: int) -> tuple[float, list[float]]:
+    import httpx
+
+    latencies: list[float] = []
+
+    def client(k: int):
+        with httpx.Client(timeout=120) as http:
+            for text in texts[k::clients]:
+                start = time.perf_counter()
+                http.post(f"{url}/predict", json={"input": text}).raise_for_status()
+                latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    return len(texts) / (time.perf_counter() - start), latencies
+
+
+if __name__ == "__main__":
+    import httpx
+    from transformers import pipeline
+
+    texts = sentences(REQUESTS, seed=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        build_model(tmp, sentences(1000))
+        pipe = pipeline("token-classification", model=tmp, aggregation_strategy="simple", device="cpu")
+        pipe(texts[:4])
+        latencies = []
+        start = time.perf_counter()
+        for text in texts:
+            t = time.perf_counter()
+            pipe(text)
+            latencies.append(time.perf_counter() - t)
+        rate = len(texts) / (time.perf_counter() - start)
+        print(f"pipeline() loop, one request at a time: {rate:6.1f} req/s   p50 {1000 * statistics.median(latencies):6.1f} ms"
+              f"   p99 {1000 * percentile(latencies, 0.99):6.1f} ms")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = subprocess.Popen([sys.executable, "-m", "taskcli", "serve", "ner", "--model", tmp, "--port", str(port),
+                                   "--batch-size", "32"], stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(600):
+                try:
+                    httpx.get(f"{url}/health", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            load(url, texts[:8], 1)  # warm-up
+            for clients in (1, 8, 32):
+                rate, lat = load(url, texts, clients)
+                print(f"taskcli serve, {clients:>2} concurrent clients:        {rate:6.1f} req/s   "
+                      f"p50 {1000 * statistics.median(lat):6.1f} ms   p99 {1000 * percentile(lat, 0.99):6.1f} ms")
+            health = httpx.get(f"{url}/health").json()
+            print(f"requests {health['requests']} answered in {health['predict_calls']} predict calls")
+        finally:
+            server.terminate()
+            server.wait()
