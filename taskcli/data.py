@@ -290,11 +290,11 @@ def _load_streamed(run, ref: str, eval_split_name: str | None):
     if eval_name:
         held = raw[eval_name]
         held = held.to_iterable_dataset() if not is_streamed(held) else held
-        made = f"the first {n_eval} rows of the data's '{eval_name}' split"
     else:
         held, train = train.take(n_eval), train.skip(n_eval)
-        made = f"the first {n_eval} rows of the '{train_name}' stream, kept out of training"
     evals = _materialised(_rename(held._resolve_features(), run).take(n_eval))
+    made = f"the first {len(evals)} rows of the data's '{eval_name}' split" if eval_name else \
+        f"the first {len(evals)} rows of the '{train_name}' stream, kept out of training"
     _checked(datasets.DatasetDict(eval=evals), run)
     if run.smoke:
         train = train.take(recipe.smoke.max_samples)

@@ -139,6 +139,17 @@ def test_unknown_hub_ids_are_not_found_not_offline(hub, replay_cache, tmp_path):
     assert "not found" in line and "network" not in line
 
 
+def test_streaming_a_hub_dataset(hub, replay_cache, tmp_path):
+    """data.streaming on a shipped recipe's hub dataset: shards read as training consumes them."""
+    proc = taskcli(online_env(hub, replay_cache, tmp_path), tmp_path, "finetune", "text-cls", "--recipe", "distilbert",
+                   "-o", tmp_path / "out", "--set", "data.streaming=true", "--set", "train.max_steps=2", "--set",
+                   "data.max_eval_samples=8", "--set", "train.eval_strategy=no", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    header = " ".join(proc.stderr.split())
+    assert "stanfordnlp/imdb · train streamed (split 'train')" in header and "of the data's 'test' split" in header
+    assert json.loads(proc.stdout)["metrics"]["accuracy"] is not None
+
+
 @pytest.fixture(scope="session")
 def replay_reports(hub, replay_cache, tmp_path_factory) -> dict:
     """Every shipped recipe through finetune/eval/infer, in two driver processes (each imports once)."""
