@@ -68,7 +68,7 @@ if __name__ == "__main__":
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         server = subprocess.Popen([sys.executable, "-m", "taskcli", "serve", "ner", "--model", tmp, "--port", str(port),
-                                   "--batch-size", "32"], stderr=subprocess.DEVNULL)
+                                   "--batch-size", "32", "--max-wait-ms", os.environ.get("MAX_WAIT_MS", "5")], stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
             for _ in range(600):

@@ -91,13 +91,9 @@ class Predictor:
     # --------------------------------------------------------------------- batching
 
     def submit(self, inputs: list) -> Future:
+        """Queue a request's inputs (read by the worker, off the event loop, which only parses HTTP)."""
         future: Future = Future()
-        try:
-            items, names, decoded = self.read(inputs)
-        except TaskcliError as err:
-            future.set_exception(err)
-            return future
-        self.requests.put((items, names, decoded, future))
+        self.requests.put((inputs, future))
         return future
 
     def _work(self) -> None:
@@ -105,14 +101,25 @@ class Predictor:
 
         batch_size = int(self.options.get("batch_size") or 32)
         while True:
-            waiting = [self.requests.get()]
+            waiting = self._readable([self.requests.get()])
             deadline = time.monotonic() + self.max_wait_s
             while sum(len(w[0]) for w in waiting) < batch_size:
                 try:
-                    waiting.append(self.requests.get(timeout=max(deadline - time.monotonic(), 0)))
+                    waiting += self._readable([self.requests.get(timeout=max(deadline - time.monotonic(), 0))])
                 except queue.Empty:
                     break
-            self._answer(waiting)
+            if waiting:
+                self._answer(waiting)
+
+    def _readable(self, requests: list) -> list:
+        """(items, names, decoded, future) of the requests the task can read; the others are answered (400)."""
+        out = []
+        for inputs, future in requests:
+            try:
+                out.append((*self.read(inputs), future))
+            except TaskcliError as err:
+                future.set_exception(err)
+        return out
 
     def _answer(self, waiting: list) -> None:
         items = [item for w in waiting for item in w[0]]
