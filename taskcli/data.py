@@ -211,7 +211,7 @@ def load(run, ref: str | None, eval_split_name: str | None = None):
         return _load_streamed(run, ref, eval_split_name)
     raw = load_raw(ref, recipe, run.task.modality, conll=run.task.name == "token-classification")
     splits = {}
-    train_name = data.train_split if data.train_split in raw else ("train" if "train" in raw else None)
+    train_name = _train_split_of(raw, data)
     carve_asked = eval_split_name == "eval" and "eval" not in raw
     if eval_split_name and eval_split_name not in raw and not (carve_asked and train_name):
         extra = ", eval (carved from train)" if train_name and not _eval_split_of(raw, data, train_name) else ""
@@ -272,7 +272,7 @@ def _load_streamed(run, ref: str, eval_split_name: str | None):
     recipe = run.recipe
     data = recipe.data
     raw = load_raw(ref, recipe, run.task.modality, conll=run.task.name == "token-classification", streaming=True)
-    train_name = data.train_split if data.train_split in raw else ("train" if "train" in raw else None)
+    train_name = _train_split_of(raw, data)
     if not train_name:
         raise TaskcliError(f"no training split in {ref}", f"splits found: {', '.join(raw)}; set data.train_split")
     carve_asked = eval_split_name == "eval" and "eval" not in raw
@@ -318,6 +318,11 @@ def _materialised(stream):
 
     rows = list(stream)
     return datasets.Dataset.from_list(rows, features=stream.features)
+
+
+def _train_split_of(raw, data) -> str | None:
+    """The recipe's train split if the data has it, else `train`; None when there is none."""
+    return data.train_split if data.train_split in raw else ("train" if "train" in raw else None)
 
 
 def _eval_split_of(raw, data, train_name: str | None) -> str | None:

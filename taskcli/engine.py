@@ -20,7 +20,7 @@ from typing import Any
 from taskcli import data as data_mod
 from taskcli import recipe as recipe_mod
 from taskcli import registry
-from taskcli.errors import TaskcliError
+from taskcli.errors import TaskcliError, quoted
 from taskcli.task import EpochClock
 
 
@@ -65,9 +65,7 @@ class Run:
         """Rows -> features, the one way every task's preprocess does it: datasets' map, with data.num_proc worker
         processes (a streamed dataset maps lazily as training reads it). Its cache is datasets' own: the same rows
         through the same function, processor and settings are read back on the next run instead of recomputed."""
-        import datasets
-
-        if self.recipe.data.num_proc and not isinstance(ds, datasets.IterableDataset):
+        if self.recipe.data.num_proc and not data_mod.is_streamed(ds):
             kwargs["num_proc"] = self.recipe.data.num_proc
         return ds.map(fn, **kwargs)
 
@@ -834,7 +832,7 @@ def check_processes_agree(run: Run, model: str | None, data: str | None) -> None
         if differ:
             key = differ[0]
             raise TaskcliError(f"process {rank} resolved a different run than process 0: {key} is "
-                               f"{_short(theirs.get(key))} there, {_short(everyone[0].get(key))} on process 0"
+                               f"{quoted(theirs.get(key))} there, {quoted(everyone[0].get(key))} on process 0"
                                + (f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""),
                                "give every node the same taskcli version, recipe, --set values and data")
 
@@ -847,11 +845,6 @@ def _flat(tree: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{key}"] = value
     return out
-
-
-def _short(value) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def build_features(run: Run, ds, training: bool, log=None):
@@ -1044,7 +1037,7 @@ COMMON_INFER_OPTIONS = frozenset({"batch_size", "skip_bad", "as_json", "interact
 
 
 def flag_of(option: str) -> str:
-    return {"do_sample": "--do-sample/--greedy", "save_maps": "--save-maps"}.get(option, "--" + option.replace("_", "-"))
+    return "--do-sample/--greedy" if option == "do_sample" else "--" + option.replace("_", "-")
 
 
 def check_infer_options(task, options: dict) -> None:
@@ -1055,6 +1048,15 @@ def check_infer_options(task, options: dict) -> None:
         users = [t.name for t in registry.all_tasks() if t.takes(option)]
         raise TaskcliError(f"{flag_of(option)} does not apply to {task.name}: it is for {', '.join(users)}",
                            f"drop {flag_of(option)}")
+
+
+def infer_defaults(run: Run, options: dict) -> dict:
+    """The recipe's infer settings under what the command line gave: batch size, and labels per input (top_k) for
+    the tasks that rank labels; generate()'s top-k is taskcli.generation's."""
+    options.setdefault("batch_size", run.recipe.infer.batch_size)
+    if run.task.takes("top_k") and not run.task.generates:
+        options.setdefault("top_k", run.recipe.infer.top_k)
+    return options
 
 
 @dataclass
@@ -1086,9 +1088,7 @@ def infer_stream(
     check_infer_options(registry.get(task), options)
     run, mdl = load_for_inference(task, model, recipe, sets, smoke)
     try:
-        options.setdefault("batch_size", run.recipe.infer.batch_size)
-        if run.task.takes("top_k") and not run.task.generates:  # labels per input; never generate()'s top-k
-            options.setdefault("top_k", run.recipe.infer.top_k)
+        infer_defaults(run, options)
         items = run.task.read_inputs(run, inputs, options)
         if not items:
             raise TaskcliError("no inputs given", "pass texts/files as arguments, or - to read stdin")
@@ -1116,16 +1116,9 @@ def infer_stream(
     return Inference(run.task, named, items, chunks())
 
 
-def infer(
-    task: str,
-    inputs: list[str],
-    model: str | None = None,
-    recipe: str | None = None,
-    sets: list[str] | None = None,
-    smoke: bool = False,
-    options: dict | None = None,
-) -> tuple[Any, list[Any], list[dict]]:
-    """(task, inputs as predict took them, their results in input order): `infer_stream` in one piece."""
-    done = infer_stream(task, inputs, model, recipe, sets, smoke, options)
+def infer(task: str, inputs: list[str], **kwargs) -> tuple[Any, list[Any], list[dict]]:
+    """(task, inputs as predict took them, their results in input order): `infer_stream` (same arguments) in one
+    piece."""
+    done = infer_stream(task, inputs, **kwargs)
     results = [result for chunk in done.chunks for _, result, bad in chunk if not bad]
     return done.task, done.items, results

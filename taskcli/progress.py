@@ -132,9 +132,6 @@ class RowsProgress:
     def __exit__(self, *exc):
         self.close()
 
-    def __iter__(self):  # not used by map; keeps tqdm's iterable protocol from failing loudly
-        return iter(())
-
 
 SHOWN_FROM_ROWS = 1000
 

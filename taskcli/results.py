@@ -15,10 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from taskcli.errors import TaskcliError
+from taskcli.errors import TaskcliError, quoted
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
-_FIXED = ("input",)  # first column; then the result fields of the first rows, "error" and "extra" last (CSV)
 
 
 def row_of(item, result: dict) -> dict:
@@ -58,7 +57,6 @@ class Writer:
         self.done = self._recover() if resume and path.exists() else 0
         if self.done == 0 and self.kind != "parquet":
             path.write_text("", encoding="utf-8")
-            self.header = None
 
     def _recover(self) -> int:
         """Complete rows already in the file; a cut-off last line (the run was killed mid-write) is removed."""
@@ -89,20 +87,20 @@ class Writer:
         self.last_input = _cell_value(body[-1][0]) if body else None
         return len(body)
 
-    def check_continues(self, items_before: list) -> None:
+    def check_continues(self, inputs: list) -> None:
         """The file's last row is for the input the resumed run counts at that place (same inputs, same order)."""
         if not self.done:
             return
-        if self.done > len(items_before) and items_before is not None:
-            raise TaskcliError(f"{self.path} holds {self.done} rows, more than the {len(items_before)} inputs",
+        if self.done > len(inputs):
+            raise TaskcliError(f"{self.path} holds {self.done} rows, more than the {len(inputs)} inputs",
                                "resume with the same inputs, or pass --overwrite")
-        expected = items_before[self.done - 1]
+        expected = inputs[self.done - 1]
         stored = self.last_input
         same = json.loads(json.dumps(expected, default=float)) == stored if self.kind == "jsonl" else \
             _cell(expected) == _cell(stored)
         if not same:
-            raise TaskcliError(f"{self.path} row {self.done} is for another input ({_short(stored)}, here "
-                               f"{_short(expected)})", "resume with the same inputs in the same order, or pass "
+            raise TaskcliError(f"{self.path} row {self.done} is for another input ({quoted(stored, 40)}, here "
+                               f"{quoted(expected, 40)})", "resume with the same inputs in the same order, or pass "
                                "--overwrite")
 
     def write(self, rows: list[dict]) -> None:
@@ -118,7 +116,7 @@ class Writer:
             writer = csv.writer(buffer, lineterminator="\n")
             if self.header is None:
                 keys = dict.fromkeys(k for r in rows for k in r if k not in ("input", "error"))
-                self.header = [*_FIXED, *keys, "error", "extra"]
+                self.header = ["input", *keys, "error", "extra"]  # the first rows' fields between
                 writer.writerow(self.header)
             for r in rows:
                 extra = {k: v for k, v in r.items() if k not in self.header}
@@ -155,7 +153,3 @@ def _cell_value(text: str):
     except json.JSONDecodeError:
         return text
 
-
-def _short(value) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=float)
-    return repr(text if len(text) <= 40 else text[:37] + "...")

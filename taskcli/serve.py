@@ -184,9 +184,7 @@ def serve(task: str, model: str | None, recipe: str | None, sets: list[str] | No
     from taskcli import engine
 
     run, mdl = engine.load_for_inference(task, model, recipe, sets, smoke)
-    options = {"batch_size": batch_size or run.recipe.infer.batch_size}
-    if run.task.takes("top_k") and not run.task.generates:
-        options["top_k"] = run.recipe.infer.top_k
+    options = engine.infer_defaults(run, {"batch_size": batch_size} if batch_size else {})
     predictor = Predictor(run, mdl, options, max_wait_ms / 1000)
     log(f"serving {run.task.name} ({model or run.model_source}) on http://{host}:{port}  —  POST /predict, GET /health")
     try:
