@@ -1061,13 +1061,18 @@ def infer_defaults(run: Run, options: dict) -> dict:
 
 @dataclass
 class Inference:
-    """What `infer_stream` hands back: the task, every input in order as its row names it (error rows' included),
-    and the rows a chunk at a time, from input `start` on."""
+    """What `infer_stream` hands back: the task, every input in order as the user gave it (its row's "input"), and
+    the rows a chunk at a time, from input `start` on."""
 
     task: Any
     inputs: list
-    items: Any  # what predict took (inputs.Inputs: `bad` holds the inputs --skip-bad set aside)
     chunks: Any  # iterator of lists of (input, result, is_error)
+
+
+def infer_session(run: Run, mdl, options: dict):
+    """(steps, context) of the task's inference for this model, with the recipe's defaults under `options`."""
+    steps = run.task.steps(run, mdl)
+    return steps, steps.setup(run, mdl, infer_defaults(run, options))
 
 
 def infer_stream(
@@ -1081,44 +1086,37 @@ def infer_stream(
     start: int = 0,
     chunk_size: int | None = None,
 ) -> Inference:
-    """Inference a chunk of inputs at a time, in input order: the model is loaded once, each chunk is predicted
-    (the task sorts by length within it) and handed back before the next begins, so the first rows come out early
-    and finished rows are not held. `start` skips the inputs an --output file already holds (--resume)."""
+    """Inference a chunk of inputs at a time, in input order (taskcli/inference.py): the model is loaded once,
+    inputs are encoded (media decoded) a chunk at a time, and each chunk's rows are handed back before the next
+    begins, so the first rows come out early and finished rows are not held. `start` skips the inputs an
+    --output file already holds (--resume)."""
+    from taskcli import inference
+
     options = dict(options or {})
     check_infer_options(registry.get(task), options)
     run, mdl = load_for_inference(task, model, recipe, sets, smoke)
     try:
-        infer_defaults(run, options)
-        items = run.task.read_inputs(run, inputs, options)
-        if not items:
+        steps, ctx = infer_session(run, mdl, options)
+        todo = inference.entries(ctx, steps, inputs)
+        if not todo:
             raise TaskcliError("no inputs given", "pass texts/files as arguments, or - to read stdin")
     except BaseException:
         run.close()
         raise
-    bad = getattr(items, "bad", {})
-    total = len(items) + len(bad)
-    kept = iter(range(len(items)))
-    where = {p: next(kept) for p in range(total) if p not in bad}  # position among all inputs -> index in items
-    named = [bad[p]["input"] if p in bad else items[where[p]] for p in range(total)]
-    size = chunk_size or max(8 * int(options["batch_size"]), 256)
+    size = chunk_size or max(8 * ctx.batch_size, 256)
 
     def chunks():
         try:
-            for first in range(start, total, size):
-                positions = range(first, min(first + size, total))
-                todo = [items[where[p]] for p in positions if p not in bad]
-                results = iter(run.task.predict(run, mdl, todo, options) if todo else [])
-                yield [(bad[p]["input"], {"error": bad[p]["error"]}, True) if p in bad else
-                       (items[where[p]], next(results), False) for p in positions]
+            yield from inference.stream(ctx, steps, todo[start:], size)
         finally:
             run.close()
 
-    return Inference(run.task, named, items, chunks())
+    return Inference(run.task, [raw for _, raw in todo], chunks())
 
 
 def infer(task: str, inputs: list[str], **kwargs) -> tuple[Any, list[Any], list[dict]]:
-    """(task, inputs as predict took them, their results in input order): `infer_stream` (same arguments) in one
-    piece."""
+    """(task, the inputs that could be used, their results in input order): `infer_stream` (same arguments) in
+    one piece."""
     done = infer_stream(task, inputs, **kwargs)
-    results = [result for chunk in done.chunks for _, result, bad in chunk if not bad]
-    return done.task, done.items, results
+    rows = [(raw, result) for chunk in done.chunks for raw, result, bad in chunk if not bad]
+    return done.task, [raw for raw, _ in rows], [result for _, result in rows]

@@ -7,13 +7,17 @@ Task modules must stay cheap to import (no torch/transformers/datasets at module
 The engine calls the hooks in this order:
 
 finetune/eval: load_processor -> labels -> load_model -> preprocess -> collator -> metrics
-infer:         load_processor -> load_model -> read_inputs -> predict -> (render)
+infer:         load_processor -> load_model -> steps(run, model) -> one loop in taskcli/inference.py -> (render)
+
+Inference is typed steps (`Steps`): the task says how to read, encode, forward and decode one input; the loop in
+taskcli/inference.py does the rest for every task (chunks, length-sorted batches, device and precision,
+inference_mode, order, --skip-bad).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Hashable, Iterable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -65,6 +69,74 @@ def rows_numbered(ds):
     return ds.add_column(ROW, list(range(len(ds))))
 
 
+@dataclass
+class Context:
+    """One infer run's settings, made once by the task's `setup` step before any input is read. Tasks subclass it
+    with typed fields for what their later steps share (tokenizer, generation settings, where maps are saved...)."""
+
+    run: Any
+    model: Any
+    options: dict  # the infer options given (and the recipe's defaults: batch_size, top_k)
+    batch_size: int  # most feature rows per forward pass
+    # (limit, where it comes from) for tasks that cut long inputs: rows their decode marks "truncated" are counted
+    # in one note at the end
+    truncates: tuple[int, str] | None = None
+
+
+@dataclass
+class Encoded:
+    """One input, encoded: the model rows it needs and what `decode` needs to turn their outputs into its result.
+    Tasks subclass it with typed fields (offsets, the decoded image, ...)."""
+
+    features: list  # one model row (or several: windows of a long text or recording), as `collate` takes them
+    lengths: list[int]  # per feature: tokens, samples... (batches are made of similar lengths)
+    group: Hashable = None  # only inputs of one group share a batch (e.g. one image size, equal-length prompts)
+
+
+def pad_features(ctx: Context, features: list):
+    """Default `collate`: the processor's own `pad` (tokenizer, feature extractor), as PyTorch tensors."""
+    return ctx.run.processor.pad(features, return_tensors="pt")
+
+
+def rows_of(output, n: int) -> list:
+    """Default `forward` result: a model output split into its `n` rows (batch dimension kept, size 1), floating
+    tensors in fp32 on the CPU whatever the model ran in, ready for the processors' post-processing."""
+    import torch
+
+    def row(value, j):
+        if torch.is_tensor(value):
+            value = value[j:j + 1].cpu()
+            return value.float() if value.is_floating_point() else value
+        return value
+
+    return [type(output)(**{k: row(v, j) for k, v in output.items()}) for j in range(n)]
+
+
+@dataclass(frozen=True)
+class Steps:
+    """A task's inference, in typed steps; taskcli/inference.py runs them for every task:
+
+    setup -> read -> per chunk of inputs: parse each -> encode them -> collate batches -> forward -> decode each."""
+
+    # (run, model, options) -> the Context every other step gets
+    setup: Callable[[Any, Any, dict], Context]
+    # (ctx, input as read) -> what encode takes (a checked text, a decoded image or recording); raises
+    # inputs.BadInput or one of `errors` for an input that cannot be used (an error row with --skip-bad)
+    parse: Callable[[Any, Any], Any]
+    # (ctx, parsed inputs of a chunk) -> one Encoded each, in order (tokenizers are fastest given many at once)
+    encode: Callable[[Any, list], list[Encoded]]
+    # (ctx, encoded input, one output per feature, in order) -> the input's JSON-able result
+    decode: Callable[[Any, Any, list], dict]
+    # (ctx, batch from `collate`, moved to the model's device and dtype) -> one output per row, on the CPU
+    forward: Callable[[Any, Any], list] = lambda ctx, batch: rows_of(ctx.model(**batch), len(next(iter(batch.values()))))
+    # (ctx, features of one batch) -> dict of tensors for `forward`
+    collate: Callable[[Any, list], Any] = pad_features
+    # (ctx, CLI arguments) -> (where, input) pairs in order; None: lines of texts, or media files (by modality)
+    read: Callable[[Any, list[str]], Iterable[tuple[str, Any]]] | None = None
+    # exceptions `parse` raises for one unusable input, besides inputs.BadInput (e.g. images.BadImage)
+    errors: tuple[type[Exception], ...] = ()
+
+
 @dataclass(frozen=True)
 class Task:
     name: str  # Hub pipeline tag, e.g. "token-classification"
@@ -87,13 +159,13 @@ class Task:
     collator: Callable[[Any], Any]
     # (run, examples: Dataset, features: Dataset) -> fn(EvalPrediction) -> dict of metrics
     metrics: Callable[[Any, Any, Any], Callable[[Any], dict]]
-    # (run, raw input strings from the CLI, options dict) -> list of task inputs
-    read_inputs: Callable[[Any, list[str], dict], list[Any]]
-    # (run, model, inputs, options dict) -> list of JSON-able results, in input order
-    predict: Callable[[Any, Any, list[Any], dict], list[dict]]
     # (input, result) -> rows for the human table: list of dicts column -> str
     render: Callable[[Any, dict], list[dict]]
 
+    # (run, model) -> the task's inference Steps (a task may pick them by model, e.g. Whisper or CTC)
+    steps: Callable[[Any, Any], Steps] = None  # type: ignore[assignment]
+    read_inputs: Any = None  # LEGACY, being removed
+    predict: Any = None  # LEGACY, being removed
     # (run, model_source: str, labels: list[str] | None) -> PreTrainedModel; default: `auto_model`.from_pretrained
     load_model: Callable[[Any, str, Any], Any] = lambda run, source, labels: load_pretrained(run, source, labels)
     # (run, datasets.DatasetDict) -> ordered label names, or None for tasks without a label set

@@ -6,7 +6,10 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
-from taskcli.task import Task
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskcli.task import Context, Encoded, Steps, Task
 
 SCORE = "score"  # the single output of a regression head
 
@@ -111,60 +114,75 @@ def metrics(run, examples, features):
     return compute
 
 
-def read_inputs(run, args, options):
-    """Plain texts, or JSON lines {"text": ..., "text_pair": ...} for sentence pairs."""
-    from taskcli.inputs import empty, read_texts, text_of
-
-    def use(item):
-        if not isinstance(item, dict):
-            return item
-        text, pair = text_of(item), item.get("text_pair")
-        if pair is not None and not str(pair).strip():
-            raise empty()
-        return text if pair is None else {"text": text, "text_pair": str(pair)}
-
-    return read_texts(args, options, use)
+@dataclass
+class _Context(Context):
+    tok: Any = None
+    limit: int = 512  # tokens the model reads; longer inputs are cut, and their rows say so
+    id2label: dict = field(default_factory=dict)
+    regression: bool = False  # one number per input, not squashed
+    sigmoid: bool = False  # single-logit / multi-label heads: sigmoid scores, as the pipeline
+    top_k: int = 1
 
 
-def predict(run, model, items, options):
-    """Length-sorted batches; softmax scores (sigmoid for single-logit / multi-label heads, as the pipeline).
-    Inputs longer than the model's maximum are truncated to it, with a note on stderr and in their rows."""
-    import torch
+@dataclass
+class _Text(Encoded):
+    tokens: int = 0  # the input's untruncated length
 
-    from taskcli import truncation
-    from taskcli.batching import run_sorted
 
+def setup(run, model, options):
     tok = run.tokenizer()
-    texts = [i["text"] if isinstance(i, dict) else i for i in items]
-    pairs = [i["text_pair"] if isinstance(i, dict) else None for i in items]
     limit = min(tok.model_max_length or 512, getattr(model.config, "max_position_embeddings", 512) or 512)
-    if any(p is not None for p in pairs):
-        encodings = [dict(tok(t, p, truncation=True, max_length=limit)) for t, p in zip(texts, pairs)]
-    else:
-        batch = tok(texts, truncation=True, max_length=limit)
-        encodings = [{k: batch[k][i] for k in batch} for i in range(len(texts))]
-    id2label = model.config.id2label
     regression = model.config.problem_type == "regression"
-    sigmoid = not regression and (model.config.num_labels == 1 or
-                                  model.config.problem_type == "multi_label_classification")
-    top_k = min(options.get("top_k", 1), len(id2label))
+    return _Context(run, model, options, int(options["batch_size"]), (limit, "the model's maximum"), tok=tok,
+                    limit=limit, id2label=model.config.id2label, regression=regression,
+                    sigmoid=not regression and (model.config.num_labels == 1 or
+                                                model.config.problem_type == "multi_label_classification"),
+                    top_k=min(int(options.get("top_k") or 1), len(model.config.id2label)))
 
-    def forward(idx):
-        inputs = tok.pad([encodings[i] for i in idx], return_tensors="pt").to(model.device)
-        with torch.inference_mode():
-            logits = model(**inputs).logits.float()
-        if regression:  # the number itself: no squashing
-            return [{"label": SCORE, "score": float(v)} for v in logits[:, 0].cpu().tolist()]
-        probs = (torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=-1)).cpu()
-        scores, labels_ = probs.topk(top_k, dim=-1)
-        rows = []
-        for s, l in zip(scores.tolist(), labels_.tolist()):
-            ranked = [{"label": id2label[j], "score": float(v)} for v, j in zip(s, l)]
-            rows.append({**ranked[0], **({"top_k": ranked} if top_k > 1 else {})})
-        return rows
 
-    results = run_sorted([len(e["input_ids"]) for e in encodings], options.get("batch_size", 32), forward)
-    return truncation.mark(results, truncation.token_counts(tok, texts, pairs), limit, "the model's maximum")
+def parse(ctx, item):
+    """A plain text, or a JSON line {"text": ..., "text_pair": ...} (sentence pairs) -> (text, pair or None)."""
+    from taskcli.inputs import empty, text_of
+
+    if not isinstance(item, dict):
+        return text_of(item), None
+    text, pair = text_of(item), item.get("text_pair")
+    if pair is not None and not str(pair).strip():
+        raise empty()
+    return text, None if pair is None else str(pair)
+
+
+def encode(ctx, pairs):
+    texts, seconds = [t for t, _ in pairs], [p for _, p in pairs]
+    second = seconds if any(p is not None for p in seconds) else None
+    if second is not None and not all(p is not None for p in second):  # the tokenizer takes pairs or none
+        return [encode(ctx, [pair])[0] for pair in pairs]
+    full = ctx.tok(texts, second, verbose=False)["input_ids"]
+    enc = ctx.tok(texts, second, truncation=True, max_length=ctx.limit)
+    rows = [{k: enc[k][i] for k in enc} for i in range(len(texts))]
+    return [_Text([row], [len(row["input_ids"])], tokens=len(ids)) for row, ids in zip(rows, full)]
+
+
+def forward(ctx, batch):
+    logits = ctx.model(**batch).logits.float()
+    if ctx.regression:
+        return logits[:, 0].cpu().tolist()
+    return (logits.sigmoid() if ctx.sigmoid else logits.softmax(-1)).cpu()
+
+
+def decode(ctx, enc, outputs):
+    if ctx.regression:  # the number itself: no squashing
+        row = {"label": SCORE, "score": float(outputs[0])}
+    else:
+        scores, ids = outputs[0].topk(ctx.top_k)
+        ranked = [{"label": ctx.id2label[int(j)], "score": float(v)} for v, j in zip(scores.tolist(), ids.tolist())]
+        row = {**ranked[0], **({"top_k": ranked} if ctx.top_k > 1 else {})}
+    if enc.tokens > ctx.limit:
+        row.update(truncated=True, input_tokens=enc.tokens)
+    return row
+
+
+STEPS = Steps(setup=setup, parse=parse, encode=encode, forward=forward, decode=decode)
 
 
 def render(item, result):
@@ -190,8 +208,7 @@ TASK = Task(
     preprocess=preprocess,
     collator=collator,
     metrics=metrics,
-    read_inputs=read_inputs,
-    predict=predict,
+    steps=lambda run, model: STEPS,
     render=render,
     labels=labels,
     load_model=load_model,

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
-from taskcli.task import Task
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskcli.task import Context, Encoded, Steps, Task
 
 # Byte-level BPE tokenizers need this to take pre-split words.
 _PREFIX_SPACE_TYPES = {"roberta", "gpt2", "bart", "longformer", "deberta", "mpnet"}
@@ -104,10 +107,17 @@ def metrics(run, examples, features):
     return compute
 
 
-def read_inputs(run, args, options):
-    from taskcli.inputs import read_texts
+@dataclass
+class _Context(Context):
+    tok: Any = None
+    window: int = 512  # tokens per window
+    stride: int = 128  # tokens neighbouring windows share
 
-    return read_texts(args, options)
+
+@dataclass
+class _Text(Encoded):
+    text: str = ""
+    windows: list = field(default_factory=list)  # per window: (input_ids, offsets, special_tokens_mask)
 
 
 def _window(run, model, tok) -> tuple[int, int]:
@@ -122,37 +132,44 @@ def _window(run, model, tok) -> tuple[int, int]:
     return window, stride
 
 
-def predict(run, model, texts, options):
-    """Batched, length-sorted forward over overlapping windows; entity grouping as the pipeline's
-    aggregation_strategy='simple', with character offsets into each whole text."""
-    import torch
-
-    from taskcli.batching import pad_ids, run_sorted
-
+def setup(run, model, options):
     tok = run.tokenizer()
     window, stride = _window(run, model, tok)
-    enc = tok(texts, truncation=True, max_length=window, stride=stride, return_overflowing_tokens=True,
-              return_offsets_mapping=True, return_special_tokens_mask=True)
-    device = model.device
+    return _Context(run, model, options, int(options["batch_size"]), tok=tok, window=window, stride=stride)
 
-    def forward(idx):
-        ids, mask = pad_ids([enc["input_ids"][i] for i in idx], tok.pad_token_id or 0)
-        with torch.inference_mode():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            probs = torch.softmax(logits, dim=-1).cpu().numpy()
-        return [probs[j, : len(enc["input_ids"][i])] for j, i in enumerate(idx)]
 
-    lengths = [len(x) for x in enc["input_ids"]]
-    probs = run_sorted(lengths, options.get("batch_size", 32), forward)
-    windows_of: list[list[int]] = [[] for _ in texts]
-    for w, owner in enumerate(enc["overflow_to_sample_mapping"]):
-        windows_of[owner].append(w)  # in text order: the tokenizer emits a text's windows left to right
-    out = []
-    for text, ws in zip(texts, windows_of):
-        ids, offsets, text_probs = _merge([(enc["input_ids"][w], enc["offset_mapping"][w],
-                                            enc["special_tokens_mask"][w], probs[w]) for w in ws], stride)
-        out.append({"entities": _entities(tok, text, ids, offsets, text_probs, model.config.id2label)})
+def parse(ctx, item):
+    from taskcli.inputs import text_of
+
+    return text_of(item)
+
+
+def encode(ctx, texts):
+    """Each text as overlapping windows of at most ctx.window tokens (one window for most texts)."""
+    enc = ctx.tok(texts, truncation=True, max_length=ctx.window, stride=ctx.stride, return_overflowing_tokens=True,
+                  return_offsets_mapping=True, return_special_tokens_mask=True)
+    out = [_Text([], [], text=t) for t in texts]
+    for w, owner in enumerate(enc["overflow_to_sample_mapping"]):  # a text's windows come left to right
+        ids = enc["input_ids"][w]
+        out[owner].features.append({"input_ids": ids, "attention_mask": enc["attention_mask"][w]})
+        out[owner].lengths.append(len(ids))
+        out[owner].windows.append((ids, enc["offset_mapping"][w], enc["special_tokens_mask"][w]))
     return out
+
+
+def forward(ctx, batch):
+    probs = ctx.model(**batch).logits.float().softmax(-1).cpu().numpy()
+    lengths = batch["attention_mask"].sum(-1).tolist()
+    return [row[:n] for row, n in zip(probs, lengths)]
+
+
+def decode(ctx, enc, probs):
+    """Entity grouping as the pipeline's aggregation_strategy='simple', character offsets into the whole text."""
+    ids, offsets, text_probs = _merge([(*w, p) for w, p in zip(enc.windows, probs)], ctx.stride)
+    return {"entities": _entities(ctx.tok, enc.text, ids, offsets, text_probs, ctx.model.config.id2label)}
+
+
+STEPS = Steps(setup=setup, parse=parse, encode=encode, forward=forward, decode=decode)
 
 
 def _merge(windows, stride):
@@ -249,8 +266,7 @@ TASK = Task(
     preprocess=preprocess,
     collator=collator,
     metrics=metrics,
-    read_inputs=read_inputs,
-    predict=predict,
+    steps=lambda run, model: STEPS,
     render=render,
     labels=labels,
     params=Params,

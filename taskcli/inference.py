@@ -1,0 +1,126 @@
+"""The one inference loop every task runs, like transformers' Pipeline (preprocess -> forward -> postprocess).
+
+A task gives its `Steps` (taskcli/task.py): how to read, encode, forward and decode one input. This loop does the
+rest, the same for all 13 tasks:
+
+- inputs are parsed (media decoded) and encoded a chunk at a time, not up front, so memory follows the chunk, not the
+  input count; chunks start small and grow, so the first rows come out within a batch's time;
+- an input `parse` cannot use stops the run with one line naming where it is, or with --skip-bad becomes an
+  error row in its place (every modality alike);
+- feature rows (an input may have several: windows) are sorted by length within the chunk and its groups, batched,
+  moved to the model's device and dtype, run under `torch.inference_mode`, and handed back in input order.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+from taskcli.errors import TaskcliError
+from taskcli.inputs import BadInput
+from taskcli.task import Context, Encoded, Steps
+
+
+def entries(ctx: Context, steps: Steps, args: list[str]) -> list[tuple[str, Any]]:
+    """CLI arguments -> (where, input) pairs in order: the task's own `read`, else text lines or media files."""
+    if steps.read is not None:
+        return list(steps.read(ctx, args))
+    modality = ctx.run.task.modality
+    if modality == "text":
+        from taskcli.inputs import text_entries
+
+        return text_entries(args)
+    if modality == "image":
+        from taskcli.images import expand_inputs
+    else:
+        from taskcli.audio import expand_inputs
+    return [(path, path) for path in expand_inputs(args)]
+
+
+@dataclass
+class Bad:
+    """An input --skip-bad set aside: its error row's reason."""
+
+    reason: str
+
+
+def encode(ctx: Context, steps: Steps, chunk: list[tuple[str, Any]], skip_bad: bool) -> list[Encoded | Bad]:
+    """Each input parsed (a bad one raises, or with skip_bad becomes Bad), then the good ones encoded together."""
+    parsed: list = []
+    for where, raw in chunk:
+        try:
+            parsed.append(steps.parse(ctx, raw))
+        except (BadInput, *steps.errors) as err:
+            located = err.at(where) if isinstance(err, BadInput) else err
+            if not skip_bad:
+                raise located from None
+            print(f"skipped: {getattr(located, 'message', located)}", file=sys.stderr)
+            parsed.append(Bad(err.reason if isinstance(err, BadInput) else getattr(err, "message", str(err))))
+    good = [p for p in parsed if not isinstance(p, Bad)]
+    encoded = iter(steps.encode(ctx, good) if good else [])
+    return [p if isinstance(p, Bad) else next(encoded) for p in parsed]
+
+
+def to_model(batch, model):
+    """Tensors onto the model's device; floating ones in the model's dtype (bf16/fp16 inference)."""
+    import torch
+
+    def moved(value):
+        if not torch.is_tensor(value):
+            return value
+        return value.to(model.device, model.dtype) if value.is_floating_point() else value.to(model.device)
+
+    return {k: moved(v) for k, v in batch.items()}
+
+
+def predict(ctx: Context, steps: Steps, encoded: list[Encoded]) -> list[dict]:
+    """Results of encoded inputs, in their order: feature rows batched by group and length (longest first, so a
+    batch too big for memory fails at once), at most ctx.batch_size rows a batch."""
+    import torch
+
+    groups: dict = {}
+    for i, enc in enumerate(encoded):
+        groups.setdefault(enc.group, []).extend((i, k) for k in range(len(enc.features)))
+    outputs: dict = {}
+    for members in groups.values():
+        members.sort(key=lambda ik: -encoded[ik[0]].lengths[ik[1]])
+        for first in range(0, len(members), ctx.batch_size):
+            part = members[first:first + ctx.batch_size]
+            batch = to_model(steps.collate(ctx, [encoded[i].features[k] for i, k in part]), ctx.model)
+            with torch.inference_mode():
+                rows = steps.forward(ctx, batch)
+            outputs.update(zip(part, rows))
+    return [steps.decode(ctx, enc, [outputs[(i, k)] for k in range(len(enc.features))])
+            for i, enc in enumerate(encoded)]
+
+
+def stream(ctx: Context, steps: Steps, todo: list[tuple[str, Any]], chunk_size: int) -> Iterator[list]:
+    """Lists of (input, result, is_error) in input order, a chunk at a time. The first chunk is one batch, each
+    next one twice the last, up to `chunk_size`: early rows come out fast, later ones get length-sorted batches."""
+    skip_bad = bool(ctx.options.get("skip_bad"))
+    size, start, kept, skipped, truncated = ctx.batch_size, 0, 0, 0, 0
+    while start < len(todo):
+        chunk = todo[start:start + size]
+        start, size = start + len(chunk), min(2 * size, max(chunk_size, ctx.batch_size))
+        encoded = encode(ctx, steps, chunk, skip_bad)
+        results = iter(predict(ctx, steps, [e for e in encoded if not isinstance(e, Bad)]))
+        rows = [(raw, {"error": e.reason}, True) if isinstance(e, Bad) else (raw, next(results), False)
+                for (_, raw), e in zip(chunk, encoded)]
+        kept += sum(not bad for _, _, bad in rows)
+        skipped += sum(bad for _, _, bad in rows)
+        truncated += sum(bool(r.get("truncated")) for _, r, bad in rows if not bad)
+        yield rows
+    if skipped and not kept:
+        raise TaskcliError(f"none of the {skipped} inputs could be used", "see the messages above")
+    if truncated and ctx.truncates:
+        limit, source = ctx.truncates
+        n, were = kept + skipped, "was" if truncated == 1 else "were"
+        print(f"note: {truncated} of {n} input{'' if n == 1 else 's'} {were} longer than {limit} tokens and {were} "
+              f"truncated to {limit} ({source})", file=sys.stderr)
+
+
+def results(ctx: Context, steps: Steps, inputs: Iterable[tuple[str, Any]]) -> list[dict]:
+    """All results of (where, input) pairs at once (no chunks); a bad input raises. For callers that hold their
+    inputs already (serve, the run report's worst examples)."""
+    return predict(ctx, steps, encode(ctx, steps, list(inputs), skip_bad=False))
