@@ -67,14 +67,14 @@ def build_model(out: Path) -> None:
 def bench_taskcli(model_dir: str, paths: list[str], batch_size: int, new_tokens: int,
                   precision: str) -> tuple[float, list[str]]:
     from taskcli import engine
+    from taskcli.inference import predict_args
 
     sets = [f"infer.precision={'no' if precision == 'fp32' else precision}"]
     run, model = engine.load_for_inference("asr", model_dir, None, sets, False)
     options = {"batch_size": batch_size, "max_new_tokens": new_tokens, "min_new_tokens": new_tokens}
     run.recipe.infer.generation["min_new_tokens"] = new_tokens
     start = time.perf_counter()
-    items = run.task.read_inputs(run, paths, options)
-    results = run.task.predict(run, model, items, options)
+    results = predict_args(run, model, paths, options)
     elapsed = time.perf_counter() - start
     run.close()
     return elapsed, [r["text"] for r in results]

@@ -126,14 +126,16 @@ def bench_summarization_infer(batch_size: int) -> dict:
     if XSUM.is_file():
         docs += [json.loads(l)["document"] for l in XSUM.read_text(encoding="utf-8").splitlines()]
     # smoke=True: the recipe's smoke settings (inputs cut at 128 tokens, 32 new tokens), as the model was trained
+    from taskcli.inference import predict_args
+
     run, model = engine.load_for_inference("summarization", str(out), None, None, True)
     opts = {"top_k": 1}
-    run.task.predict(run, model, docs[:2], dict(opts, batch_size=2))  # warm-up
+    predict_args(run, model, docs[:2], dict(opts, batch_size=2))  # warm-up
     t = time.perf_counter()
-    one = run.task.predict(run, model, docs, dict(opts, batch_size=1))
+    one = predict_args(run, model, docs, dict(opts, batch_size=1))
     one_s = time.perf_counter() - t
     t = time.perf_counter()
-    batched = run.task.predict(run, model, docs, dict(opts, batch_size=batch_size))
+    batched = predict_args(run, model, docs, dict(opts, batch_size=batch_size))
     batched_s = time.perf_counter() - t
     same = sum(a == b for a, b in zip(one, batched))
     run.close()

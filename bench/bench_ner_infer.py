@@ -65,19 +65,19 @@ if __name__ == "__main__":
     from transformers import pipeline
 
     from taskcli import engine
+    from taskcli.inference import predict_args
 
     texts = sentences(1000)
     with tempfile.TemporaryDirectory() as tmp:
         build_model(tmp, texts)
         run, model = engine.load_for_inference("token-classification", tmp, None, None, False)
-        task = run.task
         pipe = pipeline("token-classification", model=tmp, aggregation_strategy="simple", device="cpu")
-        task.predict(run, model, texts[:16], {"batch_size": 16})  # warm-up
+        predict_args(run, model, texts[:16], {"batch_size": 16})  # warm-up
         pipe(texts[:16], batch_size=16)
         print(f"torch threads: {torch.get_num_threads()}, sentences: {len(texts)}")
         ours = {}
         for bs in (32, 64):
-            ours[bs] = timed(lambda: task.predict(run, model, texts, {"batch_size": bs}))
+            ours[bs] = timed(lambda: predict_args(run, model, texts, {"batch_size": bs}))
             print(f"taskcli   batch {bs:>3}: {len(texts) / ours[bs]:7.1f} sentences/s")
         theirs = {}
         for bs in (1, 8, 32, 64):
@@ -102,7 +102,7 @@ if __name__ == "__main__":
               f"{'OK' if w1 >= 2 else 'MISS'}")
         print(f"whole-process speed-up vs pipeline best batch ({best_bs:>2}): {wbest:.2f}x (target >= 1.5x) "
               f"{'OK' if wbest >= 1.5 else 'MISS'}")
-        same = task.predict(run, model, texts[:50], {"batch_size": 32})
+        same = predict_args(run, model, texts[:50], {"batch_size": 32})
         ref = pipe(texts[:50], batch_size=8)
         agree = all([e["entity_group"] for e in a["entities"]] == [e["entity_group"] for e in b] for a, b in zip(same, ref))
         print(f"same entities as the pipeline on 50 sentences: {agree}")

@@ -52,14 +52,14 @@ def build_model(out: Path) -> None:
 
 def bench_taskcli(model_dir: str, paths: list[str], precision: str, batch_size: int) -> tuple[float, list[str]]:
     from taskcli import engine
+    from taskcli.inference import predict_args
 
     sets = [f"infer.precision={'no' if precision == 'fp32' else precision}"]
     run, model = engine.load_for_inference("image-classification", model_dir, None, sets, False)
     options = {"batch_size": batch_size, "top_k": 1}
-    run.task.predict(run, model, paths[:4], dict(options))  # warm-up
+    predict_args(run, model, paths[:4], options)  # warm-up
     start = time.perf_counter()
-    items = run.task.read_inputs(run, paths, options)
-    results = run.task.predict(run, model, items, options)
+    results = predict_args(run, model, paths, options)
     return time.perf_counter() - start, [r["labels"][0]["label"] for r in results]
 
 

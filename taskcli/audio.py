@@ -149,13 +149,6 @@ def expand_inputs(args: list[str]) -> list[str]:
     return files.expand_inputs(args, AUDIO_SUFFIXES, "audio")
 
 
-def read_inputs(args: list[str], options: dict, rate: int) -> list[str]:
-    """`taskcli infer` arguments -> audio paths, each decoded once at `rate`; see files.read_media."""
-    from taskcli import files
-
-    return files.read_media(expand_inputs(args), lambda path: load(path, rate), BadAudio, options)
-
-
 def has_audio(folder: Path) -> bool:
     from taskcli import files
 

@@ -310,7 +310,7 @@ def infer(
     resume: bool = typer.Option(False, "--resume", rich_help_panel='Inputs and output', help="Continue an --output file a killed run left (.jsonl/.csv)."),
     overwrite: bool = typer.Option(False, "--overwrite", rich_help_panel='Inputs and output', help="Replace an existing --output file."),
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", rich_help_panel='Inputs and output', min=1, metavar="N",
-                                             help="Inputs per chunk: rows come out after each (default 8 batches)."),
+                                             help="Most inputs per chunk: rows come out after each (default: 8 batches, at least 256; images/audio: 4 batches)."),
     show_progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", rich_help_panel='Inputs and output',
                                                  help="Progress bar on stderr (default: when stderr is a terminal "
                                                       "and rows go to a file or the screen)."),
@@ -340,13 +340,14 @@ def infer(
     run = engine.infer_stream(task, list(inputs or []), model=model, recipe=recipe, sets=sets, smoke=smoke,
                               options=options, start=writer.done if writer else 0, chunk_size=chunk_size)
     if writer:
-        writer.check_continues(run.inputs)
-    total, start = len(run.inputs), writer.done if writer else 0
+        writer.check_continues(run.total, run.before_start)
+    total, start = run.total, writer.done if writer else 0
     if show_progress is None:  # --json into a pipe is a machine's stream: quiet unless asked
         show_progress = sys.stderr.isatty() and (writer is not None or not as_json or sys.stdout.isatty())
     from taskcli.progress import counting
 
     table_rows, skipped, written = [], 0, 0
+    done = 0
     with counting("infer", total, "inputs", start, show_progress) as advance:
         for chunk in run.chunks:
             skipped += sum(bad for _, _, bad in chunk)
@@ -362,6 +363,7 @@ def infer(
             else:
                 table_rows.extend(shown)
             advance(len(chunk))
+            done += len(chunk)
     if writer:
         writer.close()
         before = f" ({start} were there already)" if start else ""
@@ -374,7 +376,7 @@ def infer(
             sys.stdout.write(line)
         sys.stdout.flush()
     if skipped:
-        print(f"skipped {skipped} of {total - start} inputs (--skip-bad): their rows say why", file=sys.stderr)
+        print(f"skipped {skipped} of {done} inputs (--skip-bad): their rows say why", file=sys.stderr)
 
 
 def _interactive() -> bool:

@@ -913,7 +913,7 @@ def interrupted(trainer, out: Path, command: str) -> Interrupted:
         return Interrupted(f"interrupted at step {step}, before the first checkpoint: nothing to resume",
                            f"run `{command or 'the same command'}` again (add --overwrite if {out} is not empty)")
     words = [w for w in shlex.split(command) if w != "--overwrite"] if command else []
-    again = shlex.join(words + ([] if "--resume" in words else ["--resume"])) if words else f"the same command with --resume"
+    again = shlex.join(words + ([] if "--resume" in words else ["--resume"])) if words else "the same command with --resume"
     if words and not any(w in ("-o", "--output-dir") or w.startswith("--output-dir=") for w in words):
         again += f" -o {shlex.quote(str(out))}"
     return Interrupted(f"interrupted at step {step}; {Path(ckpt).name} is saved in {out}", f"resume with: {again}")
@@ -1061,11 +1061,13 @@ def infer_defaults(run: Run, options: dict) -> dict:
 
 @dataclass
 class Inference:
-    """What `infer_stream` hands back: the task, every input in order as the user gave it (its row's "input"), and
-    the rows a chunk at a time, from input `start` on."""
+    """What `infer_stream` hands back: the task, how many inputs there are (None: not known before the end, as
+    with stdin), the input just before `start` as its row names it (what an --output file's last row must be
+    for), and the rows a chunk at a time."""
 
     task: Any
-    inputs: list
+    total: int | None
+    before_start: Any
     chunks: Any  # iterator of lists of (input, result, is_error)
 
 
@@ -1087,9 +1089,11 @@ def infer_stream(
     chunk_size: int | None = None,
 ) -> Inference:
     """Inference a chunk of inputs at a time, in input order (taskcli/inference.py): the model is loaded once,
-    inputs are encoded (media decoded) a chunk at a time, and each chunk's rows are handed back before the next
-    begins, so the first rows come out early and finished rows are not held. `start` skips the inputs an
-    --output file already holds (--resume)."""
+    inputs are read lazily and parsed (media decoded) a chunk at a time, and each chunk's rows are handed back
+    before the next begins, so the first rows come out early and memory does not grow with the input count.
+    `start` skips the inputs an --output file already holds (--resume)."""
+    import itertools
+
     from taskcli import inference
 
     options = dict(options or {})
@@ -1097,21 +1101,28 @@ def infer_stream(
     run, mdl = load_for_inference(task, model, recipe, sets, smoke)
     try:
         steps, ctx = infer_session(run, mdl, options)
-        todo = inference.entries(ctx, steps, inputs)
-        if not todo:
+        found = inference.entries(ctx, steps, inputs)
+        total = len(found) if isinstance(found, list) else found.total
+        todo = iter(found)
+        skipped = list(itertools.islice(todo, start))
+        first = next(todo, None)
+        if first is None and not skipped:
             raise TaskcliError("no inputs given", "pass texts/files as arguments, or - to read stdin")
     except BaseException:
         run.close()
         raise
-    size = chunk_size or max(8 * ctx.batch_size, 256)
+    # decoded images and recordings are far bigger than lines of text: media chunks hold a few batches
+    size = chunk_size or (max(8 * ctx.batch_size, 256) if run.task.modality == "text" else 4 * ctx.batch_size)
 
     def chunks():
         try:
-            yield from inference.stream(ctx, steps, todo[start:], size)
+            if first is not None:
+                yield from inference.stream(ctx, steps, itertools.chain([first], todo), size)
         finally:
             run.close()
 
-    return Inference(run.task, [raw for _, raw in todo], chunks())
+    before = skipped[-1][1] if len(skipped) == start and start else None
+    return Inference(run.task, total, before, chunks())
 
 
 def infer(task: str, inputs: list[str], **kwargs) -> tuple[Any, list[Any], list[dict]]:

@@ -51,23 +51,6 @@ def expand_inputs(args: list[str], suffixes: set[str], kind: str) -> list[str]:
     return out
 
 
-def read_media(paths: list[str], load, error: type[Exception], options: dict):
-    """The inputs as inputs.Inputs: each file decoded once by `load`; one that raises `error` stops the run, or
-    with --skip-bad becomes an error row (inputs.gather). Decoded values are cached in options["_decoded"] so
-    predict does not decode them again."""
-    from taskcli import inputs
-
-    decoded: dict = {}
-
-    def use(path: str) -> str:
-        decoded[path] = load(path)
-        return path
-
-    kept = inputs.gather(((p, p) for p in paths), use, options, errors=(error,))
-    options["_decoded"] = decoded
-    return kept
-
-
 def output_paths(folder: str, sources: list[str], suffixes: tuple[str, ...],
                  option: str = "--save-maps") -> dict[str, list[Path]]:
     """Where `infer --save-maps DIR` (or `option` DIR, e.g. --save-overlays) writes each input's files:

@@ -132,13 +132,6 @@ def expand_inputs(args: list[str]) -> list[str]:
     return files.expand_inputs(args, IMAGE_SUFFIXES, "image")
 
 
-def read_inputs(args: list[str], options: dict) -> list[str]:
-    """`taskcli infer` arguments -> image paths, each decoded once; see files.read_media."""
-    from taskcli import files
-
-    return files.read_media(expand_inputs(args), load, BadImage, options)
-
-
 def has_images(folder: Path) -> bool:
     from taskcli import files
 

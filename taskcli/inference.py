@@ -18,14 +18,16 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from taskcli.errors import TaskcliError
-from taskcli.inputs import BadInput
+from taskcli.inputs import BadInput, Entries
 from taskcli.task import Context, Encoded, Steps
 
 
-def entries(ctx: Context, steps: Steps, args: list[str]) -> list[tuple[str, Any]]:
-    """CLI arguments -> (where, input) pairs in order: the task's own `read`, else text lines or media files."""
+def entries(ctx: Context, steps: Steps, args: list[str]):
+    """CLI arguments -> (where, input) pairs in order: the task's own `read`, else text lines (inputs.Entries,
+    read lazily) or media files (a list of paths)."""
     if steps.read is not None:
-        return list(steps.read(ctx, args))
+        found = steps.read(ctx, args)
+        return found if isinstance(found, (list, Entries)) else list(found)
     modality = ctx.run.task.modality
     if modality == "text":
         from taskcli.inputs import text_entries
@@ -95,14 +97,17 @@ def predict(ctx: Context, steps: Steps, encoded: list[Encoded]) -> list[dict]:
             for i, enc in enumerate(encoded)]
 
 
-def stream(ctx: Context, steps: Steps, todo: list[tuple[str, Any]], chunk_size: int) -> Iterator[list]:
-    """Lists of (input, result, is_error) in input order, a chunk at a time. The first chunk is one batch, each
-    next one twice the last, up to `chunk_size`: early rows come out fast, later ones get length-sorted batches."""
+def stream(ctx: Context, steps: Steps, todo: Iterable[tuple[str, Any]], chunk_size: int) -> Iterator[list]:
+    """Lists of (input, result, is_error) in input order, a chunk at a time, reading `todo` only as far as the
+    chunk. The first chunk is one batch, each next one twice the last, up to `chunk_size`: early rows come out
+    fast, later ones get length-sorted batches."""
+    import itertools
+
     skip_bad = bool(ctx.options.get("skip_bad"))
-    size, start, kept, skipped, truncated = ctx.batch_size, 0, 0, 0, 0
-    while start < len(todo):
-        chunk = todo[start:start + size]
-        start, size = start + len(chunk), min(2 * size, max(chunk_size, ctx.batch_size))
+    size, kept, skipped, truncated = ctx.batch_size, 0, 0, 0
+    todo = iter(todo)
+    while chunk := list(itertools.islice(todo, size)):
+        size = min(2 * size, max(chunk_size, ctx.batch_size))
         encoded = encode(ctx, steps, chunk, skip_bad)
         results = iter(predict(ctx, steps, [e for e in encoded if not isinstance(e, Bad)]))
         rows = [(raw, {"error": e.reason}, True) if isinstance(e, Bad) else (raw, next(results), False)
@@ -121,6 +126,14 @@ def stream(ctx: Context, steps: Steps, todo: list[tuple[str, Any]], chunk_size: 
 
 
 def results(ctx: Context, steps: Steps, inputs: Iterable[tuple[str, Any]]) -> list[dict]:
-    """All results of (where, input) pairs at once (no chunks); a bad input raises. For callers that hold their
-    inputs already (serve, the run report's worst examples)."""
+    """All results of (where, input) pairs at once (no chunks); a bad input raises."""
     return predict(ctx, steps, encode(ctx, steps, list(inputs), skip_bad=False))
+
+
+def predict_args(run, model, args: list[str], options: dict) -> list[dict]:
+    """Results of `taskcli infer` arguments (texts, files) in one piece, for callers that hold a loaded model (the
+    run report's worst examples, the benchmarks)."""
+    from taskcli import engine
+
+    steps, ctx = engine.infer_session(run, model, dict(options))
+    return results(ctx, steps, entries(ctx, steps, args))

@@ -1,13 +1,13 @@
 """Reading `taskcli infer` inputs, and the one rule every task keeps: each input gives exactly one output row.
 
-Texts are literal arguments, text files (one input per line) or `-` for stdin; a line that is a JSON object is
-kept as a dict (structured inputs such as QA's question/context). Every line counts, blank ones included, so
-rows out match lines in. Media tasks read files the same way through files.read_media.
+Texts are literal arguments, text files (one input per line) or `-` for stdin, read lazily (`Entries`); a line
+that is a JSON object is kept as a dict (structured inputs such as QA's question/context). Every line counts,
+blank ones included, so rows out match lines in. Media tasks take file paths (files.expand_inputs).
 
-`gather` is the single mechanism for inputs that cannot be used (an empty line, a fill-mask text without a mask,
-an unreadable image): without --skip-bad the first one stops the run with an error naming where it is
-(`input 2`, `stdin line 3`, `notes.txt:3`, or the file); with --skip-bad it is reported on stderr and set aside
-in `Inputs.bad`, and the engine (infer_stream) puts an error row in its place.
+An input a task's `parse` step cannot use (an empty line, a fill-mask text without a mask, an unreadable image)
+raises `BadInput` (or the media loader's own error, which names its file): taskcli/inference.py then stops the run
+with an error naming where it is (`input 2`, `stdin line 3`, `notes.txt:3`, or the file), or with --skip-bad
+reports it on stderr and puts an error row in its place.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterator
 
 from taskcli.errors import TaskcliError
 
@@ -37,35 +37,6 @@ class BadInput(TaskcliError):
 
 def empty() -> BadInput:
     return BadInput("is empty", "empty input", "remove it")
-
-
-class Inputs(list):
-    """What predict takes, in input order; `bad` holds the inputs --skip-bad set aside, by their position among
-    all the inputs, as their error rows ({"input": ..., "error": ...})."""
-
-    def __init__(self, items: Iterable = ()):
-        super().__init__(items)
-        self.bad: dict[int, dict] = {}
-
-
-def gather(entries: Iterable[tuple[str, Any]], use: Callable[[Any], Any], options: dict,
-           errors: tuple[type[Exception], ...] = (BadInput,)) -> Inputs:
-    """entries: (where, input) pairs in order; use(input) -> what predict takes, raising one of `errors` (BadInput,
-    or a media loader's own error, which names its file) for an input that cannot be used."""
-    out = Inputs()
-    for position, (where, raw) in enumerate(entries):
-        try:
-            out.append(use(raw))
-        except errors as err:
-            located = err.at(where) if isinstance(err, BadInput) else err
-            if not options.get("skip_bad"):
-                raise located from None
-            print(f"skipped: {getattr(located, 'message', located)}", file=sys.stderr)
-            reason = err.reason if isinstance(err, BadInput) else getattr(err, "message", str(err))
-            out.bad[position] = {"input": raw, "error": reason}
-    if out.bad and not out:
-        raise TaskcliError(f"none of the {len(out.bad)} inputs could be used", "see the messages above")
-    return out
 
 
 def _parsed(line: str):
@@ -93,30 +64,82 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def arg_entries(arg: str, n: int) -> list[tuple[str, Any]]:
-    """(where, input) for argument number `n`: '-' (stdin lines), an existing file (its lines), or the text itself
-    (a JSON argument may hold several lines)."""
+def _lines_of(stream, where: str, what: str, hint: str) -> Iterator[tuple[str, Any]]:
+    """(where:k, input) for each line of a binary stream, decoded one line at a time (only \\n ends a line, as in
+    `lines`), so a bad byte is reported with its line."""
+    for k, raw in enumerate(stream, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise TaskcliError(f"{what} is not UTF-8 text (line {k})", hint) from None
+        yield f"{where}{k}", _parsed(line.rstrip("\n").removesuffix("\r"))
+
+
+def _file_lines(path: Path, arg: str) -> Iterator[tuple[str, Any]]:
+    with path.open("rb") as fh:
+        yield from _lines_of(fh, f"{arg}:", f"input file {arg}", "pass a text file, one input per line")
+
+
+def _stdin_lines() -> Iterator[tuple[str, Any]]:
+    yield from _lines_of(sys.stdin.buffer, "stdin line ", "stdin", "pipe UTF-8 text, one input per line")
+
+
+def _count_lines(path: Path) -> int:
+    n, last = 0, b"\n"
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            n, last = n + block.count(b"\n"), block[-1:]
+    return n + (last != b"\n")
+
+
+class Entries:
+    """(where, input) pairs of `taskcli infer` arguments, read lazily: a file's lines as they are needed, stdin as
+    it comes, so memory does not grow with the input count. `total` is known up front (files' lines are counted
+    first, which is fast) unless stdin is among them."""
+
+    def __init__(self, args: list[str]):
+        self.parts = [_part(arg, n) for n, arg in enumerate(args, 1)]
+        counts = [count for count, _ in self.parts]
+        self.total = None if None in counts else sum(counts)
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        for _, entries in self.parts:
+            yield from entries()
+
+    def __radd__(self, before: list) -> "Entries":
+        """`[(where, input), ...] + entries`: those first (e.g. QA's --question/--context)."""
+        out = Entries([])
+        out.parts = [(len(before), lambda: iter(before)), *self.parts]
+        out.total = None if self.total is None else len(before) + self.total
+        return out
+
+
+def _part(arg: str, n: int):
+    """(how many entries, a function giving them) for argument number `n`: '-' (stdin lines), an existing file
+    (its lines), or the text itself (a JSON argument may hold several lines)."""
     if arg == "-":
-        return [(f"stdin line {k}", _parsed(line)) for k, line in enumerate(lines(sys.stdin.read()), 1)]
+        return None, _stdin_lines
     path = Path(arg).expanduser()
     if len(arg) < 1024 and "\n" not in arg and not arg.lstrip().startswith("{") and _is_file(path):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise TaskcliError(f"input file {arg} is not UTF-8 text", "pass a text file, one input per line") from None
-        return [(f"{arg}:{k}", _parsed(line)) for k, line in enumerate(lines(text), 1)]
+        return _count_lines(path), lambda: _file_lines(path, arg)
     if path.suffix.lower() in _FILE_SUFFIXES and " " not in arg:
         raise TaskcliError(f"input file not found: {arg}", "check the path (or quote the text you meant)")
     if not arg.lstrip().startswith("{"):
-        return [(f"input {n}", arg)]
-    found = lines(arg)
-    if len(found) == 1:
-        return [(f"input {n}", _parsed(found[0]))]
-    return [(f"input {n} line {k}", _parsed(line)) for k, line in enumerate(found, 1)]
+        found = [(f"input {n}", arg)]
+    elif len(lines(arg)) == 1:
+        found = [(f"input {n}", _parsed(arg))]
+    else:
+        found = [(f"input {n} line {k}", _parsed(line)) for k, line in enumerate(lines(arg), 1)]
+    return len(found), lambda: iter(found)
 
 
-def text_entries(args: list[str]) -> list[tuple[str, Any]]:
-    return [entry for n, arg in enumerate(args, 1) for entry in arg_entries(arg, n)]
+def arg_entries(arg: str, n: int) -> Iterator[tuple[str, Any]]:
+    """(where, input) pairs of argument number `n` alone (see `Entries`)."""
+    return _part(arg, n)[1]()
+
+
+def text_entries(args: list[str]) -> Entries:
+    return Entries(args)
 
 
 def text_of(item, keys: tuple[str, ...] = ("text",)) -> str:
@@ -135,16 +158,3 @@ def text_of(item, keys: tuple[str, ...] = ("text",)) -> str:
     if not str(item).strip():
         raise empty()
     return str(item)
-
-
-def read_texts(args: list[str], options: dict, use: Callable[[Any], Any] = text_of,
-               entries: list[tuple[str, Any]] | None = None) -> Inputs:
-    """Text inputs through `gather`: blank ones are empty inputs; `use` turns each into what predict takes.
-    `entries` replaces the arguments' own entries (a task that reads some arguments its own way)."""
-
-    def checked(item):
-        if isinstance(item, str) and not item.strip():
-            raise empty()
-        return use(item)
-
-    return gather(text_entries(args) if entries is None else entries, checked, options)

@@ -14,6 +14,8 @@ Colours are fixed: class id k gets palette colour k % 20, the same in every imag
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from taskcli.errors import TaskcliError
 
 TASKS = ("object-detection", "image-segmentation", "depth-estimation")
@@ -32,28 +34,26 @@ def folder_for(task: str, folder: str | None) -> str | None:
     return folder
 
 
-def plan(options: dict, sources: list[str]) -> None:
-    """With --save-overlays DIR: options["_overlays"] = {input: [DIR/NAME.png]}, checked before any work (see
-    files.output_paths). --save-maps into the same folder would write NAME.png there too: refused up front."""
-    if not options.get("save_overlays"):
-        return
+def plan(folder: str, sources: list[str], maps: dict[str, list[Path]] | None = None) -> dict[str, Path]:
+    """Where --save-overlays DIR draws each input: {input: DIR/NAME.png}, checked before any work (see
+    files.output_paths). `maps`: the --save-maps files planned for the same inputs; one of them at the same path
+    (both options given one folder) would be written twice: refused up front."""
     from taskcli import files
 
-    targets = files.output_paths(options["save_overlays"], sources, (".png",), OPTION)
-    maps = {p.resolve() for paths in (options.get("_outputs") or {}).values() for p in paths}
-    shared = next((p for paths in targets.values() for p in paths if p.resolve() in maps), None)
+    targets = {src: paths[0] for src, paths in files.output_paths(folder, sources, (".png",), OPTION).items()}
+    taken = {p.resolve() for paths in (maps or {}).values() for p in paths}
+    shared = next((p for p in targets.values() if p.resolve() in taken), None)
     if shared is not None:
         raise TaskcliError(f"--save-maps and {OPTION} would both write {shared}", "give them different folders")
-    options["_overlays"] = targets
+    return targets
 
 
-def save(options: dict, source: str, result: dict, draw) -> None:
-    """With --save-overlays: writes draw() (a PIL image) where plan() put this input's overlay and names it in the
-    input's result ("overlay", in --json rows). `draw` is only called when there is somewhere to write it."""
-    target = (options.get("_overlays") or {}).get(source)
-    if target is None:
+def save(path: Path | None, result: dict, draw) -> None:
+    """Writes draw() (a PIL image) to `path`, this input's overlay as plan() put it, and names it in the input's
+    result ("overlay", in --json rows). Without a path (no --save-overlays) nothing is drawn: `draw` is only
+    called when there is somewhere to write it."""
+    if path is None:
         return
-    path = target[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     draw().save(path)
     result["overlay"] = str(path)

@@ -87,20 +87,21 @@ class Writer:
         self.last_input = _cell_value(body[-1][0]) if body else None
         return len(body)
 
-    def check_continues(self, inputs: list) -> None:
-        """The file's last row is for the input the resumed run counts at that place (same inputs, same order)."""
+    def check_continues(self, total: int | None, before) -> None:
+        """The file's last row is for the input the resumed run counts at that place (same inputs, same order):
+        `before` is that input (None when there are fewer inputs than rows), `total` the inputs' count if known."""
         if not self.done:
             return
-        if self.done > len(inputs):
-            raise TaskcliError(f"{self.path} holds {self.done} rows, more than the {len(inputs)} inputs",
+        if before is None or (total is not None and self.done > total):
+            counted = f"the {total} inputs" if total is not None else "the inputs"
+            raise TaskcliError(f"{self.path} holds {self.done} rows, more than {counted}",
                                "resume with the same inputs, or pass --overwrite")
-        expected = inputs[self.done - 1]
         stored = self.last_input
-        same = json.loads(json.dumps(expected, default=float)) == stored if self.kind == "jsonl" else \
-            _cell(expected) == _cell(stored)
+        same = json.loads(json.dumps(before, default=float)) == stored if self.kind == "jsonl" else \
+            _cell(before) == _cell(stored)
         if not same:
             raise TaskcliError(f"{self.path} row {self.done} is for another input ({quoted(stored, 40)}, here "
-                               f"{quoted(expected, 40)})", "resume with the same inputs in the same order, or pass "
+                               f"{quoted(before, 40)})", "resume with the same inputs in the same order, or pass "
                                "--overwrite")
 
     def write(self, rows: list[dict]) -> None:

@@ -41,7 +41,10 @@ class Predictor:
     """The model, and a worker thread that answers queued requests together."""
 
     def __init__(self, run, model, options: dict, max_wait_s: float):
+        from taskcli import engine
+
         self.run, self.model, self.options = run, model, options
+        self.steps, self.ctx = engine.infer_session(run, model, options)
         self.max_wait_s = max_wait_s
         self.media = run.task.modality in ("image", "audio")
         self.files = tempfile.TemporaryDirectory(prefix="taskcli-serve-")
@@ -53,12 +56,13 @@ class Predictor:
 
     # --------------------------------------------------------------------- one request's inputs
 
-    def read(self, inputs: list) -> tuple[list, list, dict]:
-        """(what predict takes, what each row names as its input, the task's decoded media) for one request;
-        TaskcliError for an input the task cannot use (a 400)."""
+    def read(self, inputs: list) -> tuple[list, list]:
+        """(the inputs encoded, what each row names as its input) for one request; TaskcliError for an input the
+        task cannot use (a 400)."""
+        from taskcli import inference
+
         if not inputs:
             raise TaskcliError("no inputs", 'send {"inputs": [...]}')
-        options = dict(self.options)
         names = []
         args = []
         for k, value in enumerate(inputs, 1):
@@ -70,8 +74,8 @@ class Predictor:
                     raise TaskcliError(f"input {k} is a {type(value).__name__}", "send a text or a JSON object")
                 args.append(json.dumps(value if isinstance(value, dict) else {"text": value}))  # never a file path
                 names.append(value)
-        items = self.run.task.read_inputs(self.run, args, options)
-        return list(items), names, options.get("_decoded") or {}
+        todo = inference.entries(self.ctx, self.steps, args)
+        return inference.encode(self.ctx, self.steps, todo, skip_bad=False), names
 
     def _saved(self, value, k: int) -> str:
         if not isinstance(value, dict) or "base64" not in value:
@@ -112,7 +116,7 @@ class Predictor:
                 self._answer(waiting)
 
     def _readable(self, requests: list) -> list:
-        """(items, names, decoded, future) of the requests the task can read; the others are answered (400)."""
+        """(encoded inputs, names, future) of the requests the task can read; the others are answered (400)."""
         out = []
         for inputs, future in requests:
             try:
@@ -122,20 +126,19 @@ class Predictor:
         return out
 
     def _answer(self, waiting: list) -> None:
-        items = [item for w in waiting for item in w[0]]
-        options = dict(self.options)
-        options["_decoded"] = {k: v for w in waiting for k, v in w[2].items()}
+        from taskcli import inference
+
         try:
-            results = self.run.task.predict(self.run, self.model, items, options)
+            results = inference.predict(self.ctx, self.steps, [e for w in waiting for e in w[0]])
         except Exception as err:  # noqa: BLE001 - one failed batch answers its requests, the server goes on
             for w in waiting:
-                w[3].set_exception(err if isinstance(err, TaskcliError) else
+                w[2].set_exception(err if isinstance(err, TaskcliError) else
                                    TaskcliError(f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"))
             return
         self.answered["requests"] += len(waiting)
         self.answered["predict_calls"] += 1
         start = 0
-        for request_items, names, _, future in waiting:
+        for request_items, names, future in waiting:
             mine = results[start:start + len(request_items)]
             start += len(request_items)
             future.set_result([{"input": name, **result} for name, result in zip(names, mine)])

@@ -163,9 +163,7 @@ class Task:
     render: Callable[[Any, dict], list[dict]]
 
     # (run, model) -> the task's inference Steps (a task may pick them by model, e.g. Whisper or CTC)
-    steps: Callable[[Any, Any], Steps] = None  # type: ignore[assignment]
-    read_inputs: Any = None  # LEGACY, being removed
-    predict: Any = None  # LEGACY, being removed
+    steps: Callable[[Any, Any], Steps] = None  # type: ignore[assignment]  (every task sets it)
     # (run, model_source: str, labels: list[str] | None) -> PreTrainedModel; default: `auto_model`.from_pretrained
     load_model: Callable[[Any, str, Any], Any] = lambda run, source, labels: load_pretrained(run, source, labels)
     # (run, datasets.DatasetDict) -> ordered label names, or None for tasks without a label set

@@ -95,7 +95,7 @@ def write(run, model, examples, losses: list[tuple[int, float]], folder: Path) -
             examples = examples.cast_column(column, type(feature)(decode=False))
     folder.mkdir(parents=True, exist_ok=True)
     top = losses[:SHOWN]
-    from taskcli import overlays
+    from taskcli import inference, overlays
 
     visual = run.task.name in overlays.TASKS  # the tasks whose predictions infer --save-overlays draws
     lines = [f"# Worst eval examples\n\nThe {len(top)} highest-loss rows of the first {len(losses)} eval rows, "
@@ -109,9 +109,8 @@ def write(run, model, examples, losses: list[tuple[int, float]], folder: Path) -
             if visual:
                 options["save_overlays"] = str(folder / "worst" / f"{rank:02d}")
             try:
-                items = run.task.read_inputs(run, [source], options)
-                result = run.task.predict(run, model, items, options)[0]
-                rendered = run.task.render(items[0], result)
+                result = inference.predict_args(run, model, [source], options)[0]
+                rendered = run.task.render(source, result)
                 # the table cells infer would show, without its empty ones ("—" marks a row with nothing found)
                 shown_rows = [" ".join(str(v) for v in r.values() if str(v).strip() and str(v) != "—")
                               for r in rendered[:5]]

@@ -129,3 +129,31 @@ def test_skip_bad_rows_are_written_in_place(cli, ner_model, tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["input"] for r in rows] == ["Alice works in Paris", "", "Bob lives in Tokyo"]
     assert rows[1]["error"] == "empty input" and "error" not in rows[0]
+
+
+def test_stdin_is_read_as_it_comes(ner_model, tmp_path):
+    """The first rows come out while stdin is still open: inputs are read lazily, a chunk at a time (the first
+    chunk is one batch), not all before the run starts."""
+    proc = subprocess.Popen([sys.executable, "-m", "taskcli", "infer", "ner", "-", "--model", str(ner_model), "--json",
+                             "--batch-size", "2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=REPO, text=True)
+    try:
+        proc.stdin.write("Alice works in Paris\nBob lives in Berlin\n")
+        proc.stdin.flush()
+        first = json.loads(proc.stdout.readline())  # blocks until a row is out: stdin is still open here
+        assert first["input"] == "Alice works in Paris"
+        assert json.loads(proc.stdout.readline())["input"] == "Bob lives in Berlin"
+        proc.stdin.write("Carol went to Tokyo\n")
+        proc.stdin.close()
+        rest = [json.loads(line) for line in proc.stdout.read().splitlines()]
+        assert [r["input"] for r in rest] == ["Carol went to Tokyo"]
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+
+
+def test_a_file_that_is_not_utf8_is_one_clear_line(cli, ner_model, tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("Alice went to Paris\nZoë went to Köln\n".encode("latin-1"))
+    assert_clean_error(cli("infer", "ner", str(path), "--model", ner_model), f"input file {path} is not UTF-8 text "
+                       "(line 2)")

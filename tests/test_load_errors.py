@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
-
 from conftest import assert_clean_error
 from taskcli.hub import load_error
 

@@ -7,9 +7,13 @@ mixed to mono and resampled to the feature extractor's rate; training clips are 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskcli.task import Task
+from taskcli import audio
+from taskcli.task import Context, Encoded, Steps, Task
 from taskcli.tasks import classification_common
 
 
@@ -81,38 +85,41 @@ def collator(run):
     return AudioCollator(bool(getattr(run.processor, "return_attention_mask", False)))
 
 
-def read_inputs(run, args, options):
-    from taskcli import audio
+@dataclass
+class _Context(Context):
+    fe: Any = None  # the feature extractor (this task's processor)
+    rate: int = 16000
+    top_k: int = 1
+    id2label: dict = field(default_factory=dict)
 
-    return audio.read_inputs(args, options, run.processor.sampling_rate)
 
-
-def predict(run, model, inputs, options):
-    """Length-sorted batches (one by one for models without an attention mask: padding would change them);
-    softmax top-k as the audio-classification pipeline."""
-    import torch
-
-    from taskcli import audio
-    from taskcli.batching import run_sorted
-
+def setup(run, model, options):
     fe = run.processor
-    rate = fe.sampling_rate
-    cache = options.get("_decoded") or {}
-    arrays = [cache[x] if isinstance(x, str) and x in cache else audio.load(x, rate) for x in inputs]
+    # Batches are padded by the default collate, the processor's own `pad`, which adds the attention mask where the
+    # feature extractor makes one. Without it (group-norm wav2vec2-base) padding would change the result: one
+    # input per batch.
     masked = bool(getattr(fe, "return_attention_mask", False))
-    bs = int(options.get("batch_size") or 8) if masked else 1
-    k = int(options.get("top_k") or 1)
-    device = model.device
+    return _Context(run, model, options, int(options["batch_size"]) if masked else 1, fe=fe, rate=fe.sampling_rate,
+                    top_k=int(options.get("top_k") or 1), id2label=model.config.id2label)
 
-    def forward(idx):
-        feats = fe([arrays[i] for i in idx], sampling_rate=rate, return_tensors="pt", padding=True,
-                   return_attention_mask=masked)
-        kw = {"attention_mask": feats.attention_mask.to(device)} if masked else {}
-        with torch.inference_mode():
-            logits = model(feats.input_values.to(device, model.dtype), **kw).logits
-        return classification_common.top_k(logits, k, model.config.id2label)
 
-    return run_sorted([len(a) for a in arrays], bs, forward)
+def parse(ctx, path):
+    """One file decoded to mono at the feature extractor's rate (audio.BadAudio: an error row with --skip-bad)."""
+    return audio.load(path, ctx.rate)
+
+
+def encode(ctx, arrays):
+    """Each clip whole (no cut, as the pipeline), normalised by the feature extractor on its own."""
+    values = ctx.fe(arrays, sampling_rate=ctx.rate).input_values
+    return [Encoded([{"input_values": v}], [len(v)]) for v in values]
+
+
+def decode(ctx, enc, outputs):
+    """Softmax top-k, as the audio-classification pipeline scores."""
+    return classification_common.top_k(outputs[0].logits, ctx.top_k, ctx.id2label)[0]
+
+
+STEPS = Steps(setup=setup, parse=parse, encode=encode, decode=decode, errors=(audio.BadAudio,))
 
 
 TASK = Task(
@@ -133,8 +140,7 @@ TASK = Task(
     preprocess=preprocess,
     collator=collator,
     metrics=classification_common.metrics,
-    read_inputs=read_inputs,
-    predict=predict,
+    steps=lambda run, model: STEPS,
     render=classification_common.render,
     labels=labels,
     params=Params,

@@ -108,42 +108,35 @@ def metrics(run, examples, features):
     return compute
 
 
-def read_inputs(run, args, options):
-    from taskcli import files, images, overlays
-
-    kept_paths = images.read_inputs(args, options)
-    if options.get("save_maps"):  # checked up front: nothing is overwritten, no work is wasted
-        options["_outputs"] = files.output_paths(options["save_maps"], kept_paths, (".npy", ".png"))
-    overlays.plan(options, kept_paths)
-    return kept_paths
+def setup(run, model, options):
+    # the processor keeps each image's size (rounded to 32): batch only equal sizes
+    return vision_common.context(vision_common.VisionContext, run, model, options, same_size=True,
+                                 outputs=("predicted_depth",), map_suffixes=(".npy", ".png"))
 
 
-def predict(run, model, inputs, options):
-    """Batches of same-size images through the processor's own post-processing (back to each input's size)."""
+def decode(ctx, picture, outputs):
+    """The processor's own post-processing (back to the input's size), then the map's range and mean."""
     import numpy as np
     from PIL import Image
 
     from taskcli import overlays
 
-    targets = options.get("_outputs") or {}
-    out: list = [None] * len(inputs)
-    # the processor keeps each image's size (rounded to 32): batch only equal sizes
-    for idx, chunk, outputs in vision_common.forward_batches(run, model, inputs, options, same_size=True):
-        maps = run.processor.post_process_depth_estimation(outputs, target_sizes=[i.size[::-1] for i in chunk])
-        for i, m in zip(idx, maps):
-            depth = m["predicted_depth"].cpu().numpy().astype(np.float32)
-            result = {"min": float(depth.min()), "max": float(depth.max()), "mean": float(depth.mean()),
-                      "size": [int(depth.shape[1]), int(depth.shape[0])]}
-            if inputs[i] in targets:
-                npy, png = targets[inputs[i]]
-                npy.parent.mkdir(parents=True, exist_ok=True)
-                np.save(npy, depth)
-                span = float(depth.max() - depth.min()) or 1.0  # preview: near bright, far dark
-                Image.fromarray(((depth.max() - depth) / span * 255).round().astype(np.uint8)).save(png)
-                result["depth"] = str(npy)
-            overlays.save(options, inputs[i], result, lambda: overlays.depth(depth))
-            out[i] = result
-    return out
+    found = ctx.processor.post_process_depth_estimation(outputs[0], target_sizes=[picture.image.size[::-1]])[0]
+    depth = found["predicted_depth"].cpu().numpy().astype(np.float32)
+    result = {"min": float(depth.min()), "max": float(depth.max()), "mean": float(depth.mean()),
+              "size": [int(depth.shape[1]), int(depth.shape[0])]}
+    if picture.source in ctx.maps:
+        npy, png = ctx.maps[picture.source]
+        npy.parent.mkdir(parents=True, exist_ok=True)
+        np.save(npy, depth)
+        span = float(depth.max() - depth.min()) or 1.0  # preview: near bright, far dark
+        Image.fromarray(((depth.max() - depth) / span * 255).round().astype(np.uint8)).save(png)
+        result["depth"] = str(npy)
+    overlays.save(ctx.overlays.get(picture.source), result, lambda: overlays.depth(depth))
+    return result
+
+
+STEPS = vision_common.steps(setup, decode)
 
 
 def render(item, result):
@@ -169,8 +162,7 @@ TASK = Task(
     preprocess=preprocess,
     collator=collator,
     metrics=metrics,
-    read_inputs=read_inputs,
-    predict=predict,
+    steps=lambda run, model: STEPS,
     render=render,
     params=Params,
     collator_reads_raw=True,

@@ -7,9 +7,11 @@ Eval reports loss and perplexity. Infer accepts the model's own mask token or a 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from typing import Any
 
 from taskcli.errors import TaskcliError
-from taskcli.task import Task
+from taskcli.task import Context, Encoded, Steps, Task
 from taskcli.tasks.lm_common import block_size, MLMParams, context_size, no_metrics, pack, perplexity_callback
 
 GENERIC_MASK = re.compile(r"<mask>|\[mask\]", re.IGNORECASE)
@@ -34,67 +36,78 @@ def collator(run):
     return DataCollatorForLanguageModeling(run.tokenizer(), mlm=True, mlm_probability=run.params.mlm_probability)
 
 
-def read_inputs(run, args, options):
-    from taskcli.inputs import BadInput, read_texts, text_of
+@dataclass
+class _Context(Context):
+    tok: Any = None
+    top_k: int = 5  # fills per mask
+    limit: int = 512  # the model's context, in tokens
 
+
+@dataclass
+class _Text(Encoded):
+    input_ids: list = field(default_factory=list)  # the text's tokens, the masks among them
+
+
+def setup(run, model, options):
     tok = run.tokenizer()
-
-    def use(item):
-        text = text_of(item)
-        # the model's own token is left alone; the generic spellings become it
-        parts = text.split(tok.mask_token)
-        masked = tok.mask_token.join(GENERIC_MASK.sub(lambda m: tok.mask_token, p) for p in parts)
-        if tok.mask_token not in masked:
-            raise BadInput(f"has no mask token: {text[:60]!r}", "no mask token",
-                           f"write {tok.mask_token} where a word is missing (<mask> and [MASK] work too)")
-        return masked
-
-    return read_texts(args, options, use)
+    return _Context(run, model, options, int(options["batch_size"]), tok=tok, top_k=int(options.get("top_k") or 5),
+                    limit=context_size(model.config, tok))
 
 
-def predict(run, model, texts, options):
-    """Batched, length-sorted forward; per mask the top-k tokens, scored and decoded as the pipeline does."""
+def parse(ctx, item):
+    """The text with every mask spelled as the model's own, tokenized: the mask and the length are checked here,
+    so that an input without a mask or too long for the model is an error row of its own with --skip-bad."""
+    from taskcli.inputs import BadInput, text_of
+
+    tok, text = ctx.tok, text_of(item)
+    # the model's own token is left alone; the generic spellings become it
+    parts = text.split(tok.mask_token)
+    masked = tok.mask_token.join(GENERIC_MASK.sub(lambda m: tok.mask_token, p) for p in parts)
+    if tok.mask_token not in masked:
+        raise BadInput(f"has no mask token: {text[:60]!r}", "no mask token",
+                       f"write {tok.mask_token} where a word is missing (<mask> and [MASK] work too)")
+    enc = dict(tok(masked))
+    if len(enc["input_ids"]) > ctx.limit:
+        raise BadInput(f"is {len(enc['input_ids'])} tokens, longer than the model's context ({ctx.limit} tokens)",
+                       "longer than the model's context", "shorten the text around the mask")
+    return enc
+
+
+def encode(ctx, encodings):
+    return [_Text([enc], [len(enc["input_ids"])], input_ids=enc["input_ids"]) for enc in encodings]
+
+
+def forward(ctx, batch):
+    """Per row, the vocabulary probabilities at its mask positions only (not a vocab-sized row per token)."""
+    logits = ctx.model(**batch).logits
+    masks = batch["input_ids"] == ctx.tok.mask_token_id
+    return [logits[j, masks[j]].float().softmax(dim=-1).cpu() for j in range(len(logits))]
+
+
+def decode(ctx, enc, outputs):
+    """Per mask the top-k tokens, scored and decoded as the pipeline does."""
     import numpy as np
-    import torch
 
-    from taskcli.batching import pad_ids, run_sorted
+    tok, probs = ctx.tok, outputs[0]
+    input_ids = np.array(enc.input_ids)
+    positions = np.nonzero(input_ids == tok.mask_token_id)[0]
+    values, preds = probs.topk(min(ctx.top_k, probs.shape[-1]))
+    single = len(positions) == 1
+    masks = []
+    for m, (vals, ps) in enumerate(zip(values.tolist(), preds.tolist())):
+        fills = []
+        for v, p in zip(vals, ps):
+            tokens = input_ids.copy()
+            tokens[positions[m]] = p
+            if tok.pad_token_id is not None:
+                tokens = tokens[tokens != tok.pad_token_id]
+            fills.append({"score": float(v), "token": int(p), "token_str": tok.decode([p]),
+                          "sequence": tok.decode(tokens, skip_special_tokens=single)})
+        masks.append(fills)
+    return {"masks": masks}
 
-    tok = run.tokenizer()
-    top_k = int(options.get("top_k") or 5)
-    ctx = context_size(model.config, tok)
-    enc = tok(texts)["input_ids"]
-    for ids in enc:
-        if len(ids) > ctx:
-            raise TaskcliError(f"an input is {len(ids)} tokens, longer than the model's context ({ctx} tokens)",
-                               "shorten the text around the mask")
-    device = model.device
 
-    def forward(idx):
-        ids, mask = pad_ids([enc[i] for i in idx], tok.pad_token_id if tok.pad_token_id is not None else 0)
-        with torch.inference_mode():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().cpu()
-        results = []
-        for row, i in enumerate(idx):
-            input_ids = np.array(enc[i])
-            positions = np.nonzero(input_ids == tok.mask_token_id)[0]
-            probs = logits[row, torch.as_tensor(positions)].softmax(dim=-1)
-            values, preds = probs.topk(min(top_k, probs.shape[-1]))
-            single = len(positions) == 1
-            masks = []
-            for m, (vals, ps) in enumerate(zip(values.tolist(), preds.tolist())):
-                fills = []
-                for v, p in zip(vals, ps):
-                    tokens = input_ids.copy()
-                    tokens[positions[m]] = p
-                    if tok.pad_token_id is not None:
-                        tokens = tokens[tokens != tok.pad_token_id]
-                    fills.append({"score": float(v), "token": int(p), "token_str": tok.decode([p]),
-                                  "sequence": tok.decode(tokens, skip_special_tokens=single)})
-                masks.append(fills)
-            results.append({"masks": masks})
-        return results
-
-    return run_sorted([len(e) for e in enc], options.get("batch_size", 32), forward)
+STEPS = Steps(setup=setup, parse=parse, encode=encode, forward=forward, decode=decode)
 
 
 def render(text, result):
@@ -128,8 +141,7 @@ TASK = Task(
     preprocess=preprocess,
     collator=collator,
     metrics=no_metrics,
-    read_inputs=read_inputs,
-    predict=predict,
+    steps=lambda run, model: STEPS,
     render=render,
     params=MLMParams,
     callbacks=(perplexity_callback,),

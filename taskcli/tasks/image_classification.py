@@ -8,6 +8,8 @@ and a horizontal flip (params.augment), then the checkpoint's image processor re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.task import ROW, Task, rows_numbered
@@ -78,19 +80,22 @@ def collator(run):
     return ImageCollator(run.processor)
 
 
-def read_inputs(run, args, options):
-    from taskcli import images
+@dataclass
+class _Context(vision_common.VisionContext):
+    top_k: int = 1  # labels per image
 
-    return images.read_inputs(args, options)
+
+def setup(run, model, options):
+    return vision_common.context(_Context, run, model, options, outputs=("logits",),
+                                 top_k=int(options.get("top_k") or 1))
 
 
-def predict(run, model, inputs, options):
-    """Batches of `batch_size` images (all resized alike, so no sorting needed); softmax top-k as the pipeline."""
-    k = int(options.get("top_k") or 1)
-    out: list[dict] = []
-    for _, _, outputs in vision_common.forward_batches(run, model, inputs, options, default_batch_size=32):
-        out.extend(classification_common.top_k(outputs.logits, k, model.config.id2label))
-    return out
+def decode(ctx, picture, outputs):
+    """Softmax top-k, as the pipeline scores."""
+    return classification_common.top_k(outputs[0].logits, ctx.top_k, ctx.id2label)[0]
+
+
+STEPS = vision_common.steps(setup, decode)
 
 
 TASK = Task(
@@ -110,8 +115,7 @@ TASK = Task(
     preprocess=preprocess,
     collator=collator,
     metrics=classification_common.metrics,
-    read_inputs=read_inputs,
-    predict=predict,
+    steps=lambda run, model: STEPS,
     render=classification_common.render,
     labels=labels,
     params=Params,

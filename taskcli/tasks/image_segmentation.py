@@ -189,45 +189,40 @@ def metrics(run, examples, features):
     return compute
 
 
-def read_inputs(run, args, options):
-    from taskcli import files, images, overlays
+def setup(run, model, options):
+    # One size per batch: the processors pad a batch to its largest image (Mask2Former's post-processing does not
+    # undo that padding, so a small image batched with a large one came back distorted); same-size batches give
+    # exactly the pipeline's one-image-at-a-time maps. Per-pixel classifiers give `logits`, universal models
+    # class and mask predictions per query; the processor's post-processing reads whichever its model gives.
+    return vision_common.context(vision_common.VisionContext, run, model, options, same_size=True,
+                                 outputs=("logits", "class_queries_logits", "masks_queries_logits"),
+                                 map_suffixes=(".png",))
 
-    kept_paths = images.read_inputs(args, options)
-    if options.get("save_maps"):  # checked up front: nothing is overwritten, no work is wasted
-        options["_outputs"] = files.output_paths(options["save_maps"], kept_paths, (".png",))
-    overlays.plan(options, kept_paths)
-    return kept_paths
 
-
-def predict(run, model, inputs, options):
-    """Batches through the processor's own post-processing (upsample to each image's size, argmax)."""
+def decode(ctx, picture, outputs):
+    """The processor's own post-processing (upsample to the image's size, argmax), then per-class pixel shares."""
     import numpy as np
     from PIL import Image
 
     from taskcli import overlays
 
-    id2label = model.config.id2label
-    targets = options.get("_outputs") or {}
-    out: list[dict] = []
-    # One size per batch: the processors pad a batch to its largest image (Mask2Former's post-processing does not
-    # undo that padding, so a small image batched with a large one came back distorted); same-size batches give
-    # exactly the pipeline's one-image-at-a-time maps.
-    for idx, chunk, outputs in vision_common.forward_batches(run, model, inputs, options, same_size=True):
-        maps = run.processor.post_process_semantic_segmentation(outputs, target_sizes=[i.size[::-1] for i in chunk])
-        for source, image, label_map in zip([inputs[i] for i in idx], chunk, maps):
-            ids = label_map.cpu().numpy()
-            counts = np.bincount(ids.ravel(), minlength=len(id2label))
-            segments = [{"label": id2label[int(i)], "id": int(i), "share": float(counts[i] / ids.size)}
-                        for i in np.argsort(-counts) if counts[i]]
-            result = {"segments": segments, "size": [int(ids.shape[1]), int(ids.shape[0])]}
-            if source in targets:
-                path = targets[source][0]
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(ids.astype(np.uint8 if ids.max() < 256 else np.int32)).save(path)
-                result["mask"] = str(path)
-            overlays.save(options, source, result, lambda: overlays.segmentation(image, ids))
-            out.append(result)
-    return out
+    image = picture.image
+    label_map = ctx.processor.post_process_semantic_segmentation(outputs[0], target_sizes=[image.size[::-1]])[0]
+    ids = label_map.cpu().numpy()
+    counts = np.bincount(ids.ravel(), minlength=len(ctx.id2label))
+    segments = [{"label": ctx.id2label[int(i)], "id": int(i), "share": float(counts[i] / ids.size)}
+                for i in np.argsort(-counts) if counts[i]]
+    result = {"segments": segments, "size": [int(ids.shape[1]), int(ids.shape[0])]}
+    if picture.source in ctx.maps:
+        path = ctx.maps[picture.source][0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ids.astype(np.uint8 if ids.max() < 256 else np.int32)).save(path)
+        result["mask"] = str(path)
+    overlays.save(ctx.overlays.get(picture.source), result, lambda: overlays.segmentation(image, ids))
+    return result
+
+
+STEPS = vision_common.steps(setup, decode)
 
 
 def render(item, result):
@@ -254,8 +249,7 @@ TASK = Task(
     preprocess=preprocess,
     collator=collator,
     metrics=metrics,
-    read_inputs=read_inputs,
-    predict=predict,
+    steps=lambda run, model: STEPS,
     render=render,
     labels=labels,
     params=Params,

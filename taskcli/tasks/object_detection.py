@@ -12,6 +12,8 @@ with --save-overlays DIR each image with its boxes drawn as DIR/NAME.png (taskcl
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
@@ -136,37 +138,40 @@ def metrics(run, examples, features):
     return compute
 
 
-def read_inputs(run, args, options):
-    from taskcli import images, overlays
-
-    kept_paths = images.read_inputs(args, options)
-    overlays.plan(options, kept_paths)  # checked up front: nothing is overwritten, no work is wasted
-    return kept_paths
+@dataclass
+class _Context(vision_common.VisionContext):
+    threshold: float = 0.5  # keep boxes scoring at least this
+    class_ids: dict = field(default_factory=dict)  # label -> class id: overlay colours, as segmentation's
 
 
-def predict(run, model, inputs, options):
-    """Batches through the processor's own post-processing: boxes in each input's pixels, xmin/ymin/xmax/ymax."""
-    from taskcli import overlays
-
+def setup(run, model, options):
     threshold = float(options["threshold"]) if options.get("threshold") is not None else run.params.threshold
     id2label = model.config.id2label
-    class_ids = {name: int(k) for k, name in id2label.items()}  # overlay colours by class id, as segmentation's
-    out: list[dict] = []
-    for idx, chunk, outputs in vision_common.forward_batches(run, model, inputs, options):
-        found = run.processor.post_process_object_detection(outputs, threshold=threshold,
-                                                            target_sizes=[i.size[::-1] for i in chunk])
-        for f, image, source in zip(found, chunk, [inputs[i] for i in idx]):
-            # DETR's boxes can reach past the image edge: clip them to the picture (0..width, 0..height)
-            w, h = image.size
-            objects = [{"label": id2label[int(c)], "score": float(s),
-                        "box": dict(zip(("xmin", "ymin", "xmax", "ymax"),
-                                        (round(min(max(float(v), 0.0), float(w if k % 2 == 0 else h)), 2)
-                                         for k, v in enumerate(b))))}
-                       for s, c, b in zip(f["scores"], f["labels"], f["boxes"])]
-            result = {"objects": sorted(objects, key=lambda o: -o["score"])}
-            overlays.save(options, source, result, lambda: overlays.boxes(image, result["objects"], class_ids))
-            out.append(result)
-    return out
+    return vision_common.context(_Context, run, model, options, outputs=("logits", "pred_boxes"),
+                                 threshold=threshold, class_ids={name: int(k) for k, name in id2label.items()})
+
+
+def decode(ctx, picture, outputs):
+    """The processor's own post-processing: boxes in the input's pixels, xmin/ymin/xmax/ymax, best first."""
+    from taskcli import overlays
+
+    image = picture.image
+    found = ctx.processor.post_process_object_detection(outputs[0], threshold=ctx.threshold,
+                                                        target_sizes=[image.size[::-1]])[0]
+    # DETR's boxes can reach past the image edge: clip them to the picture (0..width, 0..height)
+    w, h = image.size
+    objects = [{"label": ctx.id2label[int(c)], "score": float(s),
+                "box": dict(zip(("xmin", "ymin", "xmax", "ymax"),
+                                (round(min(max(float(v), 0.0), float(w if k % 2 == 0 else h)), 2)
+                                 for k, v in enumerate(b))))}
+               for s, c, b in zip(found["scores"], found["labels"], found["boxes"])]
+    result = {"objects": sorted(objects, key=lambda o: -o["score"])}
+    overlays.save(ctx.overlays.get(picture.source), result,
+                  lambda: overlays.boxes(image, result["objects"], ctx.class_ids))
+    return result
+
+
+STEPS = vision_common.steps(setup, decode)
 
 
 def render(item, result):
@@ -192,8 +197,7 @@ TASK = Task(
     preprocess=preprocess,
     collator=collator,
     metrics=metrics,
-    read_inputs=read_inputs,
-    predict=predict,
+    steps=lambda run, model: STEPS,
     render=render,
     labels=labels,
     params=Params,

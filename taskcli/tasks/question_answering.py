@@ -7,10 +7,13 @@ infer: every overflow window of a long context is scored, and the best valid (st
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
-from taskcli.task import Task
+from taskcli.task import Context, Encoded, Steps, Task
 
 
 class Params(BaseModel):
@@ -159,13 +162,41 @@ def metrics(run, examples, features):
     return compute
 
 
-def read_inputs(run, args, options):
-    """--question/--context, or JSON objects {"question", "context"} as args, files (JSONL) or stdin."""
+@dataclass
+class _Context(Context):
+    tok: Any = None
+    window: int = 384  # tokens per window: data.max_length within the tokenizer's limit
+    stride: int = 128  # params.doc_stride
+    keys: tuple = ()  # the tokenizer outputs the model takes (token_type_ids only where its forward does)
+    ctx_seq: int = 1  # sequence id of the context in a window: the pad side decides which text comes first
+    max_answer_length: int = 30
+    allow_null: bool = False
+
+
+@dataclass
+class _Item(Encoded):
+    context: str = ""
+    offsets: list = field(default_factory=list)  # per window: character spans of its context tokens, None elsewhere
+
+
+def setup(run, model, options):
+    tok = run.tokenizer()
+    keys = ["input_ids", "attention_mask", "token_type_ids"]
+    if "token_type_ids" not in model.forward.__code__.co_varnames:
+        keys.remove("token_type_ids")
+    return _Context(run, model, options, int(options["batch_size"]), tok=tok,
+                    window=min(run.recipe.data.max_length, tok.model_max_length or 512), stride=run.params.doc_stride,
+                    keys=tuple(keys), ctx_seq=1 if tok.padding_side == "right" else 0,
+                    max_answer_length=run.params.max_answer_length, allow_null=bool(run.params.allow_no_answer))
+
+
+def read(ctx, args):
+    """--question/--context first, then JSON objects {"question", "context"} as args, files (JSONL) or stdin."""
     from pathlib import Path
 
-    from taskcli.inputs import BadInput, read_texts, text_entries, text_of
+    from taskcli.inputs import text_entries
 
-    entries = []
+    options, entries = ctx.options, []
     if options.get("question") or options.get("context"):
         if not (options.get("question") and options.get("context")):
             raise TaskcliError("question-answering needs both --question and --context")
@@ -173,44 +204,49 @@ def read_inputs(run, args, options):
         if len(context) < 1024 and "\n" not in context and Path(context).suffix and Path(context).is_file():
             context = Path(context).read_text(encoding="utf-8")
         entries.append(("--question/--context", {"question": options["question"], "context": context}))
-
-    def use(item):
-        if not (isinstance(item, dict) and "question" in item and "context" in item):
-            raise BadInput("is not a JSON object with 'question' and 'context'", "no 'question' and 'context'",
-                           'pass {"question": "...", "context": "..."} lines, or --question/--context')
-        return {"question": text_of(item, ("question",)), "context": text_of(item, ("context",))}
-
-    return read_texts(args, options, use, entries + text_entries(args))
+    return entries + text_entries(args)
 
 
-def predict(run, model, items, options):
-    import torch
+def parse(ctx, item):
+    from taskcli.inputs import BadInput, empty, text_of
 
-    from taskcli.batching import run_sorted
+    if isinstance(item, str) and not item.strip():
+        raise empty()
+    if not (isinstance(item, dict) and "question" in item and "context" in item):
+        raise BadInput("is not a JSON object with 'question' and 'context'", "no 'question' and 'context'",
+                       'pass {"question": "...", "context": "..."} lines, or --question/--context')
+    return text_of(item, ("question",)), text_of(item, ("context",))
 
-    tok = run.tokenizer()
-    limit = min(run.recipe.data.max_length, tok.model_max_length or 512)
-    enc, _ = _windows(tok, [i["question"] for i in items], [i["context"] for i in items], limit, run.params.doc_stride)
-    sample_map = enc["overflow_to_sample_mapping"]
-    offsets = [[o if enc.sequence_ids(k)[j] == (1 if tok.padding_side == "right" else 0) else None
-                for j, o in enumerate(offs)] for k, offs in enumerate(enc["offset_mapping"])]
-    model_keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-    if "token_type_ids" in model_keys and "token_type_ids" not in model.forward.__code__.co_varnames:
-        model_keys.remove("token_type_ids")
-    windows = [{k: enc[k][w] for k in model_keys} for w in range(len(enc["input_ids"]))]
 
-    def forward(idx):
-        batch = tok.pad([windows[w] for w in idx], return_tensors="pt").to(model.device)
-        with torch.inference_mode():
-            out = model(**batch)
-        s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
-        return [(s[j], e[j]) for j in range(len(idx))]
+def encode(ctx, pairs):
+    """Each (question, context) as overflow windows of its context (several for a long one)."""
+    enc, _ = _windows(ctx.tok, [q for q, _ in pairs], [c for _, c in pairs], ctx.window, ctx.stride)
+    out = [_Item([], [], context=c) for _, c in pairs]
+    for w, owner in enumerate(enc["overflow_to_sample_mapping"]):
+        seq_ids = enc.sequence_ids(w)
+        out[owner].features.append({k: enc[k][w] for k in ctx.keys if k in enc})
+        out[owner].lengths.append(len(enc["input_ids"][w]))
+        out[owner].offsets.append([o if seq_ids[j] == ctx.ctx_seq else None
+                                   for j, o in enumerate(enc["offset_mapping"][w])])
+    return out
 
-    logits = run_sorted([len(w["input_ids"]) for w in windows], options.get("batch_size", 32), forward)
-    allow_null = bool(run.params.allow_no_answer)
-    answers = best_answers([l[0] for l in logits], [l[1] for l in logits], offsets, list(sample_map),
-                           [i["context"] for i in items], run.params.max_answer_length, allow_null)
-    return [answers[i] for i in range(len(items))]
+
+def forward(ctx, batch):
+    """Per window, (start logits, end logits) of its own tokens (padding dropped)."""
+    out = ctx.model(**batch)
+    s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+    real = batch["attention_mask"].bool().cpu().numpy()
+    return [(s[j][real[j]], e[j][real[j]]) for j in range(len(s))]
+
+
+def decode(ctx, enc, logits):
+    """The best span over all the input's windows (see best_answers)."""
+    answers = best_answers([s for s, _ in logits], [e for _, e in logits], enc.offsets, [0] * len(logits),
+                           [enc.context], ctx.max_answer_length, ctx.allow_null)
+    return answers[0]
+
+
+STEPS = Steps(setup=setup, read=read, parse=parse, encode=encode, forward=forward, decode=decode)
 
 
 def render(item, result):
@@ -237,8 +273,7 @@ TASK = Task(
     preprocess=preprocess,
     collator=collator,
     metrics=metrics,
-    read_inputs=read_inputs,
-    predict=predict,
+    steps=lambda run, model: STEPS,
     render=render,
     params=Params,
 )

@@ -1,14 +1,20 @@
 """Shared by summarization and translation: encoder-decoder models, one Seq2SeqTrainer path.
 
 The engine trains and evaluates them with Seq2SeqTrainer and predict_with_generate (Task.seq2seq=True);
-these helpers tokenize (source, target) pairs, decode generated ids for the metrics, and run batched,
-length-sorted generate() for `infer` (transformers 5 has no summarization/translation pipeline); sources
-longer than data.max_length are truncated to it, and `generate_rows` says so.
+these helpers tokenize (source, target) pairs, decode generated ids for the metrics, and give the inference
+steps around generate() for `infer` (transformers 5 has no summarization/translation pipeline); sources
+longer than data.max_length are truncated to it, and their rows say so.
 
 Not a task module (no TASK): imported by the two task modules' hooks.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskcli.task import Context, Encoded, Steps
+
 
 def load_model(run, source, labels):
     from transformers import AutoModelForSeq2SeqLM
@@ -78,32 +84,48 @@ def decode_eval(tok, pred):
     return texts, refs, gen_len
 
 
-def generate(run, model, sources: list[str], options: dict, extra_generate: dict | None = None) -> list[str]:
-    """Batched generate(), longest inputs first (less padding), results in input order."""
-    import torch
-
-    from taskcli import generation
-    from taskcli.batching import pad_ids, run_sorted
-
-    tok = run.tokenizer()
-    gen = generation.settings(run, model, options, default_max_new_tokens=128)
-    gen.update(extra_generate or {})
-    enc = tok(sources, max_length=run.recipe.data.max_length, truncation=True)["input_ids"]
-    device = model.device
-
-    def batch(idx):
-        ids, mask = pad_ids([enc[i] for i in idx], tok.pad_token_id)
-        with torch.inference_mode():
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen)
-        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
-
-    return run_sorted([len(e) for e in enc], options.get("batch_size", 16), batch)
+@dataclass
+class _Context(Context):
+    tok: Any = None
+    gen: dict = field(default_factory=dict)  # generate()'s settings (taskcli.generation)
+    max_length: int = 512  # data.max_length: longer sources are cut to it, and their rows say so
+    prefix: str = ""  # params.prefix, put before every source (T5's "summarize: ")
+    key: str = ""  # the result's field: "summary_text", "translation_text"
 
 
-def generate_rows(run, model, sources: list[str], options: dict, key: str) -> list[dict]:
-    """`infer` results {key: generated text}; rows of sources cut to data.max_length say so (see truncation.py)."""
-    from taskcli import truncation
+@dataclass
+class _Source(Encoded):
+    tokens: int = 0  # the source's untruncated length
 
-    rows = [{key: text} for text in generate(run, model, sources, options)]
-    counts = truncation.token_counts(run.tokenizer(), sources)
-    return truncation.mark(rows, counts, run.recipe.data.max_length, "data.max_length")
+
+def steps(key: str, parse, read=None) -> Steps:
+    """A seq2seq task's inference: `parse` (ctx, input) -> source text; results are {key: generated text}."""
+
+    def setup(run, model, options):
+        from taskcli import generation
+
+        max_length = run.recipe.data.max_length
+        return _Context(run, model, options, int(options["batch_size"]), (max_length, "data.max_length"),
+                        tok=run.tokenizer(), gen=generation.settings(run, model, options, default_max_new_tokens=128),
+                        max_length=max_length, prefix=run.params.prefix, key=key)
+
+    return Steps(setup=setup, read=read, parse=parse, encode=encode, forward=forward, decode=decode)
+
+
+def encode(ctx, texts):
+    sources = [ctx.prefix + t for t in texts]
+    full = ctx.tok(sources, verbose=False)["input_ids"]
+    enc = ctx.tok(sources, max_length=ctx.max_length, truncation=True)
+    return [_Source([{k: enc[k][i] for k in ("input_ids", "attention_mask")}], [len(enc["input_ids"][i])],
+                    tokens=len(ids)) for i, ids in enumerate(full)]
+
+
+def forward(ctx, batch):
+    return list(ctx.model.generate(**batch, **ctx.gen).cpu())
+
+
+def decode(ctx, enc, outputs):
+    row = {ctx.key: ctx.tok.decode(outputs[0], skip_special_tokens=True).strip()}
+    if enc.tokens > ctx.max_length:
+        row.update(truncated=True, input_tokens=enc.tokens)
+    return row

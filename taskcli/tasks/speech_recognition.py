@@ -1,7 +1,9 @@
 """automatic-speech-recognition: audio file -> transcript. Whisper (seq2seq + generate) or CTC (Wav2Vec2 & co).
 
 Which of the two a run is comes from the checkpoint's config (encoder-decoder -> seq2seq generation, otherwise
-CTC), so `taskcli infer asr clip.flac --model DIR` works for either kind without naming a recipe.
+CTC), so `taskcli infer asr clip.flac --model DIR` works for either kind without naming a recipe. This module
+holds the task and its training side; the two kinds' inference are separate pieces, speech_whisper.py and
+speech_ctc.py, and `steps` picks one by the loaded model.
 
 CTC checkpoints without a tokenizer (e.g. facebook/wav2vec2-base, and the --smoke tiny model) get a character
 vocabulary built from the training transcripts, normalised as the recipe says (space -> "|", plus <pad>, <unk>),
@@ -298,166 +300,15 @@ def _ctc_frames(run, n_samples: list[int]) -> list[int]:
 # ----------------------------------------------------------------------------- inference
 
 
-def read_inputs(run, args, options):
-    """Paths (files, dirs, globs, - for stdin); each decoded once here, bad ones reported (--skip-bad) or fatal."""
-    from taskcli import audio
+def steps(run, model):
+    """Whisper or CTC by the loaded model itself (not the recipe), so either kind of checkpoint just works."""
+    if getattr(model.config, "is_encoder_decoder", False):
+        from taskcli.tasks import speech_whisper
 
-    return audio.read_inputs(args, options, run.processor.feature_extractor.sampling_rate)
+        return speech_whisper.STEPS
+    from taskcli.tasks import speech_ctc
 
-
-def _arrays(run, inputs, options):
-    from taskcli import audio
-
-    rate = run.processor.feature_extractor.sampling_rate
-    cache = options.get("_decoded") or {}
-    return [cache[x] if isinstance(x, str) and x in cache else audio.load(x, rate) for x in inputs]
-
-
-def predict(run, model, inputs, options):
-    arrays = _arrays(run, inputs, options)
-    if run.state.get("asr_kind") == "seq2seq":
-        return _predict_seq2seq(run, model, arrays, options)
-    return _predict_ctc(run, model, arrays, options)
-
-
-def _gen_kwargs(run, model, options) -> dict:
-    from taskcli import generation
-
-    gen = generation.settings(run, model, options)
-    if getattr(model.generation_config, "lang_to_id", None):
-        language = options.get("language", run.params.language)
-        if language is not None:
-            gen["language"] = language
-        gen["task"] = options.get("task") or run.params.task
-    elif options.get("language") or options.get("task") == "translate":
-        raise TaskcliError("--language/--task need a multilingual Whisper model", "drop them for this model")
-    return gen
-
-
-def _predict_seq2seq(run, model, arrays, options):
-    import torch
-
-    from taskcli.batching import run_sorted
-
-    fe, tok = run.processor.feature_extractor, run.tokenizer()
-    rate, window = fe.sampling_rate, fe.n_samples
-    timestamps = bool(options.get("timestamps"))
-    gen = _gen_kwargs(run, model, options)
-    bs = int(options.get("batch_size") or 8)
-    device, dtype = model.device, model.dtype
-    precision = float(getattr(fe, "hop_length", 160)) * 2 / rate  # seconds per timestamp token (0.02)
-
-    def short(idx):
-        feats = fe([arrays[i] for i in idx], sampling_rate=rate, return_tensors="pt")
-        with torch.inference_mode():
-            # one decoding pass per clip (short-form): a stray timestamp token must not start another segment
-            ids = model.generate(feats.input_features.to(device, dtype), return_timestamps=timestamps,
-                                 force_unique_generate_call=True, **gen)
-        return [_result(tok, row, timestamps, precision, len(arrays[i]) / rate) for i, row in zip(idx, ids)]
-
-    def long(idx):
-        feats = fe([arrays[i] for i in idx], sampling_rate=rate, return_tensors="pt", truncation=False,
-                   padding="longest", return_attention_mask=True)
-        with torch.inference_mode():
-            ids = model.generate(feats.input_features.to(device, dtype), attention_mask=feats.attention_mask.to(device),
-                                 return_timestamps=True, **gen)
-        return [_result(tok, row, timestamps, precision, len(arrays[i]) / rate) for i, row in zip(idx, ids)]
-
-    out: list = [None] * len(arrays)
-    for fn, group in ((long, [i for i, a in enumerate(arrays) if len(a) > window]),
-                      (short, [i for i, a in enumerate(arrays) if len(a) <= window])):
-        if not group:
-            continue
-        results = run_sorted([len(arrays[i]) for i in group], bs, lambda idx: fn([group[j] for j in idx]))
-        for i, r in zip(group, results):
-            out[i] = r
-    return out
-
-
-def _result(tok, ids, timestamps: bool, precision: float, duration: float) -> dict:
-    ids = [int(t) for t in ids]
-    text = tok.decode(ids, skip_special_tokens=True).strip()
-    if not timestamps:
-        return {"text": text}
-    decoded = tok.decode(ids, skip_special_tokens=True, output_offsets=True, time_precision=precision)
-    chunks = [{"text": o["text"].strip(), "timestamp": [round(float(o["timestamp"][0]), 2),
-                                                        round(float(o["timestamp"][1]), 2)]}
-              for o in decoded.get("offsets", []) if o["text"].strip()]
-    if not chunks and text:  # no timestamp tokens came out: the whole clip is one segment
-        chunks = [{"text": text, "timestamp": [0.0, round(duration, 2)]}]
-    return {"text": text, "chunks": chunks}
-
-
-def _predict_ctc(run, model, arrays, options):
-    import numpy as np
-    import torch
-
-    from taskcli.batching import run_sorted
-
-    fe, tok = run.processor.feature_extractor, run.tokenizer()
-    rate = fe.sampling_rate
-    masked = bool(getattr(fe, "return_attention_mask", False))
-    # Without an attention mask (group-norm wav2vec2-base) padding would change the result: batch one by one.
-    bs = int(options.get("batch_size") or 8) if masked else 1
-    ratio = int(getattr(model.config, "inputs_to_logits_ratio", 320))
-    window = int(run.params.chunk_length_s * rate)
-    stride = int(run.params.stride_length_s * rate)
-    device = model.device
-    timestamps = bool(options.get("timestamps"))
-
-    def logits_of(batch):
-        feats = fe(batch, sampling_rate=rate, return_tensors="pt", padding=True, return_attention_mask=masked)
-        kw = {"attention_mask": feats.attention_mask.to(device)} if masked else {}
-        with torch.inference_mode():
-            return model(feats.input_values.to(device, model.dtype), **kw).logits.float().cpu().numpy()
-
-    def ids_of(array) -> np.ndarray:
-        """Argmax ids of a long recording: windows with `stride` context each side, context frames dropped."""
-        pieces, step = [], window - 2 * stride
-        for start in range(0, len(array), step):
-            lo, hi = max(0, start - stride), min(len(array), start + step + stride)
-            lg = logits_of([array[lo:hi]])[0]
-            n_frames = lg.shape[0]
-            left = int(round((start - lo) / ratio))
-            right = int(round((hi - min(len(array), start + step)) / ratio))
-            pieces.append(lg[left: n_frames - right].argmax(-1))
-            if start + step >= len(array):
-                break
-        return np.concatenate(pieces)
-
-    def forward(idx):
-        if len(idx) == 1 and len(arrays[idx[0]]) > window:
-            rows = [ids_of(arrays[idx[0]])]
-        else:
-            lg = logits_of([arrays[i] for i in idx])
-            rows = []
-            for j, i in enumerate(idx):
-                n = int(model._get_feat_extract_output_lengths(torch.tensor(len(arrays[i])))) if masked else lg.shape[1]
-                rows.append(lg[j, :n].argmax(-1))
-        return [_ctc_result(tok, r, timestamps, ratio / rate) for r in rows]
-
-    lengths = [len(a) for a in arrays]
-    long_first = [i for i in range(len(arrays)) if lengths[i] > window]
-    out: list = [None] * len(arrays)
-    for i in long_first:  # long recordings go one at a time, window by window
-        out[i] = forward([i])[0]
-    rest = [i for i in range(len(arrays)) if lengths[i] <= window]
-    if rest:
-        results = run_sorted([lengths[i] for i in rest], bs, lambda idx: forward([rest[j] for j in idx]))
-        for i, r in zip(rest, results):
-            out[i] = r
-    return out
-
-
-def _ctc_result(tok, ids, timestamps: bool, seconds_per_frame: float) -> dict:
-    ids = [int(t) for t in ids]
-    if not timestamps:
-        return {"text": tok.decode(ids).strip()}
-    dec = tok.decode(ids, output_word_offsets=True)
-    chunks = [{"text": w["word"], "timestamp": [round(float(w["start_offset"] * seconds_per_frame), 2),
-                                               round(float(w["end_offset"] * seconds_per_frame), 2)]}
-              for w in dec.word_offsets]
-    return {"text": dec.text.strip(), "chunks": chunks}
+    return speech_ctc.STEPS
 
 
 def render(path, result):
@@ -485,8 +336,7 @@ TASK = Task(
     preprocess=preprocess,
     collator=collator,
     metrics=metrics,
-    read_inputs=read_inputs,
-    predict=predict,
+    steps=steps,
     render=render,
     labels=labels,
     params=Params,

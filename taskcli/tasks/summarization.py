@@ -38,26 +38,36 @@ def preprocess(run, ds, training):
 _WHOLE_FILE = {".txt", ".md", ""}
 
 
-def read_inputs(run, args, options):
+def read(ctx, args):
     """Texts, JSON lines ({"document": ...}), or plain-text files read whole, one document each."""
-    from taskcli.inputs import arg_entries, read_texts, text_of
+    from taskcli.inputs import arg_entries
+
+    def whole_file(arg: str, path: Path) -> bool:
+        try:
+            return arg != "-" and "\n" not in arg and path.suffix.lower() in _WHOLE_FILE and path.is_file()
+        except OSError:  # a text too long to be a file name
+            return False
 
     entries = []
     for n, arg in enumerate(args, 1):
         path = Path(arg).expanduser()
-        if arg != "-" and len(arg) < 4096 and "\n" not in arg and path.is_file() and path.suffix.lower() in _WHOLE_FILE:
+        if len(arg) < 4096 and whole_file(arg, path):
             try:
                 entries.append((arg, path.read_text(encoding="utf-8").strip()))
             except UnicodeDecodeError:
                 raise TaskcliError(f"input file {arg} is not UTF-8 text", "pass a text file") from None
         else:
             entries.extend(arg_entries(arg, n))
-    return read_texts(args, options, lambda item: text_of(item, ("document", "text")), entries)
+    return entries
 
 
-def predict(run, model, texts, options):
-    prefix = run.params.prefix
-    return s2s.generate_rows(run, model, [prefix + t for t in texts], options, "summary_text")
+def parse(ctx, item):
+    from taskcli.inputs import text_of
+
+    return text_of(item, ("document", "text"))
+
+
+STEPS = s2s.steps("summary_text", parse, read)
 
 
 def render(text, result):
@@ -81,8 +91,7 @@ TASK = Task(
     preprocess=preprocess,
     collator=s2s.collator,
     metrics=s2s.generation_metrics(rouge),
-    read_inputs=read_inputs,
-    predict=predict,
+    steps=lambda run, model: STEPS,
     render=render,
     params=Params,
     seq2seq=True,

@@ -10,9 +10,10 @@ result is then marked "streamed": True, and the CLI drops that mark and does not
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
+from typing import Any
 
-from taskcli.errors import TaskcliError
-from taskcli.task import Task
+from taskcli.task import Context, Encoded, Steps, Task
 from taskcli.tasks.lm_common import block_size, CausalCollator, LMParams, context_size, no_metrics, pack, perplexity_callback
 
 def load_processor(run):
@@ -42,10 +43,82 @@ def collator(run):
     return CausalCollator(tok.pad_token_id if tok.pad_token_id is not None else 0)
 
 
-def read_inputs(run, args, options):
-    from taskcli.inputs import read_texts, text_of
+@dataclass
+class _Context(Context):
+    tok: Any = None
+    gen: dict = field(default_factory=dict)  # generate()'s settings (taskcli.generation)
+    limit: int = 1024  # the model's context, in tokens: prompt + new tokens must fit
+    # stream the prompt's tokens to stdout: a person watches it (not --json, no beams) and there is one prompt
+    stream: bool = False
 
-    return read_texts(args, options, lambda item: text_of(item, ("prompt", "text")))
+
+@dataclass
+class _Prompt(Encoded):
+    text: str = ""
+
+
+def setup(run, model, options):
+    from taskcli import generation
+
+    tok = run.tokenizer()
+    gen = generation.settings(run, model, options, default_max_new_tokens=50)
+    watched = bool(options.get("interactive")) and not options.get("as_json") and gen.get("num_beams", 1) == 1
+    return _Context(run, model, options, int(options["batch_size"]), tok=tok, gen=gen,
+                    limit=context_size(model.config, tok), stream=watched)
+
+
+def read(ctx, args):
+    """The arguments' lines; streaming stays on only when they are one prompt."""
+    from taskcli.inputs import text_entries
+
+    todo = text_entries(args)
+    if ctx.stream:
+        total = getattr(todo, "total", None)
+        if total is None:  # stdin: counted by reading it (only when a person watches stdout)
+            todo = list(todo)
+            total = len(todo)
+        ctx.stream = total == 1
+    return todo
+
+
+def parse(ctx, item):
+    """The prompt, tokenized: its length is checked against the context here (an error row of its own)."""
+    from taskcli.inputs import BadInput, text_of
+
+    text = text_of(item, ("prompt", "text"))
+    enc = dict(ctx.tok(text))
+    n, new = len(enc["input_ids"]), ctx.gen["max_new_tokens"]
+    if not n:
+        raise BadInput("is an empty prompt", "an empty prompt", "give each prompt some text")
+    if n >= ctx.limit:
+        raise BadInput(f"is {n} tokens, longer than the model's context ({ctx.limit} tokens)",
+                       "longer than the model's context", "shorten the prompt")
+    if n + new > ctx.limit:
+        raise BadInput(f"({n} tokens) + max_new_tokens ({new}) exceed the model's context "
+                       f"({ctx.limit} tokens)", "prompt + max_new_tokens exceed the model's context",
+                       f"use --max-new-tokens {ctx.limit - n} or less")
+    return text, enc
+
+
+def encode(ctx, prompts):
+    # grouped by length: prompts of a batch are never padded, so batched results equal one-by-one ones
+    return [_Prompt([enc], [len(enc["input_ids"])], group=len(enc["input_ids"]), text=text) for text, enc in prompts]
+
+
+def forward(ctx, batch):
+    """Per row, the new tokens generate() added after the prompt."""
+    seqs = ctx.model.generate(**batch, streamer=_stdout_streamer(ctx.tok) if ctx.stream else None, **ctx.gen)
+    width = batch["input_ids"].shape[1]
+    return list(seqs[:, width:].cpu())
+
+
+def decode(ctx, enc, outputs):
+    new = ctx.tok.decode(outputs[0], skip_special_tokens=True)
+    # a streamed result was shown as it came: the CLI drops the mark and does not print it again
+    return {"generated_text": enc.text + new, **({"streamed": True} if ctx.stream else {})}
+
+
+STEPS = Steps(setup=setup, read=read, parse=parse, encode=encode, forward=forward, decode=decode)
 
 
 def _stdout_streamer(tok):
@@ -57,52 +130,6 @@ def _stdout_streamer(tok):
             sys.stdout.flush()
 
     return StdoutStreamer(tok, skip_prompt=False, skip_special_tokens=True)
-
-
-def equal_length_batches(lengths: list[int], batch_size: int):
-    """Batches of prompts with the same token count (no padding, so batched == one-by-one results)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batch: list[int] = []
-    for i in order:
-        if batch and (len(batch) == batch_size or lengths[batch[0]] != lengths[i]):
-            yield batch
-            batch = []
-        batch.append(i)
-    if batch:
-        yield batch
-
-
-def predict(run, model, prompts, options):
-    import torch
-
-    from taskcli import generation
-
-    tok = run.tokenizer()
-    gen = generation.settings(run, model, options, default_max_new_tokens=50)
-    ctx = context_size(model.config, tok)
-    enc = [tok(p)["input_ids"] for p in prompts]
-    for prompt, ids in zip(prompts, enc):
-        if not ids:
-            raise TaskcliError("an empty prompt", "give each prompt some text")
-        if len(ids) >= ctx:
-            raise TaskcliError(f"a prompt is {len(ids)} tokens, longer than the model's context ({ctx} tokens)",
-                               "shorten the prompt")
-        if len(ids) + gen["max_new_tokens"] > ctx:
-            raise TaskcliError(
-                f"prompt ({len(ids)} tokens) + max_new_tokens ({gen['max_new_tokens']}) exceed the model's "
-                f"context ({ctx} tokens)", f"use --max-new-tokens {ctx - len(ids)} or less")
-    stream = (len(prompts) == 1 and options.get("interactive") and not options.get("as_json")
-              and gen.get("num_beams", 1) == 1)
-    out: list = [None] * len(prompts)
-    for idx in equal_length_batches([len(e) for e in enc], options.get("batch_size", 8)):
-        ids = torch.tensor([enc[i] for i in idx], dtype=torch.long, device=model.device)
-        with torch.inference_mode():
-            seqs = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                  streamer=_stdout_streamer(tok) if stream else None, **gen)
-        for row, i in enumerate(idx):
-            new = tok.decode(seqs[row, ids.shape[1]:], skip_special_tokens=True)
-            out[i] = {"generated_text": prompts[i] + new, **({"streamed": True} if stream else {})}
-    return out
 
 
 def render(prompt, result):
@@ -129,8 +156,7 @@ TASK = Task(
     preprocess=preprocess,
     collator=collator,
     metrics=no_metrics,
-    read_inputs=read_inputs,
-    predict=predict,
+    steps=lambda run, model: STEPS,
     render=render,
     params=LMParams,
     callbacks=(perplexity_callback,),

@@ -102,22 +102,17 @@ def preprocess(run, ds, training):
     return s2s.encode_pairs(run, ds, lambda b: [prefix + s for s in sources_of(b)], targets_of, p.max_target_length)
 
 
-def read_inputs(run, args, options):
-    from taskcli.inputs import read_texts, text_of
+def parse(ctx, item):
+    """A text, or a JSON line: {"en": ...} (params.source_lang), {"source": ...}, {"text": ...}, or a nested
+    {"translation": {...}} record."""
+    from taskcli.inputs import text_of
 
-    src = run.params.source_lang
-
-    def use(item):
-        if isinstance(item, dict) and isinstance(item.get("translation"), dict):
-            item = item["translation"]
-        return text_of(item, (src, "source", "text"))
-
-    return read_texts(args, options, use)
+    if isinstance(item, dict) and isinstance(item.get("translation"), dict):
+        item = item["translation"]
+    return text_of(item, (ctx.run.params.source_lang, "source", "text"))
 
 
-def predict(run, model, texts, options):
-    prefix = run.params.prefix
-    return s2s.generate_rows(run, model, [prefix + t for t in texts], options, "translation_text")
+STEPS = s2s.steps("translation_text", parse)
 
 
 def render(text, result):
@@ -143,8 +138,7 @@ TASK = Task(
     preprocess=preprocess,
     collator=s2s.collator,
     metrics=s2s.generation_metrics(bleu_chrf),
-    read_inputs=read_inputs,
-    predict=predict,
+    steps=lambda run, model: STEPS,
     render=render,
     params=Params,
     seq2seq=True,

@@ -1,0 +1,108 @@
+"""Speech recognition with Whisper (seq2seq + generate): the inference Steps the ASR task uses for encoder-decoder
+checkpoints. Not a task of its own (speech_recognition.py is the task; its `steps` picks this or speech_ctc).
+
+Recordings up to the model's window (30 s; 4 s for the tiny test model) are short-form: one decoding pass each.
+Longer ones are long-form: generate() walks them window by window with timestamps, which needs the untruncated
+log-mels and their attention mask. The two are separate batch groups, as they are different generate() calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from taskcli import audio
+from taskcli.errors import TaskcliError
+from taskcli.task import Context, Encoded, Steps
+
+SHORT, LONG = "short", "long"  # batch groups
+
+
+@dataclass
+class _Context(Context):
+    fe: Any = None  # WhisperFeatureExtractor
+    tok: Any = None
+    rate: int = 16000
+    window: int = 480000  # samples of the model's window (short-form up to this)
+    timestamps: bool = False  # --timestamps: segments with start/end times
+    precision: float = 0.02  # seconds per timestamp token
+    gen: dict | None = None  # generate() settings (recipe, flags, language/task)
+
+
+@dataclass
+class _Recording(Encoded):
+    seconds: float = 0.0  # its duration: the one segment's end when no timestamp token came out
+
+
+def _gen_kwargs(run, model, options) -> dict:
+    """generate() settings; language/task only for multilingual Whisper (English-only models refuse them)."""
+    from taskcli import generation
+
+    gen = generation.settings(run, model, options)
+    if getattr(model.generation_config, "lang_to_id", None):
+        language = options.get("language", run.params.language)
+        if language is not None:
+            gen["language"] = language
+        gen["task"] = options.get("task") or run.params.task
+    elif options.get("language") or options.get("task") == "translate":
+        raise TaskcliError("--language/--task need a multilingual Whisper model", "drop them for this model")
+    return gen
+
+
+def setup(run, model, options):
+    fe = run.processor.feature_extractor
+    return _Context(run, model, options, int(options["batch_size"]), fe=fe, tok=run.tokenizer(),
+                    rate=fe.sampling_rate, window=fe.n_samples, timestamps=bool(options.get("timestamps")),
+                    precision=float(getattr(fe, "hop_length", 160)) * 2 / fe.sampling_rate,
+                    gen=_gen_kwargs(run, model, options))
+
+
+def parse(ctx, path):
+    """One file decoded to mono at the feature extractor's rate (audio.BadAudio: an error row with --skip-bad)."""
+    return audio.load(path, ctx.rate)
+
+
+def encode(ctx, arrays):
+    """Each recording as one feature: its samples. Log-mels are made per batch in `collate`, because the feature
+    extractor pads the samples (to the window, or for long-form to the batch's longest) before extracting them."""
+    return [_Recording([a], [len(a)], group=LONG if len(a) > ctx.window else SHORT, seconds=len(a) / ctx.rate)
+            for a in arrays]
+
+
+def collate(ctx, arrays):
+    """Short-form: log-mels of the samples padded to the window (no mask: Whisper reads whole windows).
+    Long-form: untruncated, padded to the longest, with the mask that tells generate() where each one ends."""
+    if len(arrays[0]) <= ctx.window:  # a batch is all of one group
+        return {"input_features": ctx.fe(arrays, sampling_rate=ctx.rate, return_tensors="pt").input_features}
+    feats = ctx.fe(arrays, sampling_rate=ctx.rate, return_tensors="pt", truncation=False, padding="longest",
+                   return_attention_mask=True)
+    return {"input_features": feats.input_features, "attention_mask": feats.attention_mask}
+
+
+def forward(ctx, batch):
+    if "attention_mask" in batch:  # long-form (see collate): windows in turn, timestamps tell where to go on
+        ids = ctx.model.generate(batch["input_features"], attention_mask=batch["attention_mask"],
+                                 return_timestamps=True, **ctx.gen)
+    else:
+        # one decoding pass per clip (short-form): a stray timestamp token must not start another segment
+        ids = ctx.model.generate(batch["input_features"], return_timestamps=ctx.timestamps,
+                                 force_unique_generate_call=True, **ctx.gen)
+    return list(ids.cpu())
+
+
+def decode(ctx, rec, outputs):
+    ids = [int(t) for t in outputs[0]]
+    text = ctx.tok.decode(ids, skip_special_tokens=True).strip()
+    if not ctx.timestamps:
+        return {"text": text}
+    decoded = ctx.tok.decode(ids, skip_special_tokens=True, output_offsets=True, time_precision=ctx.precision)
+    chunks = [{"text": o["text"].strip(), "timestamp": [round(float(o["timestamp"][0]), 2),
+                                                        round(float(o["timestamp"][1]), 2)]}
+              for o in decoded.get("offsets", []) if o["text"].strip()]
+    if not chunks and text:  # no timestamp tokens came out: the whole clip is one segment
+        chunks = [{"text": text, "timestamp": [0.0, round(rec.seconds, 2)]}]
+    return {"text": text, "chunks": chunks}
+
+
+STEPS = Steps(setup=setup, parse=parse, encode=encode, collate=collate, forward=forward, decode=decode,
+              errors=(audio.BadAudio,))
