@@ -92,9 +92,10 @@ if __name__ == "__main__":
         path = os.path.join(tmp, "sentences.txt")
         with open(path, "w", encoding="utf-8") as fh:
             fh.write("\n".join(texts) + "\n")
+        our_bs = min(ours, key=ours.get)  # taskcli's best batch size in process, for its whole-process run
         cli = whole_process([sys.executable, "-m", "taskcli", "infer", "token-classification", path, "--model", tmp,
-                             "--json", "--batch-size", "64", "--no-progress"])
-        print(f"whole process: taskcli batch 64 {cli:6.1f} s", end="")
+                             "--json", "--batch-size", str(our_bs), "--no-progress"])
+        print(f"whole process: taskcli batch {our_bs} {cli:6.1f} s", end="")
         procs = {bs: whole_process([sys.executable, "-c", PIPELINE_SCRIPT, tmp, path, str(bs)]) for bs in (1, best_bs)}
         print("".join(f"   pipeline batch {bs} {t:6.1f} s" for bs, t in procs.items()))
         w1, wbest = procs[1] / cli, procs[best_bs] / cli
