@@ -21,7 +21,7 @@ from taskcli import data as data_mod
 from taskcli import recipe as recipe_mod
 from taskcli import registry
 from taskcli.errors import TaskcliError, quoted
-from taskcli.task import EpochClock
+from taskcli.task import EpochClock, Learned
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Run:
     processor: Any = None
     labels: list[str] | None = None
     seq2seq: bool = False  # Seq2SeqTrainer + generate: a seq2seq task on an encoder-decoder model
-    state: dict = field(default_factory=dict)  # what a task's hooks learn along the way (e.g. ASR's model kind)
+    learned: Learned = field(default_factory=Learned)  # what a task's hooks learn along the way (e.g. ASR's model kind)
     data_info: data_mod.DataInfo | None = None  # what data.load really read (source, splits, sizes)
     clock: EpochClock = field(default_factory=EpochClock)  # the epoch training augmentations draw for
     sharding: str | None = None  # train.fsdp / train.deepspeed in words, for the run header
@@ -348,7 +348,8 @@ def training_arguments(run: Run, output_dir: str, for_eval: bool = False, model=
     if t.precision == "fp16" and not torch.cuda.is_available():
         raise TaskcliError("fp16 needs a CUDA GPU and none is available", "use --set train.precision=bf16 or no")
     # a task can switch its best metric for a run (text-classification on real-valued labels: Pearson)
-    default_metric = run.state.get("best_metric") or run.task.best_metric
+    default_metric = run.learned.best_metric or run.task.best_metric
+    direction = run.task.greater_is_better if run.learned.greater_is_better is None else run.learned.greater_is_better
     metric = run.recipe.eval.metric_for_best_model or default_metric
     has_eval = t.eval_strategy != "no"
     kwargs = dict(
@@ -373,8 +374,7 @@ def training_arguments(run: Run, output_dir: str, for_eval: bool = False, model=
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=has_eval,
         metric_for_best_model=metric if has_eval else None,
-        greater_is_better=run.state.get("greater_is_better", run.task.greater_is_better) if metric == default_metric
-        else None,
+        greater_is_better=direction if metric == default_metric else None,
         logging_steps=t.logging_steps,
         logging_strategy="steps",
         report_to=[] if for_eval else check_trackers(t.report_to),
@@ -497,9 +497,9 @@ def class_weights(run: Run, train_rows) -> list[float] | None:
                            " is not read ahead", "give a weight per label, e.g. --set 'train.class_weights={pos: 1, "
                            "neg: 3}'")
     if not run.task.cross_entropy_loss or run.labels is None or run.task.label_column is None or \
-            run.state.get("model_loss"):
+            run.learned.model_loss:
         raise TaskcliError(f"train.class_weights applies to classification with a cross-entropy loss; "
-                           f"{run.task.name}{' on real-valued labels' if run.state.get('model_loss') else ''} has none",
+                           f"{run.task.name}{' on real-valued labels' if run.learned.model_loss else ''} has none",
                            "drop train.class_weights")
     names = [str(n) for n in run.labels]
     if isinstance(wanted, dict):
@@ -530,7 +530,7 @@ def make_trainer(run: Run, model, args, train_features, eval_features, eval_exam
     # Models that average their loss inline know nothing of other processes' label counts; for plain
     # cross-entropy tasks the engine does the averaging itself (see summed_cross_entropy). Class weights need
     # it too: the model's own loss has no weights.
-    own_loss = run.task.cross_entropy_loss and not run.state.get("model_loss") and (
+    own_loss = run.task.cross_entropy_loss and not run.learned.model_loss and (
         weights is not None or not model_forward_uses_loss_function(model))
     stopping = run.recipe.train.early_stopping_patience
     if stopping and train_features is not None:  # (the recipe check refuses it without evaluations)

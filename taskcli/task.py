@@ -70,6 +70,19 @@ def rows_numbered(ds):
 
 
 @dataclass
+class Learned:
+    """What a task's hooks learn along a run, for its later hooks and the engine: typed fields, not string keys."""
+
+    model_loss: bool = False  # keep the model's own loss (e.g. regression's MSE), not the engine's cross-entropy
+    best_metric: str | None = None  # replaces the task's best_metric as the default eval.metric_for_best_model
+    greater_is_better: bool | None = None  # ... and its direction
+    regression: bool = False  # text-classification: one real number per input
+    universal: bool = False  # image-segmentation: a universal (Mask2Former-style) model, mask-and-class outputs
+    asr_kind: str | None = None  # automatic-speech-recognition: "seq2seq" (Whisper) or "ctc"
+    ctc_chars: list[str] | None = None  # ... a CTC vocabulary's characters, found in the training transcripts
+
+
+@dataclass
 class Context:
     """One infer run's settings, made once by the task's `setup` step before any input is read. Tasks subclass it
     with typed fields for what their later steps share (tokenizer, generation settings, where maps are saved...)."""

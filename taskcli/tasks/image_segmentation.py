@@ -68,7 +68,7 @@ def load_processor(run):
 
     kw = run.pretrained_kwargs()
     universal = AutoConfig.from_pretrained(run.model_source, **kw).model_type in UNIVERSAL
-    run.state["universal"] = universal
+    run.learned.universal = universal
     extra = {"ignore_index": run.params.ignore_index} if universal else {}
     return AutoImageProcessor.from_pretrained(run.model_source, do_reduce_labels=run.params.reduce_labels, **extra, **kw)
 
@@ -76,7 +76,7 @@ def load_processor(run):
 def load_model(run, source, label_names):
     import transformers
 
-    auto = transformers.AutoModelForUniversalSegmentation if run.state.get("universal") else \
+    auto = transformers.AutoModelForUniversalSegmentation if run.learned.universal else \
         transformers.AutoModelForSemanticSegmentation
     kw = run.pretrained_kwargs()
     if label_names is None:
@@ -133,14 +133,14 @@ class SegmentationCollator:
 
 
 def collator(run):
-    return SegmentationCollator(run.processor, bool(run.state.get("universal")))
+    return SegmentationCollator(run.processor, bool(run.learned.universal))
 
 
 def _scores(run, predictions):
     """Per-class score maps [B, C, h, w] from a batch's model outputs (as gathered by the Trainer)."""
     import torch
 
-    if not run.state.get("universal"):
+    if not run.learned.universal:
         logits = predictions[0] if isinstance(predictions, (tuple, list)) else predictions  # as metrics.main_output
         return torch.as_tensor(logits).float()
     classes, masks = (torch.as_tensor(x).float() for x in predictions[:2])
@@ -151,7 +151,7 @@ def _reference(run, label_ids, ignore: int):
     """The reference class map [B, H, W]: `labels`, or rebuilt from a universal model's mask/class labels."""
     import torch
 
-    if not run.state.get("universal"):
+    if not run.learned.universal:
         return torch.as_tensor(label_ids).long()
     mask_labels, class_labels = label_ids
     maps = []

@@ -84,7 +84,7 @@ def labels(run, dsd):
     chars = set()
     for text in dsd[split]["text"]:
         chars.update(norm(text))
-    run.state["ctc_chars"] = sorted(chars)
+    run.learned.ctc_chars = sorted(chars)
     return None
 
 
@@ -110,7 +110,7 @@ def _kind(run) -> str:
 
 def load_processor(run):
     kind = _kind(run)
-    run.state["asr_kind"] = kind
+    run.learned.asr_kind = kind
     if kind == "seq2seq":
         from transformers import AutoProcessor
 
@@ -128,7 +128,7 @@ def load_processor(run):
     except (OSError, ValueError, TypeError):
         tok = None
     if tok is None or not tok.get_vocab():
-        chars = run.state.get("ctc_chars")
+        chars = run.learned.ctc_chars
         if not chars:
             raise TaskcliError(f"{run.model_source} has no CTC vocabulary (vocab.json)",
                                "fine-tune it first: `taskcli finetune asr --recipe wav2vec2` builds one from the transcripts")
@@ -147,7 +147,7 @@ def load_processor(run):
 
 def load_model(run, source, label_names):
     kw = run.pretrained_kwargs()
-    if run.state.get("asr_kind") == "seq2seq":
+    if run.learned.asr_kind == "seq2seq":
         from transformers import AutoModelForSpeechSeq2Seq
 
         model = AutoModelForSpeechSeq2Seq.from_pretrained(source, **kw)
@@ -178,7 +178,7 @@ def preprocess(run, ds, training):
     fe, tok = run.processor.feature_extractor, run.tokenizer()
     rate = fe.sampling_rate
     norm = normalizer(run.params, _spelling(run)) if run.params.normalize_targets else None
-    seq2seq = run.state.get("asr_kind") == "seq2seq"
+    seq2seq = run.learned.asr_kind == "seq2seq"
     max_label = 448 if seq2seq else None
     max_samples = int(run.params.max_duration_s * rate) if training else None
 
@@ -241,7 +241,7 @@ class SpeechCollator:
 
 
 def collator(run):
-    if run.state.get("asr_kind") == "seq2seq":
+    if run.learned.asr_kind == "seq2seq":
         start = run.tokenizer().convert_tokens_to_ids("<|startoftranscript|>")
         return SpeechCollator("input_features", start if isinstance(start, int) else None, False)
     return SpeechCollator("input_values", None, bool(getattr(run.processor.feature_extractor,
@@ -257,7 +257,7 @@ def metrics(run, examples, features):
     tok = run.tokenizer()
     norm = normalizer(run.params, _spelling(run))
     refs = [norm(t) for t in examples["text"]]
-    seq2seq = run.state.get("asr_kind") == "seq2seq"
+    seq2seq = run.learned.asr_kind == "seq2seq"
     pad = tok.pad_token_id or 0
     frames = None if seq2seq else _ctc_frames(run, [len(x) for x in features["input_values"]])
     rate = run.processor.feature_extractor.sampling_rate

@@ -22,9 +22,9 @@ class Params(BaseModel):
 
 def _regression(run, on: bool) -> None:
     """Regression runs keep the model's own MSE loss and pick the best checkpoint by Pearson correlation."""
-    run.state["regression"] = on
+    run.learned.regression = on
     if on:
-        run.state.update(model_loss=True, best_metric="pearson", greater_is_better=True)
+        run.learned.model_loss, run.learned.best_metric, run.learned.greater_is_better = True, "pearson", True
 
 
 def labels(run, dsd) -> list[str]:
@@ -48,7 +48,7 @@ def load_model(run, source, label_names):
 
     from taskcli.task import load_pretrained
 
-    if label_names is not None and run.state.get("regression"):
+    if label_names is not None and run.learned.regression:
         return transformers.AutoModelForSequenceClassification.from_pretrained(
             source, num_labels=1, problem_type="regression", id2label={0: SCORE}, label2id={SCORE: 0},
             ignore_mismatched_sizes=True, **run.pretrained_kwargs())
@@ -68,7 +68,7 @@ def preprocess(run, ds, training):
     tok, max_length = run.tokenizer(), run.recipe.data.max_length
     index = {n: i for i, n in enumerate(run.labels)}
     pair = "text_pair" in ds.column_names
-    regression = bool(run.state.get("regression"))  # a plain bool: datasets hashes what the closure holds
+    regression = bool(run.learned.regression)  # a plain bool: datasets hashes what the closure holds
     # ClassLabel ids name classes through the data's own names (which need not be in the model's id order)
     names = list(getattr(ds.features.get("label"), "names", None) or [])
 
@@ -103,7 +103,7 @@ def metrics(run, examples, features):
 
     def compute(pred):
         logits = main_output(pred)
-        if run.state.get("regression"):
+        if run.learned.regression:
             from taskcli.metrics import correlation
 
             return correlation(np.asarray(logits).reshape(-1), np.asarray(pred.label_ids).reshape(-1))
