@@ -33,6 +33,9 @@ def expand_inputs(args: list[str], suffixes: set[str], kind: str) -> list[str]:
             lines = [line.strip() for line in sys.stdin.read().splitlines() if line.strip()]
             out.extend(expand_inputs(lines, suffixes, kind))
             continue
+        if not arg.strip():  # Path("") is the current folder: never read it for an empty argument
+            raise TaskcliError(f"an input argument is empty (expected a {kind} file, a folder or a glob)",
+                               "remove it, or quote the path you meant")
         path = Path(arg).expanduser()
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if _is_media(p, suffixes))

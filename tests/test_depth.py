@@ -91,3 +91,17 @@ def test_depth_scores_equal_scikit_learn():
     assert abs(got["rmse"] - np.sqrt(mean_squared_error(g, p))) < 1e-12
     assert abs(got["rmse_log"] - np.sqrt(mean_squared_error(np.log(g), np.log(p)))) < 1e-12
     assert abs(got["delta1"] - np.mean(ratio < 1.25)) < 1e-12 and abs(got["delta3"] - np.mean(ratio < 1.25 ** 3)) < 1e-12
+
+
+def test_an_image_too_small_for_the_processor_is_a_bad_input(cli, depth_dir, tmp_path):
+    """GLPN rounds sizes down to a multiple of 32: a smaller image is one input the model cannot take (one line,
+    or an error row with --skip-bad), not a processor traceback."""
+    small = tmp_path / "small.png"
+    Image.new("RGB", (20, 40)).save(small)
+    result = cli("infer", "depth", str(small), "--model", depth_dir)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert "small.png: it is 20x40 pixels; this model needs at least 32 on each side" in result.stderr
+    result = cli("infer", "depth", str(small), str(DATA / "COCO" / "000000039769.jpg"), "--model", depth_dir,
+                 "--skip-bad", "--json")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.exit_code == 0 and "20x40" in rows[0]["error"] and rows[1]["size"] == [640, 480]

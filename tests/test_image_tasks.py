@@ -11,7 +11,7 @@ from PIL import Image
 from taskcli import engine, images
 from taskcli.errors import TaskcliError
 
-from conftest import DATA
+from conftest import assert_clean_error, DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = DATA
@@ -138,6 +138,8 @@ def test_bad_images_one_line_and_skip_bad(cli, vit_dir, tmp_path):
     rows = [json.loads(line) for line in result.stdout.strip().splitlines()]  # one row per input, in order
     assert [r["input"] for r in rows] == [str(good), str(fake), str(empty)] and "error" not in rows[0]
     assert "notes.jpg" in rows[1]["error"] and "empty.png" in rows[2]["error"] and "skipped 2 of 3" in result.stderr
+    # an empty argument is not the current folder (Path("") is "."): one line, nothing read
+    assert_clean_error(cli("infer", "image-cls", "", "--model", vit_dir), "an input argument is empty")
 
 
 def test_folders_globs_and_stdin_expand(tmp_path, monkeypatch):

@@ -111,7 +111,8 @@ def metrics(run, examples, features):
 def setup(run, model, options):
     # the processor keeps each image's size (rounded to 32): batch only equal sizes
     return vision_common.context(vision_common.VisionContext, run, model, options, same_size=True,
-                                 outputs=("predicted_depth",), map_suffixes=(".npy", ".png"))
+                                 outputs=("predicted_depth",), map_suffixes=(".npy", ".png"),
+                                 min_side=int(getattr(run.processor, "size_divisor", None) or 1))
 
 
 def decode(ctx, picture, outputs):

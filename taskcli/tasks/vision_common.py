@@ -29,6 +29,8 @@ class VisionContext(Context):
     # batch only images of one size: processors that keep each image's own size (GLPN), or pad a batch to its
     # largest image where the post-processing does not undo it (Mask2Former)
     same_size: bool = False
+    # fewest pixels a side may have: processors that round sizes down to a multiple (GLPN: 32) make nothing of less
+    min_side: int = 1
     map_suffixes: tuple[str, ...] = ()  # the files --save-maps writes per input (none: the task has no maps)
     maps: dict[str, list[Path]] = field(default_factory=dict)  # input -> its --save-maps files
     overlays: dict[str, Path] = field(default_factory=dict)  # input -> its --save-overlays picture
@@ -62,8 +64,12 @@ def read(ctx: VisionContext, args: list[str]) -> list[tuple[str, str]]:
 
 
 def parse(ctx: VisionContext, path: str) -> tuple[str, Any]:
-    """(the path, its decoded image); images.BadImage for a file that is not one."""
-    return path, images.load(path)
+    """(the path, its decoded image); images.BadImage for a file that is not one, or one too small."""
+    image = images.load(path)
+    if min(image.size) < ctx.min_side:
+        raise images.BadImage(path, f"it is {image.width}x{image.height} pixels; this model needs at least "
+                                    f"{ctx.min_side} on each side")
+    return path, image
 
 
 def encode(ctx: VisionContext, loaded: list[tuple[str, Any]]) -> list[Picture]:
