@@ -13,7 +13,6 @@ decodes them with :func:`load`.
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 from taskcli.errors import TaskcliError
@@ -119,23 +118,17 @@ def load(source, rate: int | None):
     return to_mono_rate(arr, sr, rate)
 
 
-def load_many(sources: list, rate: int, skip_bad: bool = False, warn=None) -> tuple[list, list[int]]:
-    """(arrays, kept indices). Without skip_bad the first bad file raises; with it, each is reported and skipped."""
-    arrays, kept = [], []
-    for i, src in enumerate(sources):
-        try:
-            arrays.append(load(src, rate))
-        except BadAudio as err:
-            if not skip_bad:
-                raise
-            (warn or _warn)(f"skipped: {err.message}")
-            continue
-        kept.append(i)
-    return arrays, kept
+def parse(ctx, path: str):
+    """Infer's `parse` step for every audio task: one file decoded to mono at `ctx.rate` (the feature extractor's);
+    BadAudio makes it an error row with --skip-bad."""
+    return load(path, ctx.rate)
 
 
-def _warn(line: str) -> None:
-    print(line, file=sys.stderr)
+def infer_batch_size(fe, requested: int) -> int:
+    """Inputs per batch for a feature extractor: without an attention mask (group-norm wav2vec2-base) padding would
+    change the result, so one input per batch; otherwise `requested`. (The default collate, the processor's own
+    `pad`, adds the mask where the extractor makes one.)"""
+    return int(requested) if getattr(fe, "return_attention_mask", False) else 1
 
 
 def is_audio_file(path: Path) -> bool:

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -30,6 +30,15 @@ recipes_app = typer.Typer(help="List, show and validate recipes.", no_args_is_he
 app.add_typer(recipes_app, name="recipes")
 
 SET_HELP = "Override one recipe field, e.g. `--set train.epochs=1` (repeatable; values are typed as YAML)."
+# Options shared by the commands that load a model to run it (infer, serve, eval), declared once
+TaskArg = Annotated[str, typer.Argument(help="Task name or alias (see `taskcli tasks`).")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", rich_help_panel="Model",
+                                                 help="Model dir or hub id (default: the recipe's).")]
+RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", "-r", rich_help_panel="Model",
+                                                  help="Recipe name or YAML path (default: the task's).")]
+SetOpt = Annotated[list[str], typer.Option("--set", "-s", rich_help_panel="Model", help=SET_HELP)]
+TinyOpt = Annotated[bool, typer.Option("--smoke", rich_help_panel="Model",
+                                       help="Use an untrained tiny model when no --model is given.")]
 GATE_HELP = ("Quality gate on a final metric, e.g. `--gate 'f1>=0.9'` (repeatable; adds to eval.gates): exit 3 when "
              "one fails.")
 
@@ -271,13 +280,13 @@ def _number(value) -> str:
              "`taskcli infer image-cls photos/ --top-k 3` · `taskcli infer seg street.jpg --save-maps masks/`")
 @guarded
 def infer(
-    task: str = typer.Argument(..., help="Task name or alias."),
+    task: TaskArg,
     inputs: Optional[list[str]] = typer.Argument(None, help="Texts, files (one input per line; JSONL for structured "
                                                             "inputs), or - for stdin."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", rich_help_panel='Model', help="Model dir or hub id (default: the recipe's)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", rich_help_panel='Model', help="Recipe name or YAML path."),
-    set_: list[str] = typer.Option([], "--set", "-s", rich_help_panel='Model', help=SET_HELP),
-    smoke: bool = typer.Option(False, "--smoke", rich_help_panel='Model', help="Use an untrained tiny model when no --model is given."),
+    model: ModelOpt = None,
+    recipe: RecipeOpt = None,
+    set_: SetOpt = [],  # noqa: B006 - typer reads the default, never mutates it
+    smoke: TinyOpt = False,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", rich_help_panel='Model', min=1, help="Inputs per forward pass."),
     top_k: Optional[int] = typer.Option(None, "--top-k", rich_help_panel='Classification, fill-mask', min=1, help="Labels/fills per input; generative tasks: the top-k of sampling (with --do-sample)."),
     question: Optional[str] = typer.Option(None, "--question", rich_help_panel='Question answering', help="question-answering: the question."),
@@ -421,11 +430,11 @@ def _infer_table(task_obj, done: list):
              "'{\"inputs\": [\"Alice works in Paris\"]}'` · `pip install 'taskcli[serve]'`")
 @guarded
 def serve(
-    task: str = typer.Argument(..., help="Task name or alias."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model dir or hub id (default: the recipe's)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Recipe name or YAML path."),
-    set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
-    smoke: bool = typer.Option(False, "--smoke", help="Use an untrained tiny model when no --model is given."),
+    task: TaskArg,
+    model: ModelOpt = None,
+    recipe: RecipeOpt = None,
+    set_: SetOpt = [],  # noqa: B006 - typer reads the default, never mutates it
+    smoke: TinyOpt = False,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", min=1,

@@ -43,7 +43,7 @@ class Predictor:
     def __init__(self, run, model, options: dict, max_wait_s: float):
         from taskcli import engine
 
-        self.run, self.model, self.options = run, model, options
+        self.run = run
         self.steps, self.ctx = engine.infer_session(run, model, options)
         self.max_wait_s = max_wait_s
         self.media = run.task.modality in ("image", "audio")
@@ -103,11 +103,10 @@ class Predictor:
     def _work(self) -> None:
         import time
 
-        batch_size = int(self.options.get("batch_size") or 32)
         while True:
             waiting = self._readable([self.requests.get()])
             deadline = time.monotonic() + self.max_wait_s
-            while sum(len(w[0]) for w in waiting) < batch_size:
+            while sum(len(w[0]) for w in waiting) < self.ctx.batch_size:
                 try:
                     waiting += self._readable([self.requests.get(timeout=max(deadline - time.monotonic(), 0))])
                 except queue.Empty:
@@ -187,7 +186,7 @@ def serve(task: str, model: str | None, recipe: str | None, sets: list[str] | No
     from taskcli import engine
 
     run, mdl = engine.load_for_inference(task, model, recipe, sets, smoke)
-    options = engine.infer_defaults(run, {"batch_size": batch_size} if batch_size else {})
+    options = {"batch_size": batch_size} if batch_size else {}  # the recipe's infer settings fill in the rest
     predictor = Predictor(run, mdl, options, max_wait_ms / 1000)
     log(f"serving {run.task.name} ({model or run.model_source}) on http://{host}:{port}  —  POST /predict, GET /health")
     try:

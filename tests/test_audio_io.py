@@ -72,14 +72,22 @@ def test_bad_file_errors_name_the_file(bad_files, name, why):
     assert name in text and why in text and "\n" not in text and "--skip-bad" in text
 
 
-def test_load_many_skip_bad(bad_files):
+def test_bad_files_stop_the_loop_or_become_error_rows(bad_files, capsys):
+    """The one inference loop with audio's parse step: without --skip-bad the first bad file stops the run; with it
+    each bad file is reported on stderr and marked, the good one goes on to encode."""
+    from taskcli import inference
+    from taskcli.task import Context, Encoded, Steps
+
     good = str(sorted(ASR_SAMPLE.glob("*.flac"))[0])
-    warnings = []
-    arrays, kept = audio.load_many([str(bad_files / "voice.m4a"), good, str(bad_files / "empty.wav")], 16000,
-                                   skip_bad=True, warn=warnings.append)
-    assert kept == [1] and len(arrays) == 1 and len(warnings) == 2
+    steps = Steps(setup=None, parse=lambda ctx, path: audio.load(path, 16000), decode=None,
+                  encode=lambda ctx, arrays: [Encoded([a], [len(a)]) for a in arrays], errors=(audio.BadAudio,))
+    ctx = Context(None, None, {}, 8)
+    chunk = [(p, p) for p in (str(bad_files / "voice.m4a"), good, str(bad_files / "empty.wav"))]
+    out = inference.encode(ctx, steps, chunk, skip_bad=True)
+    assert [isinstance(e, inference.Bad) for e in out] == [True, False, True] and len(out[1].features[0]) > 0
+    assert capsys.readouterr().err.count("skipped: ") == 2
     with pytest.raises(TaskcliError):
-        audio.load_many([good, str(bad_files / "voice.m4a")], 16000)
+        inference.encode(ctx, steps, [(good, good), chunk[0]], skip_bad=False)
 
 
 def test_expand_inputs(tmp_path, monkeypatch):

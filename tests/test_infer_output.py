@@ -4,6 +4,7 @@
 import csv
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -140,7 +141,10 @@ def test_stdin_is_read_as_it_comes(ner_model, tmp_path):
     try:
         proc.stdin.write("Alice works in Paris\nBob lives in Berlin\n")
         proc.stdin.flush()
-        first = json.loads(proc.stdout.readline())  # blocks until a row is out: stdin is still open here
+        # a row must come out while stdin is still open (a reader that waits for the end would never send one)
+        ready, _, _ = select.select([proc.stdout], [], [], 180)
+        assert ready, "no row within 180 s of the first lines while stdin stayed open"
+        first = json.loads(proc.stdout.readline())
         assert first["input"] == "Alice works in Paris"
         assert json.loads(proc.stdout.readline())["input"] == "Bob lives in Berlin"
         proc.stdin.write("Carol went to Tokyo\n")

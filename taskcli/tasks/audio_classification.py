@@ -95,17 +95,8 @@ class _Context(Context):
 
 def setup(run, model, options):
     fe = run.processor
-    # Batches are padded by the default collate, the processor's own `pad`, which adds the attention mask where the
-    # feature extractor makes one. Without it (group-norm wav2vec2-base) padding would change the result: one
-    # input per batch.
-    masked = bool(getattr(fe, "return_attention_mask", False))
-    return _Context(run, model, options, int(options["batch_size"]) if masked else 1, fe=fe, rate=fe.sampling_rate,
-                    top_k=int(options.get("top_k") or 1), id2label=model.config.id2label)
-
-
-def parse(ctx, path):
-    """One file decoded to mono at the feature extractor's rate (audio.BadAudio: an error row with --skip-bad)."""
-    return audio.load(path, ctx.rate)
+    return _Context(run, model, options, audio.infer_batch_size(fe, options["batch_size"]), fe=fe,
+                    rate=fe.sampling_rate, top_k=int(options.get("top_k") or 1), id2label=model.config.id2label)
 
 
 def encode(ctx, arrays):
@@ -119,7 +110,7 @@ def decode(ctx, enc, outputs):
     return classification_common.top_k(outputs[0].logits, ctx.top_k, ctx.id2label)[0]
 
 
-STEPS = Steps(setup=setup, parse=parse, encode=encode, decode=decode, errors=(audio.BadAudio,))
+STEPS = Steps(setup=setup, parse=audio.parse, encode=encode, decode=decode, errors=(audio.BadAudio,))
 
 
 TASK = Task(

@@ -37,20 +37,11 @@ class _Recording(Encoded):
 
 def setup(run, model, options):
     fe = run.processor.feature_extractor
-    # Batches are padded by the default collate, the processor's own `pad`, which adds the attention mask where the
-    # feature extractor makes one. Without it (group-norm wav2vec2-base) padding would change the result: one
-    # input per batch.
-    masked = bool(getattr(fe, "return_attention_mask", False))
     rate = fe.sampling_rate
-    return _Context(run, model, options, int(options["batch_size"]) if masked else 1, fe=fe, tok=run.tokenizer(),
+    return _Context(run, model, options, audio.infer_batch_size(fe, options["batch_size"]), fe=fe, tok=run.tokenizer(),
                     rate=rate, ratio=int(getattr(model.config, "inputs_to_logits_ratio", 320)),
                     window=int(run.params.chunk_length_s * rate), stride=int(run.params.stride_length_s * rate),
                     timestamps=bool(options.get("timestamps")))
-
-
-def parse(ctx, path):
-    """One file decoded to mono at the feature extractor's rate (audio.BadAudio: an error row with --skip-bad)."""
-    return audio.load(path, ctx.rate)
 
 
 def _windows(ctx, n: int) -> list[tuple[int, int, int, int]]:
@@ -105,5 +96,5 @@ def decode(ctx, rec, outputs):
     return {"text": dec.text.strip(), "chunks": chunks}
 
 
-STEPS = Steps(setup=setup, parse=parse, encode=encode, forward=forward, decode=decode,
+STEPS = Steps(setup=setup, parse=audio.parse, encode=encode, forward=forward, decode=decode,
               errors=(audio.BadAudio,))

@@ -57,11 +57,6 @@ def setup(run, model, options):
                     gen=_gen_kwargs(run, model, options))
 
 
-def parse(ctx, path):
-    """One file decoded to mono at the feature extractor's rate (audio.BadAudio: an error row with --skip-bad)."""
-    return audio.load(path, ctx.rate)
-
-
 def encode(ctx, arrays):
     """Each recording as one feature: its samples. Log-mels are made per batch in `collate`, because the feature
     extractor pads the samples (to the window, or for long-form to the batch's longest) before extracting them."""
@@ -104,5 +99,5 @@ def decode(ctx, rec, outputs):
     return {"text": text, "chunks": chunks}
 
 
-STEPS = Steps(setup=setup, parse=parse, encode=encode, collate=collate, forward=forward, decode=decode,
+STEPS = Steps(setup=setup, parse=audio.parse, encode=encode, collate=collate, forward=forward, decode=decode,
               errors=(audio.BadAudio,))
