@@ -1,8 +1,10 @@
 """Pictures of vision predictions for `taskcli infer --save-overlays DIR`: one DIR/NAME.png per input image, for
 people to look at (`--save-maps` keeps the numbers). Every overlay has its input's size (EXIF orientation applied,
-as the model saw it), so it lines up pixel for pixel with the photo.
+as the model saw it), so it lines up pixel for pixel with the photo, except detection overlays of small images.
 
-- object-detection: the image with each kept box outlined in its label's colour and captioned "label 0.87".
+- object-detection: the image with each kept box outlined in its label's colour and captioned "label 0.87". An image
+  under MIN_SIDE pixels on its short side is drawn on a copy scaled up by a whole factor (a 96x128 input gives
+  576x768), so captions can be read without hiding the picture; captions are sized from the drawn image.
 - image-segmentation: a colour per class blended over the image at 50%.
 - depth-estimation: the depth alone as a colour map (magma: near bright, far dark), not side by side with the
   photo and not blended over it: blending muddies the colours that carry the depth, and one size for every task
@@ -20,6 +22,8 @@ from taskcli.errors import TaskcliError
 
 TASKS = ("object-detection", "image-segmentation", "depth-estimation")
 OPTION = "--save-overlays"
+MIN_SIDE = 512  # detection overlays: smaller images are drawn on a copy scaled up to at least this short side
+MAX_SIDE = 4096  # ... but never past this long side (a 20x10000 strip stays as it is)
 
 
 def folder_for(task: str, folder: str | None) -> str | None:
@@ -70,12 +74,23 @@ def palette(n: int):
     return (ordered[np.arange(n) % len(ordered)] * 255).round().astype(np.uint8)
 
 
-def boxes(image, objects: list[dict], class_ids: dict[str, int]):
+def upscale_factor(width: int, height: int, min_side: int = MIN_SIDE, max_side: int = MAX_SIDE) -> int:
+    """The whole factor that brings the short side to at least `min_side`, keeping the long side within
+    `max_side` (1: drawn at the input's size)."""
+    want = -(-min_side // max(min(width, height), 1))  # ceil
+    return max(1, min(want, max_side // max(width, height, 1)))
+
+
+def boxes(image, objects: list[dict], class_ids: dict[str, int], min_side: int = MIN_SIDE):
     """The image with each object {"label", "score", "box": {xmin, ymin, xmax, ymax}} (pixels) outlined in its
-    label's colour (the palette colour of its class id, `class_ids[label]`) and captioned "label 0.87"."""
-    from PIL import ImageDraw, ImageFont
+    label's colour (the palette colour of its class id, `class_ids[label]`) and captioned "label 0.87". Below
+    `min_side` on the short side it is drawn on a copy scaled up by `upscale_factor` (boxes scaled with it)."""
+    from PIL import Image, ImageDraw, ImageFont
 
     out = image.convert("RGB")  # a copy: the decoded input stays as the model saw it
+    k = upscale_factor(*out.size, min_side=min_side)
+    if k > 1:
+        out = out.resize((out.width * k, out.height * k), Image.Resampling.LANCZOS)
     draw = ImageDraw.Draw(out)
     w, h = out.size
     width = max(2, round(min(w, h) / 150))
@@ -84,7 +99,7 @@ def boxes(image, objects: list[dict], class_ids: dict[str, int]):
     # best last, so the most confident box and its caption stay on top of the ones they overlap
     for obj in sorted(objects, key=lambda o: o["score"]):
         colour = tuple(int(c) for c in colours[class_ids.get(obj["label"], 0)])
-        x0, y0, x1, y1 = (round(obj["box"][k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+        x0, y0, x1, y1 = (round(obj["box"][side] * k) for side in ("xmin", "ymin", "xmax", "ymax"))
         draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=colour, width=width)
         caption = f"{obj['label']} {obj['score']:.2f}"
         left, top, right, bottom = draw.textbbox((0, 0), caption, font=font)

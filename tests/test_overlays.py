@@ -78,7 +78,8 @@ def test_depth_maps_near_to_bright_end_and_far_to_dark_end():
 def test_boxes_outline_in_label_colour_and_caption_stays_inside():
     white = Image.new("RGB", (200, 100), "white")
     cat = {"label": "cat", "score": 0.87, "box": {"xmin": 60.0, "ymin": 50.0, "xmax": 120.0, "ymax": 90.0}}
-    middle = np.asarray(overlays.boxes(white, [cat], DET_CLASSES), dtype=np.int64)
+    # min_side=0: drawn at the image's own size (small images are scaled up: see the next test)
+    middle = np.asarray(overlays.boxes(white, [cat], DET_CLASSES, min_side=0), dtype=np.int64)
     blue, orange = overlays.palette(2).astype(np.int64).tolist()
     assert middle[70, 60].tolist() == blue and middle[89, 90].tolist() == blue  # left and bottom edges
     assert middle[70, 90].tolist() == [255, 255, 255]  # inside the box: the image
@@ -90,12 +91,32 @@ def test_boxes_outline_in_label_colour_and_caption_stays_inside():
     assert any(tuple(p) == tuple(blue) for p in caption.reshape(-1, 3))
     # a box in the top-right corner: the same caption, whole, shifted into the picture
     remote = {"label": "remote", "score": 0.5, "box": {"xmin": 190.0, "ymin": 0.0, "xmax": 200.0, "ymax": 30.0}}
-    corner = np.asarray(overlays.boxes(white, [{**cat, "box": remote["box"]}], DET_CLASSES), dtype=np.int64)
+    corner = np.asarray(overlays.boxes(white, [{**cat, "box": remote["box"]}], DET_CLASSES, min_side=0),
+                        dtype=np.int64)
     h, w = caption.shape[:2]
     assert (corner[:h, 200 - w:] == caption).all()
     # another label: another colour; the best box is drawn last, on top
-    both = np.asarray(overlays.boxes(white, [remote, {**cat, "score": 0.1, "box": remote["box"]}], DET_CLASSES))
+    both = np.asarray(overlays.boxes(white, [remote, {**cat, "score": 0.1, "box": remote["box"]}], DET_CLASSES,
+                                     min_side=0))
     assert both[29, 195].tolist() == orange
+
+
+def test_small_images_are_drawn_scaled_up_with_captions_in_proportion():
+    white = Image.new("RGB", (96, 96), "white")
+    remote = {"label": "remote", "score": 0.87, "box": {"xmin": 8.0, "ymin": 40.0, "xmax": 90.0, "ymax": 90.0}}
+    out = overlays.boxes(white, [remote], DET_CLASSES)
+    assert out.size == (576, 576)  # 96 px: scaled 6 times, to at least overlays.MIN_SIDE
+    got = np.asarray(out, dtype=np.int64)
+    orange = overlays.palette(2)[DET_CLASSES["remote"]].tolist()
+    assert got[400, 48].tolist() == orange and got[539, 300].tolist() == orange  # the box, scaled: left, bottom
+    # above the box (row 240 once scaled) there is only the caption: a small share of the picture, still readable
+    rows, cols = np.nonzero((got[:240] != 255).any(-1))
+    height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+    assert height * width <= 0.02 * 576 * 576 and height >= 12, (height, width)
+    # big enough images keep their size; a thin strip is not blown up past overlays.MAX_SIDE
+    assert overlays.boxes(Image.new("RGB", (640, 512), "white"), [remote], DET_CLASSES).size == (640, 512)
+    assert overlays.upscale_factor(128, 96) == 6 and overlays.upscale_factor(400, 300) == 2
+    assert overlays.upscale_factor(10000, 20) == 1
 
 
 # --- infer --save-overlays ---------------------------------------------------------------------------------
@@ -112,20 +133,21 @@ def test_detection_overlays_draw_the_boxes(cli, tmp_path, one_torch_thread):
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
     assert [row["overlay"] for row in rows] == [str(out / "det_00.png"), str(out / "turned.png")]
-    original = pixels(DET)
+    # 128x96 is under overlays.MIN_SIDE: drawn on a copy scaled up 6 times (boxes in the rows stay in input pixels)
+    original = np.asarray(Image.open(DET).convert("RGB").resize((768, 576), Image.Resampling.LANCZOS), dtype=np.int64)
     drawn = pixels(out / "det_00.png")
-    assert Image.open(rotated).size == (96, 128) and Image.open(out / "turned.png").size == (128, 96)
+    assert Image.open(rotated).size == (96, 128) and Image.open(out / "turned.png").size == (768, 576)
     assert drawn.shape == original.shape
     assert rows[0]["objects"], "--threshold 0 keeps the untrained model's boxes"
     best = rows[0]["objects"][0]  # drawn last: its outline is on top
-    x0, y0, x1, y1 = (round(best["box"][k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+    x0, y0, x1, y1 = (round(best["box"][k] * 6) for k in ("xmin", "ymin", "xmax", "ymax"))
     colour = overlays.palette(2)[DET_CLASSES[best["label"]]].tolist()
     left_edge = drawn[(y0 + y1) // 2:y1, x0]  # the lower half: clear of the caption
     assert (left_edge == colour).all(), (left_edge[:3], colour)
     # beyond the boxes and their captions the image is untouched
     changed = (drawn != original).any(-1)
     boxes = [o["box"] for o in rows[0]["objects"]]
-    assert changed.any() and not changed[max(round(b["ymax"]) for b in boxes) + 1:].any()
+    assert changed.any() and not changed[max(round(b["ymax"] * 6) for b in boxes) + 1:].any()
     rerun_refused(cli, args, out / "det_00.png")
 
 

@@ -314,6 +314,8 @@ def steps(run, model):
 def render(path, result):
     if result.get("chunks"):
         return [{"time": f"{c['timestamp'][0]:.2f}-{c['timestamp'][1]:.2f}", "text": c["text"]} for c in result["chunks"]]
+    if result.get("note"):  # Whisper: a recording that gave no text says so (speech_whisper.decode)
+        return [{"text": result["text"], "note": result["note"]}]
     return [{"text": result["text"]}]
 
 

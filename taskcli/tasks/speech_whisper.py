@@ -8,7 +8,8 @@ log-mels and their attention mask. The two are separate batch groups, as they ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 from taskcli import audio
@@ -27,6 +28,7 @@ class _Context(Context):
     timestamps: bool = False  # --timestamps: segments with start/end times
     precision: float = 0.02  # seconds per timestamp token
     gen: dict | None = None  # generate() settings (recipe, flags, language/task)
+    noted: set = field(default_factory=set)  # stderr notes already given this run
 
 
 @dataclass
@@ -88,15 +90,53 @@ def forward(ctx, batch):
 def decode(ctx, rec, outputs):
     ids = [int(t) for t in outputs[0]]
     text = ctx.tok.decode(ids, skip_special_tokens=True).strip()
-    if not ctx.timestamps:
-        return {"text": text}
-    decoded = ctx.tok.decode(ids, skip_special_tokens=True, output_offsets=True, time_precision=ctx.precision)
-    chunks = [{"text": o["text"].strip(), "timestamp": [round(float(o["timestamp"][0]), 2),
-                                                        round(float(o["timestamp"][1]), 2)]}
-              for o in decoded.get("offsets", []) if o["text"].strip()]
-    if not chunks and text:  # no timestamp tokens came out: the whole clip is one segment
-        chunks = [{"text": text, "timestamp": [0.0, round(rec.seconds, 2)]}]
-    return {"text": text, "chunks": chunks}
+    row: dict = {"text": text}
+    if ctx.timestamps:
+        row["chunks"], clamped = chunks(ctx.tok, ids, ctx.precision, rec.seconds)
+        if not row["chunks"] and text:  # no timestamp tokens came out: the whole clip is one segment
+            row["chunks"] = [{"text": text, "timestamp": [0.0, round(rec.seconds, 2)]}]
+        if clamped:
+            row["timestamps_clamped"] = True
+            _note_once(ctx, "clamped", "note: Whisper gave times past the end of a recording; they were clamped to "
+                                       "its duration (its row says \"timestamps_clamped\": true)")
+    if not text:
+        row["note"] = NO_TEXT
+        _note_once(ctx, "no_text", f"note: a recording gave no text (its row has \"text\": \"\" and \"note\": "
+                                   f"\"{NO_TEXT}\")")
+    return row
+
+
+NO_TEXT = "no speech recognised"
+
+
+def _note_once(ctx, what: str, line: str) -> None:
+    """One stderr note per kind and run (the rows concerned say it too)."""
+    if what not in ctx.noted:
+        ctx.noted.add(what)
+        print(line, file=sys.stderr)
+
+
+def chunks(tok, ids: list[int], precision: float, seconds: float) -> tuple[list[dict], bool]:
+    """Timestamped segments of one output, and whether any time was clamped. The tokenizer's own segmenting, as the
+    ASR pipeline uses it (`_decode_asr`: special tokens such as <|en|><|transcribe|> never reach a segment's text,
+    long-form windows are offset); its `decode(output_offsets=True)` keeps special tokens in segment texts. Times
+    past the recording's end (a model may predict any timestamp token up to 30 s) are clamped to its duration;
+    `clamped` says so when one was more than a timestamp step past it."""
+    import numpy as np
+
+    _, found = tok._decode_asr([{"tokens": np.array([ids])}], return_timestamps=True, return_language=False,
+                               time_precision=precision)
+    end, out, clamped = round(seconds, 2), [], False
+    for seg in found.get("chunks", []):
+        if not seg["text"].strip():
+            continue
+        start, stop = seg["timestamp"]  # stop is None when the output ends without a closing timestamp
+        start = 0.0 if start is None else round(float(start), 2)
+        stop = end if stop is None else round(float(stop), 2)
+        clamped |= max(start, stop) > end + precision  # less than one timestamp step is the clip's rounding
+        start = min(start, end)
+        out.append({"text": seg["text"].strip(), "timestamp": [start, min(max(stop, start), end)]})
+    return out, clamped
 
 
 STEPS = Steps(setup=setup, parse=audio.parse, encode=encode, collate=collate, forward=forward, decode=decode,
