@@ -27,6 +27,18 @@ _FIX = ("convert it to WAV/FLAC/MP3/OGG first (e.g. `ffmpeg -i IN OUT.flac`) or 
         "`taskcli infer` skips such files with --skip-bad")
 
 
+# Longest recording (seconds) a file may decode to, checked from its header before decoding: None (no limit) for
+# `infer`, whose files are the user's own; `taskcli serve` sets it (--max-audio-seconds), as a 28 KB FLAC can hold
+# ten minutes of silence (1.3 GB decoded and resampled).
+MAX_SECONDS: float | None = None
+
+
+def set_max_seconds(limit: float | None) -> None:
+    """Set the duration limit (`MAX_SECONDS`) for this process."""
+    global MAX_SECONDS
+    MAX_SECONDS = limit
+
+
 class BadAudio(TaskcliError):
     """One unreadable audio file; ``path`` names it."""
 
@@ -48,7 +60,6 @@ def decode(source) -> tuple:
     {"array"/"raw", "sampling_rate"} of already decoded audio.
     """
     import numpy as np
-    import soundfile as sf
 
     name = _name(source)
     if isinstance(source, dict):
@@ -57,12 +68,7 @@ def decode(source) -> tuple:
             arr = np.asarray(raw, dtype=np.float32)
             return (arr[:, None] if arr.ndim == 1 else arr), int(source["sampling_rate"])
         if source.get("bytes"):
-            data = source["bytes"]
-            try:
-                arr, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-            except Exception as err:  # noqa: BLE001 - libsndfile's errors are user data errors
-                raise BadAudio(name, _why(err, name)) from None
-            return _checked(arr, rate, name)
+            return _read(io.BytesIO(source["bytes"]), Path(name).suffix.lower(), name)
         source = source.get("path")
         if not source:
             raise BadAudio(name, "the audio entry has neither bytes nor a path")
@@ -72,24 +78,36 @@ def decode(source) -> tuple:
         raise BadAudio(name, "no such file")
     if path.is_dir():
         raise BadAudio(name, "it is a directory")
-    if suffix in UNSUPPORTED:
-        raise BadAudio(name, f"'{suffix}' audio is not supported (soundfile reads WAV, FLAC, MP3, OGG/Vorbis, Opus)")
     if path.stat().st_size == 0:
         raise BadAudio(name, "the file is empty")
+    return _read(str(path), suffix, name)
+
+
+def _read(file, suffix: str, name: str) -> tuple:
+    """Decode a path or a file object; over MAX_SECONDS is refused from the header, before decoding."""
+    import soundfile as sf
+
+    raw = {"samplerate": RAW_RATE, "channels": 1, "subtype": "PCM_16", "endian": "LITTLE", "format": "RAW"}
+    if suffix in UNSUPPORTED:
+        raise BadAudio(name, f"'{suffix}' audio is not supported (soundfile reads WAV, FLAC, MP3, OGG/Vorbis, Opus)")
     try:
-        if suffix in RAW_SUFFIXES:
-            arr, rate = sf.read(str(path), dtype="float32", always_2d=True, samplerate=RAW_RATE, channels=1,
-                                subtype="PCM_16", endian="LITTLE", format="RAW")
-        else:
-            arr, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as err:  # noqa: BLE001
-        raise BadAudio(name, _why(err, name)) from None
+        with sf.SoundFile(file, **(raw if suffix in RAW_SUFFIXES else {})) as sound:
+            if MAX_SECONDS is not None and sound.frames > MAX_SECONDS * sound.samplerate:
+                raise BadAudio(name, f"it is {sound.frames / sound.samplerate:.1f} s long, more than the limit of "
+                                     f"{MAX_SECONDS:g} s")
+            arr, rate = sound.read(dtype="float32", always_2d=True), sound.samplerate
+    except BadAudio:
+        raise
+    except Exception as err:  # noqa: BLE001 - libsndfile's errors are user data errors
+        raise BadAudio(name, _why(err)) from None
     return _checked(arr, rate, name)
 
 
-def _why(err: Exception, name: str) -> str:
+def _why(err: Exception) -> str:
+    import re
+
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    text = text.replace(f"Error opening {name!r}: ", "").replace(f"Error opening '{name}': ", "")
+    text = re.sub(r"^Error opening .*?: ", "", text)  # libsndfile names the file (or <_io.BytesIO ...>) itself
     return f"not a readable audio format ({text[:120]})"
 
 

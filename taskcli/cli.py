@@ -16,6 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from taskcli import __version__
+from taskcli.serve import Limits as ServeLimits  # (light: FastAPI loads when serve runs)
 
 app = typer.Typer(
     name="taskcli",
@@ -426,8 +427,9 @@ def _infer_table(task_obj, done: list):
     return table
 
 
-@app.command(epilog="Examples: `taskcli serve ner --model runs/ner` · `curl -s localhost:8000/predict -d "
-             "'{\"inputs\": [\"Alice works in Paris\"]}'` · `pip install 'taskcli[serve]'`")
+@app.command(epilog="Examples: `taskcli serve ner --model runs/ner` · `curl -s localhost:8000/predict -H "
+             "'Content-Type: application/json' -d '{\"inputs\": [\"Alice works in Paris\"]}'` · "
+             "`TASKCLI_API_KEY=... taskcli serve ner -m runs/ner --host 0.0.0.0` · `pip install 'taskcli[serve]'`")
 @guarded
 def serve(
     task: TaskArg,
@@ -441,12 +443,47 @@ def serve(
                                              help="Most inputs answered by one forward pass."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0.0,
                                       help="How long a request waits for others to share its batch."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TASKCLI_API_KEY", rich_help_panel="Access",
+                                          show_default=False,
+                                          help="Require `Authorization: Bearer KEY` on every request."),
+    cors_origin: Optional[list[str]] = typer.Option(None, "--cors-origin", rich_help_panel="Access",
+                                                    help="Let web pages from this origin call the server (CORS; "
+                                                         "repeatable). Off by default."),
+    docs: bool = typer.Option(False, "--docs", rich_help_panel="Access",
+                              help="Serve /docs, /redoc and /openapi.json (off by default)."),
+    max_body_mb: float = typer.Option(ServeLimits.max_body_mb, "--max-body-mb", min=0.001, rich_help_panel="Limits",
+                                      help="Largest request body, in MB (413 over it)."),
+    max_inputs: int = typer.Option(ServeLimits.max_inputs, "--max-inputs", min=1, rich_help_panel="Limits",
+                                   help="Most inputs in one request."),
+    max_image_pixels: int = typer.Option(ServeLimits.max_image_pixels, "--max-image-pixels", min=1,
+                                         rich_help_panel="Limits",
+                                         help="Largest image, as decoded width x height (checked before decoding)."),
+    max_audio_seconds: float = typer.Option(ServeLimits.max_audio_seconds, "--max-audio-seconds", min=0.001,
+                                            rich_help_panel="Limits",
+                                            help="Longest recording (read from its header, before decoding)."),
+    max_concurrency: int = typer.Option(ServeLimits.max_concurrency, "--max-concurrency", min=1,
+                                        rich_help_panel="Limits",
+                                        help="Most open connections and requests at once (503 over it)."),
+    max_queue: int = typer.Option(ServeLimits.max_queue, "--max-queue", min=1, rich_help_panel="Limits",
+                                  help="Most requests waiting for the model (503 with Retry-After over it)."),
+    read_timeout: float = typer.Option(ServeLimits.read_timeout, "--read-timeout", min=0.1, rich_help_panel="Limits",
+                                       help="Seconds a client has to send a request's headers, and then its body."),
+    keep_alive: int = typer.Option(ServeLimits.keep_alive, "--keep-alive", min=1, rich_help_panel="Limits",
+                                   help="Seconds an idle keep-alive connection stays open."),
+    graceful_timeout: int = typer.Option(ServeLimits.graceful_timeout, "--graceful-timeout", min=0,
+                                         rich_help_panel="Limits",
+                                         help="On SIGTERM, seconds to finish the requests in progress before exiting."),
 ):
     """Serve TASK's model over HTTP: POST /predict {"inputs": [...]} gives infer --json's rows; GET /health."""
     from taskcli import serve as serve_mod
+    from taskcli.errors import TaskcliError
 
+    if api_key is not None and not api_key.strip():
+        raise TaskcliError("the API key is empty (--api-key or TASKCLI_API_KEY)", "give a long random key, or none")
+    limits = ServeLimits(max_body_mb, max_inputs, max_image_pixels, max_audio_seconds, max_concurrency, max_queue,
+                         read_timeout, keep_alive, graceful_timeout)
     serve_mod.serve(task, model, recipe, set_, smoke, host, port, batch_size, max_wait_ms,
-                    lambda text: print(text, file=sys.stderr, flush=True))
+                    lambda text: print(text, file=sys.stderr, flush=True), limits, api_key, cors_origin, docs)
 
 
 @app.command()

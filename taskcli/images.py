@@ -20,6 +20,48 @@ _FIX = ("check the file (a JPEG/PNG/WebP/BMP/TIFF image) or remove it from the d
         "files with --skip-bad")
 
 
+# Most pixels (width x height) an image may decode to: a small compressed file can hold a huge image (a 389 KB PNG
+# of 20000x20000 decodes to 1.2 GB). Pillow's own bomb limit by default (89.5 MP); `taskcli serve` lowers it
+# (--max-image-pixels). A larger image is a bad input naming its file, refused from its header before decoding.
+MAX_PIXELS = 89_478_485
+
+
+def set_max_pixels(limit: int) -> None:
+    """Set the decoded-pixel limit (`MAX_PIXELS`) for this process; Pillow's own check follows it."""
+    global MAX_PIXELS
+    MAX_PIXELS = int(limit)
+
+
+def _guarded_pillow():
+    """PIL.Image with its bomb check at MAX_PIXELS: its warning (between 1x and 2x the limit) is silenced, as
+    `_check_pixels` refuses those images itself; above 2x Pillow raises DecompressionBombError, caught as BadImage."""
+    import warnings
+
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    return Image
+
+
+def _check_pixels(image, name: str) -> None:
+    if image.width * image.height > MAX_PIXELS:
+        raise _too_big(name, f"{image.width}x{image.height} = {image.width * image.height:,} pixels")
+
+
+def _too_big(name: str, size: str) -> "BadImage":
+    return BadImage(name, f"it is {size}, more than the limit of {MAX_PIXELS:,} decoded pixels (a decompression "
+                          "bomb, or an image to scale down first)")
+
+
+def _bomb(name: str, err: Exception) -> "BadImage":
+    """Pillow's DecompressionBombError (over twice the limit, raised while reading the header) as a BadImage."""
+    import re
+
+    found = re.search(r"\((\d+) pixels\)", str(err))
+    return _too_big(name, f"{int(found[1]):,} pixels" if found else "too many pixels")
+
+
 class BadImage(TaskcliError):
     """One unreadable image; ``path`` names it."""
 
@@ -37,8 +79,9 @@ def _rgb(image):
 
 def load(source):
     """An RGB PIL image from a path, a {"bytes", "path"} dict or a PIL image."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
+    Image = _guarded_pillow()
     if isinstance(source, Image.Image):
         return _rgb(source)
     name = str(source.get("path") or "<image bytes>") if isinstance(source, dict) else str(source)
@@ -60,8 +103,11 @@ def load(source):
         source = path
     try:
         with Image.open(source) as image:
+            _check_pixels(image, name)  # from the header, before a pixel is decoded
             image.load()  # decode now: a truncated file fails here, not later inside a batch
             return _rgb(image)
+    except Image.DecompressionBombError as err:
+        raise _bomb(name, err) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         why = "not an image Pillow can read" if isinstance(err, UnidentifiedImageError) else f"{err}"[:120]
         raise BadImage(name, why) from None
@@ -73,8 +119,7 @@ def _name(source) -> str:
 
 def _open_map(source, unnamed: str):
     """A per-pixel map (mask, depth) as a PIL image in its own mode: no RGB conversion, no EXIF rotation."""
-    from PIL import Image
-
+    Image = _guarded_pillow()
     if isinstance(source, Image.Image):
         return source
     name = str(source.get("path") or unnamed) if isinstance(source, dict) else str(source)
@@ -84,8 +129,11 @@ def _open_map(source, unnamed: str):
         raise BadImage(name, "no such file")
     try:
         with Image.open(raw) as opened:
+            _check_pixels(opened, name)
             opened.load()
             return opened.copy()
+    except Image.DecompressionBombError as err:
+        raise _bomb(name, err) from None
     except (OSError, SyntaxError, ValueError) as err:
         raise BadImage(name, f"{err}"[:120]) from None
 
