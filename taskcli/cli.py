@@ -165,7 +165,8 @@ def finetune(
     smoke: bool = typer.Option(False, "--smoke", help="Offline: tiny model + bundled sample."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output dir."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Resolve and print the recipe, train nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved recipe as YAML (with --json: JSON), "
+                                                          "train nothing."),
     num_processes: int = typer.Option(1, "--num-processes", min=1, help="Data-parallel processes (Accelerate)."),
     lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters (peft) instead of every weight: train.lora "
                                                     "with its defaults unless the recipe sets it."),
@@ -195,6 +196,14 @@ def finetune(
                              output_dir=output_dir, resume=resume, overwrite=overwrite, dry_run=dry_run,
                              command=command, gates=gate, lora=lora)
     if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if dry_run and not as_json:  # for people: the recipe as recipe.yaml will hold it (usable as a --recipe file)
+        import yaml
+
+        there = "already exists" if result["output_dir_exists"] else "new"
+        print(f"# Dry run, nothing trained. The recipe as {Path(result['output_dir']) / 'recipe.yaml'} would record "
+              f"it (output folder: {there}):\n" + yaml.safe_dump(result["resolved"], sort_keys=False,
+                                                                 allow_unicode=True), end="")
         return
     if as_json or dry_run:
         print(json.dumps(result, indent=None if as_json else 2, default=float))

@@ -35,6 +35,7 @@ def versions() -> dict[str, str]:
 def effective_recipe(run, model: str | None, data: str | None, out: Path | None, model_type: str | None = None) -> dict:
     """The recipe as this run uses it: what `finetune --recipe OUT/recipe.yaml` needs to repeat the run."""
     d = run.recipe.model_dump(mode="json")
+    shipped = (local_or_id(d["model"]["checkpoint"]), local_or_id(d["data"]["dataset"] or ""))
     if model:
         d["model"]["checkpoint"] = local_or_id(model)
         d["model"]["revision"] = None  # model.revision is the recipe checkpoint's, never --model's
@@ -53,7 +54,19 @@ def effective_recipe(run, model: str | None, data: str | None, out: Path | None,
         d["model"]["infer_default"] = str(Path(out).resolve())  # eval/infer --recipe OUT/recipe.yaml use the result
         d["eval"]["label_map"] = {}  # that model names the classes as this data does
     d.pop("provenance", None)
+    if (d["model"]["checkpoint"], d["data"]["dataset"] or "") != shipped:
+        # --model/--data swapped what the recipe's description talks about ("binary sentiment on IMDb")
+        d["description"] = describe(run, d["model"]["checkpoint"], d["data"]["dataset"])
     return d
+
+
+def describe(run, model: str, data: str | None) -> str:
+    """The description of a run whose model or data is not its recipe's: local paths by their names."""
+    def name(ref: str) -> str:
+        return Path(ref).name if is_local(ref) else ref
+
+    on = f" on {name(data)}" if data else ""
+    return f"{run.task.name} fine-tune of {name(model)}{on}, from recipe {run.resolved.name}"
 
 
 def record(run, *, command: str, sets: list[str], model: str | None, model_desc: str, tiny: bool,

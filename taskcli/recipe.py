@@ -337,11 +337,14 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
+SMOKE_SECTIONS = ("train", "data", "params", "infer")  # the sections a recipe's smoke: block overrides
+
+
 def smoke_merged(data: dict) -> dict:
     smoke = data.get("smoke") or {}
     if not isinstance(smoke, dict):
         return data
-    over = {k: smoke[k] for k in ("train", "data", "params", "infer") if isinstance(smoke.get(k), dict)}
+    over = {k: smoke[k] for k in SMOKE_SECTIONS if isinstance(smoke.get(k), dict)}
     return merge(data, over)
 
 
@@ -395,13 +398,22 @@ def _set_item_for(loc: tuple, sets: list[str]) -> str | None:
 
 
 def format_errors(err: ValidationError, schema: type[BaseModel], path: Path, node,
-                  sets: list[str] | None = None) -> list[str]:
-    lines = []
+                  sets: list[str] | None = None, smoke: bool = False) -> list[str]:
+    """One entry per error, in the file's line order (pydantic reports them in schema order), each followed by the
+    line it names; then errors without a line, then those of --set items (in their order). `smoke`: errors of the
+    smoke-merged recipe, found under `smoke:` in the file where they come from there."""
+    sets = sets or []
+    try:
+        source = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        source = []
+    found = []
     for e in err.errors():
         loc = tuple(e["loc"])
         dotted = ".".join(str(p) for p in loc) or "(top level)"
-        line = _line_of(node, loc)
-        item = _set_item_for(loc, sets or [])
+        line = (_line_of(node, ("smoke", *loc)) if smoke and loc and loc[0] in SMOKE_SECTIONS else None) \
+            or _line_of(node, loc)
+        item = _set_item_for(loc, sets)
         where = f"--set {item}" if item else f"{path}:{line}" if line else str(path)
         if e["type"] == "extra_forbidden":
             msg = f"unknown key '{dotted}'{did_you_mean(loc[-1], _fields_at(schema, loc[:-1]))}"
@@ -410,8 +422,12 @@ def format_errors(err: ValidationError, schema: type[BaseModel], path: Path, nod
         else:  # a section's own check (e.g. train: fsdp with deepspeed) quotes no whole section back
             got = "" if isinstance(e.get("input"), dict) else f" (got {e.get('input')!r})"
             msg = f"'{dotted}': {e['msg'].removeprefix('Value error, ')}{got}"
-        lines.append(f"{where}: {msg}")
-    return lines
+        text = f"{where}: {msg}{' (in smoke overrides)' if smoke else ''}"
+        if not item and line and line <= len(source):
+            text += f"\n    | {source[line - 1].rstrip()}"
+        order = (2, sets.index(item)) if item else (0, line) if line else (1, 0)
+        found.append((order, text))
+    return [text for _, text in sorted(found, key=lambda f: f[0])]  # stable: one line's errors keep their order
 
 
 def validate(task, data: dict, path: Path, node=None, sets: list[str] | None = None) -> Any:
@@ -431,7 +447,7 @@ def validate(task, data: dict, path: Path, node=None, sets: list[str] | None = N
         try:
             schema.model_validate(smoke_merged(data))
         except ValidationError as err:
-            errors += [f"{e} (in smoke overrides)" for e in format_errors(err, schema, path, node, sets)]
+            errors += format_errors(err, schema, path, node, sets, smoke=True)
     if errors:
         raise TaskcliError(
             f"invalid recipe ({len(errors)} error{'s' * (len(errors) > 1)}):\n  " + "\n  ".join(errors),

@@ -81,8 +81,8 @@ def test_recipes_list_show_validate(cli, tmp_path):
 
 
 def test_dry_run_applies_set_with_types(cli):
-    result = cli("finetune", "ner", "--dry-run", "--set", "train.epochs=1.5", "--set", "train.precision=bf16",
-                 "--set", "data.max_train_samples=10")
+    result = cli("finetune", "ner", "--dry-run", "--json", "--set", "train.epochs=1.5",
+                 "--set", "train.precision=bf16", "--set", "data.max_train_samples=10")
     assert result.exit_code == 0, result.stderr
     resolved = json.loads(result.stdout)["resolved"]
     assert resolved["train"]["epochs"] == 1.5 and resolved["train"]["precision"] == "bf16"
@@ -90,7 +90,7 @@ def test_dry_run_applies_set_with_types(cli):
 
 
 def test_smoke_dry_run_merges_smoke_overrides(cli):
-    result = cli("finetune", "qa", "--dry-run", "--smoke", "--set", "train.epochs=2")
+    result = cli("finetune", "qa", "--dry-run", "--json", "--smoke", "--set", "train.epochs=2")
     resolved = json.loads(result.stdout)["resolved"]
     assert resolved["data"]["max_length"] == 96  # from the recipe's smoke section
     assert resolved["train"]["epochs"] == 2  # --set wins over smoke overrides

@@ -70,3 +70,89 @@ def test_whisper_clip_without_text_says_so(whisper_tok, capsys, timestamps):
     speech_whisper.decode(ctx, rec, [ids])  # a second one: the row says it, stderr does not repeat it
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "gave no text" in notes[0]
+
+
+# --- finetune --dry-run: YAML for people, JSON with --json; a custom run's description -------------------------
+
+
+def reviews_csv(path):
+    path.write_text("text,label\nthe film was great,good\nthe film was awful,bad\nthe film was okay,meh\n")
+    return path
+
+
+def test_dry_run_prints_the_recipe_as_yaml_and_json_with_json(cli, tmp_path):
+    import json
+
+    import yaml
+
+    data = reviews_csv(tmp_path / "reviews.csv")
+    args = ("finetune", "text-cls", "--data", data, "--set", "train.epochs=2", "-o", tmp_path / "run", "--dry-run")
+    people = cli(*args)
+    assert people.exit_code == 0, people.stderr
+    assert people.stdout.startswith("# Dry run") and str(tmp_path / "run" / "recipe.yaml") in people.stdout
+    machines = cli(*args, "--json")
+    assert machines.exit_code == 0, machines.stderr
+    result = json.loads(machines.stdout)
+    assert result["dry_run"] is True and result["output_dir"] == str(tmp_path / "run")
+    recipe = yaml.safe_load(people.stdout)  # the YAML is the recipe itself, as recipe.yaml will hold it
+    assert recipe == result["resolved"]
+    assert recipe["train"]["epochs"] == 2 and recipe["data"]["dataset"] == str(data.resolve())
+    # ... and a valid recipe file
+    (tmp_path / "again.yaml").write_text(people.stdout)
+    assert cli("recipes", "validate", tmp_path / "again.yaml").exit_code == 0
+
+
+def test_description_follows_the_model_and_data_a_run_swaps_in(cli, tmp_path):
+    import json
+
+    def description(*args):
+        result = cli("finetune", "text-cls", *args, "--dry-run", "--json")
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)["resolved"]["description"]
+
+    shipped = description()
+    assert "IMDb" in shipped  # the recipe's own data: its own words
+    data = reviews_csv(tmp_path / "reviews.csv")
+    custom = description("--data", data)
+    assert "IMDb" not in custom and "binary" not in custom
+    assert custom == ("text-classification fine-tune of distilbert/distilbert-base-uncased on reviews.csv, "
+                      "from recipe text-classification/distilbert")
+    assert description("--model", "google-bert/bert-base-cased").startswith(
+        "text-classification fine-tune of google-bert/bert-base-cased on stanfordnlp/imdb")
+    assert description("--data", "stanfordnlp/imdb") == shipped  # the recipe's own data named again: unchanged
+
+
+# --- recipe errors in the file's line order, each with its line -----------------------------------------------
+
+
+def test_recipe_errors_come_in_line_order_with_their_lines(tmp_path):
+    import re
+
+    from taskcli import recipe
+    from taskcli.errors import TaskcliError
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("task: token-classification\nmodel:\n  checkpoint: x\n  type: distilbert\n"
+                    "train:\n  epochz: 3\n  learning_rate: fast\ndata:\n  max_lenght: 5\nmodle: 3\n"
+                    "smoke:\n  train:\n    epochs: many\n")
+    with pytest.raises(TaskcliError) as err:
+        recipe.resolve(recipe_task(), str(path), sets=["train.seed=one"])
+    entries = str(err.value).splitlines()[1:]
+    located = [int(m.group(1)) for e in entries if (m := re.match(rf"\s*{re.escape(str(path))}:(\d+):", e))]
+    assert located == [6, 7, 9, 10]  # pydantic's own order is the schema's: data before train, extra keys last
+    lines = path.read_text().splitlines()
+    for n in located:  # each error shows the line it names
+        at = next(i for i, e in enumerate(entries) if e.strip().startswith(f"{path}:{n}:"))
+        assert entries[at + 1] == "    | " + lines[n - 1]
+    assert entries[-1].strip().startswith("--set train.seed=one:")  # the command line's come after the file's
+    # an error of the smoke overrides names its line under smoke:
+    smoke_only = tmp_path / "smoke.yaml"
+    smoke_only.write_text("\n".join(path.read_text().splitlines()[:4] + lines[10:]) + "\n")
+    text = str(pytest.raises(TaskcliError, recipe.validate_file, smoke_only).value)
+    assert f"{smoke_only}:7: 'train.epochs'" in text and "(in smoke overrides)\n    |     epochs: many" in text
+
+
+def recipe_task():
+    from taskcli import registry
+
+    return registry.get("token-classification")

@@ -49,6 +49,9 @@ def test_model_data_set_run_is_recorded_and_repeated_by_its_recipe(cli, trained,
     assert saved["data"]["dataset"] == str(data.resolve())
     assert (saved["train"]["epochs"], saved["train"]["learning_rate"]) == (2, 0.002)
     assert saved["smoke"]["enabled"] is False
+    # not the shipped recipe's "binary sentiment on IMDb": what this run is
+    assert saved["description"] == (f"text-classification fine-tune of {base.name} on reviews.csv, from recipe "
+                                    "text-classification/distilbert")
     prov = saved["provenance"]
     assert prov["sets"] == ["train.epochs=2", "train.learning_rate=0.002"]
     assert prov["data"]["train_rows"] + prov["data"]["eval_rows"] == 45
@@ -98,7 +101,7 @@ def test_smoke_run_recipe_repeats_the_smoke_run(cli, tmp_path):
 def test_dry_run_shows_the_model_and_data_that_will_be_used(cli, trained, tmp_path):
     base = trained("text-classification")
     data = reviews(tmp_path / "reviews.csv")
-    result = cli("finetune", "text-cls", "--model", base, "--data", data, "--dry-run")
+    result = cli("finetune", "text-cls", "--model", base, "--data", data, "--dry-run", "--json")
     assert result.exit_code == 0, result.stderr
     resolved = json.loads(result.stdout)["resolved"]
     assert resolved["model"]["checkpoint"] == str(base.resolve())
@@ -115,7 +118,7 @@ def test_relative_data_path_resolves_against_the_recipe_folder_and_smoke_uses_lo
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    dry = cli("finetune", "text-cls", "--recipe", recipe, "--dry-run")
+    dry = cli("finetune", "text-cls", "--recipe", recipe, "--dry-run", "--json")
     assert json.loads(dry.stdout)["resolved"]["data"]["dataset"] == str(data.resolve())
     out = tmp_path / "out"
     run = cli("finetune", "text-cls", "--recipe", recipe, "--smoke", "--set", "train.max_steps=2", "-o", out)
