@@ -1,5 +1,6 @@
 """`taskcli serve`: the real server on 127.0.0.1, concurrent requests from a real HTTP client; answers equal
-`infer --json`; bad requests get a 400 with one line and the server goes on."""
+`infer --json`; a bad input is an error row in its place (a 400 when none could be used) and the server goes on;
+the worker survives any exception (in-process, with a failing step). The hostile load test is test_serve_faults.py."""
 
 import base64
 import json
@@ -82,19 +83,109 @@ def test_concurrent_requests_get_infer_json_rows(cli, trained, ner_server):
     assert same_rows(several, expected)
 
 
-@pytest.mark.parametrize("body, fragment", [
-    (b"not json", "the body is not JSON"),
-    (b'{"inputs": [""]}', "input 1 has an empty 'text'"),
-    (b'{"inputs": []}', "no inputs"),
-    (b'{"inputs": [5]}', "input 1 is a int"),
-    (b'{"text": "x"}', 'send {"inputs": [...]} or {"input": ...}'),
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("body, status, fragment", [
+    (b"not json", 400, "the body is not JSON"),
+    (b'{"inputs": [""]}', 400, "input 1 has an empty 'text'"),
+    (b'{"inputs": []}', 400, "no inputs"),
+    (b'{"inputs": [5]}', 400, "input 1 is a int"),
+    (b'{"inputs": ["\\ud800"]}', 400, "input 1 holds a lone surrogate"),
+    (b'{"text": "x"}', 400, 'send {"inputs": [...]} or {"input": ...}'),
+    (b"[" * 100_000, 400, "nested too deeply"),
+    (b'{"inputs": [' + b'"a", ' * 64 + b'"a"]}', 400, "65 inputs in one request, more than 64"),
 ])
-def test_bad_requests_get_a_400_and_the_server_goes_on(ner_server, body, fragment):
-    response = httpx.post(f"{ner_server.url}/predict", content=body, timeout=60)
-    assert response.status_code == 400 and fragment in response.json()["error"], response.text
+def test_bad_requests_get_a_400_and_the_server_goes_on(ner_server, body, status, fragment):
+    response = httpx.post(f"{ner_server.url}/predict", content=body, headers=JSON, timeout=60)
+    assert response.status_code == status and fragment in response.json()["error"], response.text
     assert "--skip-bad" not in response.json()["error"] and "\n" not in response.json()["error"]
     ok = httpx.post(f"{ner_server.url}/predict", json={"input": "Alice"}, timeout=60)
     assert ok.status_code == 200 and ok.json()["results"][0]["input"] == "Alice"
+
+
+def test_a_bad_input_is_an_error_row_in_its_place(cli, trained, ner_server):
+    """As infer --skip-bad: the others are answered, the bad ones name the client's input index."""
+    expected = _infer_rows(cli, "ner", TEXTS[0], TEXTS[1], "--model", trained("token-classification"))
+    inputs = [TEXTS[0], "", "\ud800", 7, TEXTS[1]]
+    response = httpx.post(f"{ner_server.url}/predict", content=json.dumps({"inputs": inputs}), headers=JSON,
+                          timeout=60)  # (ASCII JSON: the lone surrogate travels as its escape, as clients send it)
+    assert response.status_code == 200, response.text
+    rows = response.json()["results"]
+    assert [row["input"] for row in rows] == inputs
+    assert same_rows([rows[0], rows[4]], expected)
+    assert rows[1]["error"] == "input 2 has an empty 'text'"
+    assert rows[2]["error"].startswith("input 3 holds a lone surrogate") and rows[3]["error"].startswith("input 4 ")
+
+
+def test_only_json_and_no_docs_or_cors_by_default(ner_server):
+    plain = httpx.post(f"{ner_server.url}/predict", content=b'{"input": "Alice"}',
+                       headers={"Content-Type": "text/plain", "Origin": "http://evil.example"}, timeout=60)
+    assert plain.status_code == 415 and "application/json" in plain.json()["error"]
+    assert "access-control-allow-origin" not in plain.headers
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert httpx.get(f"{ner_server.url}{path}", timeout=60).status_code == 404, path
+    preflight = httpx.options(f"{ner_server.url}/predict", headers={
+        "Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}, timeout=60)
+    assert "access-control-allow-origin" not in preflight.headers
+
+
+def test_health_reports_the_worker_and_its_queue(ner_server):
+    health = httpx.get(f"{ner_server.url}/health", timeout=60).json()
+    assert health["worker"] == "alive" and health["queue"] == 0 and health["queue_limit"] == 32
+
+
+def _predictor(trained):
+    from taskcli import engine, serve
+
+    run, model = engine.load_for_inference("ner", str(trained("token-classification")), None, None, False)
+    return run, serve.Predictor(run, model, {}, max_wait_s=0.05)
+
+
+def _ask(predictor, inputs):
+    return predictor.submit(inputs).result(timeout=60)
+
+
+def test_a_failing_batch_is_retried_input_by_input_and_the_worker_lives_on(trained):
+    """A step that raises for one text (as the tokenizer did for a lone surrogate): its row gets one line, the
+    request's other inputs and the requests batched with it are answered, and the worker goes on."""
+    import dataclasses
+    from concurrent.futures import ThreadPoolExecutor
+
+    run, predictor = _predictor(trained)
+    try:
+        good = _ask(predictor, ["Alice works in Paris", "Bob"])
+        assert good[0] == 200
+
+        encode = predictor.steps.encode
+
+        def breaks_on_boom(ctx, parsed):
+            if any("boom" in str(p) for p in parsed):
+                raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, InputSequence]]")
+            return encode(ctx, parsed)
+
+        predictor.steps = dataclasses.replace(predictor.steps, encode=breaks_on_boom)
+        with ThreadPoolExecutor(3) as pool:  # sent together: one batch holding the bad text
+            answers = list(pool.map(lambda inputs: _ask(predictor, inputs),
+                                    [["Alice works in Paris", "boom", "Bob"], ["Alice works in Paris"], ["boom"]]))
+        mixed, alone, broken = answers
+        assert mixed[0] == 200 and mixed[1]["results"][0] == good[1]["results"][0]
+        assert mixed[1]["results"][2] == good[1]["results"][1]
+        assert mixed[1]["results"][1]["error"].startswith("internal error while predicting (TypeError")
+        assert alone == (200, {"results": [good[1]["results"][0]]})
+        assert broken[0] == 500 and "\n" not in broken[1]["error"] and "TypeError" in broken[1]["error"]
+
+        def parse_crashes(ctx, item):
+            raise RuntimeError("a bug of ours")
+
+        predictor.steps = dataclasses.replace(predictor.steps, parse=parse_crashes)
+        status, body = _ask(predictor, ["Alice"])
+        assert status == 500 and body["error"].startswith("internal error while reading input 1 (RuntimeError")
+        predictor.steps = dataclasses.replace(predictor.steps, parse=None)  # not even callable: still answered
+        assert _ask(predictor, ["Alice"])[0] == 500
+        assert predictor.health()["worker"] == "alive" and predictor.health()["internal_errors"] >= 4
+    finally:
+        run.close()
 
 
 def test_a_text_is_never_read_as_a_server_file(ner_server, tmp_path):
@@ -117,6 +208,9 @@ def test_image_files_are_sent_as_base64(cli, trained, tmp_path):
                       [{k: v for k, v in r.items() if k != "input"} for r in expected])
         bad = httpx.post(f"{server.url}/predict", json={"inputs": ["/etc/hosts"]}, timeout=60)
         assert bad.status_code == 400 and "takes files" in bad.json()["error"]
+        # an empty upload never falls through to reading its name as a path on the server
+        empty = httpx.post(f"{server.url}/predict", json={"input": {"name": str(photos[0]), "base64": ""}}, timeout=60)
+        assert empty.status_code == 400 and "the file is empty" in empty.json()["error"], empty.text
     finally:
         server.stop()
 
