@@ -27,13 +27,64 @@ def load_processor(run):
 
 
 def preprocess(run, ds, training):
-    return pack(run, ds, add_eos=False, special_tokens_mask=True)
+    blocks = pack(run, ds, add_eos=False, special_tokens_mask=True)
+    if training:
+        return blocks
+    # Eval blocks are masked once, here: every evaluation (in training, `taskcli eval`, a resumed run's) scores the
+    # same positions, whatever the epoch or the random state. Plain values in the closure: datasets hashes it.
+    tok, probability, seed = run.tokenizer(), run.params.mlm_probability, run.recipe.train.seed
+
+    def mask(batch):
+        import torch
+
+        masker = keyed_masks(tok, probability, seed)
+        ids, labels = [], []
+        for row, special in zip(batch["input_ids"], batch["special_tokens_mask"]):
+            masked, label = masker.masked(torch.tensor([row]), torch.tensor([special]), "eval")
+            ids.append(masked[0].tolist())
+            labels.append(label[0].tolist())
+        return {"input_ids": ids, "labels": labels}
+
+    return run.map(blocks, mask, batched=True, remove_columns=["special_tokens_mask"])
 
 
 def collator(run):
+    return keyed_masks(run.tokenizer(), run.params.mlm_probability, run.recipe.train.seed, run.clock)
+
+
+def keyed_masks(tok, probability: float, seed: int, clock=None):
+    """The MLM collator, with each block's masks drawn from a generator seeded by (seed, epoch, the block's tokens)
+    instead of the global RNG: a resumed run masks every batch as the uninterrupted run did (the Trainer draws a
+    resumed run's first batch before it restores the global RNG, and a streamed run collates the batches it skips).
+    Eval blocks, masked at preprocess, arrive with their labels and are only padded."""
+    import hashlib
+
+    import torch
     from transformers import DataCollatorForLanguageModeling
 
-    return DataCollatorForLanguageModeling(run.tokenizer(), mlm=True, mlm_probability=run.params.mlm_probability)
+    from taskcli.tasks.lm_common import CausalCollator
+
+    class KeyedMasks(DataCollatorForLanguageModeling):
+        def torch_call(self, examples):
+            if all("labels" in e for e in examples):
+                return CausalCollator(tok.pad_token_id)(examples)
+            return super().torch_call(examples)
+
+        def torch_mask_tokens(self, inputs, special_tokens_mask=None, offset_mapping=None):
+            epoch = str(clock.epoch if clock is not None else 0)
+            rows = [self.masked(inputs[i:i + 1], None if special_tokens_mask is None else special_tokens_mask[i:i + 1],
+                                epoch) for i in range(len(inputs))]
+            return torch.cat([r[0] for r in rows]), torch.cat([r[1] for r in rows])
+
+        def masked(self, row, special, tag: str):
+            key = hashlib.blake2b(f"{seed}/{tag}/".encode() + row.numpy().tobytes(), digest_size=8)
+            self.generator = torch.Generator().manual_seed(int.from_bytes(key.digest(), "little"))
+            try:
+                return super().torch_mask_tokens(row.clone(), special)
+            finally:
+                self.generator = None
+
+    return KeyedMasks(tok, mlm=True, mlm_probability=probability)
 
 
 @dataclass

@@ -58,7 +58,10 @@ def block_size(run) -> int:
 
 def pack(run, ds, add_eos: bool, special_tokens_mask: bool):
     """Tokenize the `text` column, concatenate, split into blocks of block_size (the last partial one dropped,
-    unless the data is shorter than one block)."""
+    unless the data is shorter than one block). A streamed dataset (data.streaming) is packed as training reads
+    it: its column names are known before the map but not after, so nothing here reads them from a map's result."""
+    from taskcli.data import is_streamed
+
     size = block_size(run)
     # Only plain values in the closures: datasets hashes them to fingerprint its cache.
     tok = run.tokenizer()
@@ -66,14 +69,17 @@ def pack(run, ds, add_eos: bool, special_tokens_mask: bool):
     eos = tok.eos_token_id if add_eos else None
     pattern = DOC_TAG.pattern
 
-    def tokenize(batch):
+    def texts_of(batch):
         doc = re.compile(pattern)
-        texts = [t for t in batch["text"] if t and t.strip() and not (strip and doc.match(t))]
-        enc = tok(texts, return_special_tokens_mask=special_tokens_mask)
+        return [t for t in batch["text"] if t and t.strip() and not (strip and doc.match(t))]
+
+    def tokenize(batch):
+        enc = dict(tok(texts_of(batch), return_special_tokens_mask=special_tokens_mask))
+        enc.pop("token_type_ids", None)  # one segment: the models take none
         if eos is not None:
             enc["input_ids"] = [ids + [eos] for ids in enc["input_ids"]]
             enc["attention_mask"] = [m + [1] for m in enc["attention_mask"]]
-        return dict(enc)
+        return enc
 
     def group(batch):
         concat = {k: sum(batch[k], []) for k in batch}
@@ -84,12 +90,19 @@ def pack(run, ds, add_eos: bool, special_tokens_mask: bool):
     if "text" not in ds.column_names:
         raise TaskcliError(f"no 'text' column in the data; columns: {', '.join(ds.column_names)}",
                            "map it with --set data.columns.text=YOUR_COLUMN")
+    streamed = is_streamed(ds)
+    if streamed and not any(texts_of(batch) for batch in ds.take(STREAM_TEXT_PROBE).iter(batch_size=100)):
+        # the stream repeats without end: packing text-less rows would wait for a block forever
+        raise TaskcliError(f"the first {STREAM_TEXT_PROBE} rows of the training stream hold no text",
+                           "check the text column / files (blank lines and <doc> tags are skipped)")
     tokenized = ds.map(tokenize, batched=True, remove_columns=ds.column_names)
-    tokenized = tokenized.remove_columns([c for c in tokenized.column_names if c == "token_type_ids"])
     blocks = run.map(tokenized, group, batched=True, batch_size=1000)
-    if len(blocks) == 0:
+    if not streamed and len(blocks) == 0:
         raise TaskcliError("the data holds no text", "check the text column / file")
     return blocks
+
+
+STREAM_TEXT_PROBE = 1000  # rows of a training stream looked at for text before packing it
 
 
 class CausalCollator:

@@ -40,12 +40,12 @@ def encode_pairs(run, ds, sources_of, targets_of, max_target_length: int):
     tok, max_length = run.tokenizer(), run.recipe.data.max_length
 
     def encode(batch):
-        enc = tok(sources_of(batch), max_length=max_length, truncation=True)
+        enc = dict(tok(sources_of(batch), max_length=max_length, truncation=True))
+        enc.pop("token_type_ids", None)  # dropped here: a streamed map's result has no column names to drop it by
         enc["labels"] = tok(text_target=targets_of(batch), max_length=max_target_length, truncation=True)["input_ids"]
         return enc
 
-    out = run.map(ds, encode, batched=True, remove_columns=ds.column_names)
-    return out.remove_columns([c for c in out.column_names if c == "token_type_ids"])
+    return run.map(ds, encode, batched=True, remove_columns=ds.column_names)
 
 
 def collator(run):

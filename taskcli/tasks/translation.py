@@ -83,7 +83,9 @@ def _pairs_fn(ds, src: str, tgt: str):
             f"columns: {', '.join(cols)}",
             "map them with --set data.columns.source=COL --set data.columns.target=COL",
         )
-    first = ds[0]["translation"]
+    from taskcli.data import is_streamed
+
+    first = (next(iter(ds.take(1))) if is_streamed(ds) else ds[0])["translation"]
     if not isinstance(first, dict):
         raise TaskcliError("the 'translation' column must hold {language: text} records", f"got {type(first).__name__}")
     for which, lang in (("source", src), ("target", tgt)):
