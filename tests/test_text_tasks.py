@@ -169,6 +169,30 @@ def test_regression_recipe_learns_scores_and_infers_numbers(cli, trained):
         assert pipe(pair)["score"] == pytest.approx(row["score"], abs=1e-4)
 
 
+def test_a_one_output_model_without_problem_type_infers_the_number(cli, trained, tmp_path):
+    """textattack/bert-base-uncased-STS-B (bert-stsb's infer default) has one output and no problem_type: infer
+    gives its raw number, as transformers' loss treats such a head, not a sigmoid in (0, 1); the recipe's
+    params.regression decides when set."""
+    import shutil
+
+    out = tmp_path / "no-problem-type"
+    shutil.copytree(trained("text-classification", "bert-stsb"), out)
+    config = json.loads((out / "config.json").read_text())
+    del config["problem_type"]
+    (out / "config.json").write_text(json.dumps(config))
+    pair = json.dumps({"text": "Great acting and a clever story .", "text_pair": "Great acting and a clever story ."})
+
+    def score(*args):
+        result = cli("infer", "text-cls", pair, "--model", out, "--json", *args)
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)["score"]
+
+    raw = score()
+    assert raw > 3.5  # the 0-5 scale (a sigmoid would give < 1)
+    assert score("--recipe", "bert-stsb") == pytest.approx(raw, abs=1e-6)
+    assert score("--set", "params.regression=false") < 1.0  # asked for a single-logit classifier: a sigmoid
+
+
 def test_real_valued_labels_switch_to_regression(cli, realdata, tmp_path):
     """The default (classification) recipe on STS-B's float scores: regression without being told."""
     result = cli("finetune", "text-cls", "--smoke", "--data", realdata / "STS-B" / "train.tsv", "--output-dir",

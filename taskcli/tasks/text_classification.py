@@ -132,12 +132,23 @@ class _Text(Encoded):
 def setup(run, model, options):
     tok = run.tokenizer()
     limit = min(tok.model_max_length or 512, getattr(model.config, "max_position_embeddings", 512) or 512)
-    regression = model.config.problem_type == "regression"
+    regression = _regression_head(run, model.config)
     return _Context(run, model, options, int(options["batch_size"]), (limit, "the model's maximum"), tok=tok,
                     limit=limit, id2label=model.config.id2label, regression=regression,
                     sigmoid=not regression and (model.config.num_labels == 1 or
                                                 model.config.problem_type == "multi_label_classification"),
                     top_k=min(int(options.get("top_k") or 1), len(model.config.id2label)))
+
+
+def _regression_head(run, config) -> bool:
+    """Does the model's one output give the number itself? problem_type says so when set; a one-output head without
+    one is regression, as transformers' own loss treats it (textattack/bert-base-uncased-STS-B has no problem_type);
+    the recipe's params.regression, when set, decides for a one-output head (bert-stsb: true)."""
+    if config.num_labels != 1:
+        return config.problem_type == "regression"
+    if run.params.regression is not None:
+        return bool(run.params.regression)
+    return config.problem_type in (None, "regression")
 
 
 def parse(ctx, item):
