@@ -156,3 +156,33 @@ def recipe_task():
     from taskcli import registry
 
     return registry.get("token-classification")
+
+
+@pytest.mark.slow
+def test_whisper_timestamps_of_a_real_generate_call(cli, tmp_path, one_torch_thread):
+    """An untrained tiny Whisper (seeded) emits what a confused model does: language tokens inside segments and
+    timestamps up to 30 s for an 8 s recording (long-form: longer than its 4 s window)."""
+    import json
+
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from conftest import REPO
+
+    torch.manual_seed(0)
+    model = tmp_path / "whisper"
+    speech.whisper(model, ["hello world this is a test", "the quick brown fox"], {})
+    sample = REPO / "taskcli" / "samples" / "automatic-speech-recognition"
+    parts = []
+    for name in ("clip_00.flac", "clip_02.flac", "clip_05.flac"):
+        parts += [sf.read(str(sample / name), dtype="float32")[0], np.zeros(24000, dtype=np.float32)]
+    sf.write(tmp_path / "long.wav", np.concatenate(parts), 16000)
+    seconds = round(sf.info(str(tmp_path / "long.wav")).duration, 2)
+    result = cli("infer", "asr", tmp_path / "long.wav", "--model", model, "--timestamps", "--json",
+                 "--max-new-tokens", "40")
+    assert result.exit_code == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert row["chunks"] and all("<|" not in c["text"] for c in row["chunks"]), row
+    assert all(0 <= c["timestamp"][0] <= c["timestamp"][1] <= seconds for c in row["chunks"]), (seconds, row)
+    assert row["timestamps_clamped"] is True and "clamped to its duration" in result.stderr  # it said 29.98 s
