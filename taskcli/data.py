@@ -7,7 +7,7 @@ needs: ``train`` and ``eval`` (carved from train, seeded, when the data has no e
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from taskcli.errors import TaskcliError
@@ -69,9 +69,9 @@ def _local_files(path: Path) -> tuple[str, dict[str, list[str]] | list[str], dic
     return builder, by_split, dict(options)
 
 
-def _json_field(path: Path) -> str | None:
+def _json_field(path: Path, encoding: str = "utf-8") -> str | None:
     """'data' for whole-document JSON like SQuAD's {"version":..., "data": [...]}; None for JSON Lines."""
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding=encoding) as fh:
         first = fh.readline()
     try:
         json.loads(first)
@@ -79,7 +79,7 @@ def _json_field(path: Path) -> str | None:
     except json.JSONDecodeError:
         pass
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding=encoding))
     except json.JSONDecodeError as err:
         raise TaskcliError(f"{path} is not valid JSON or JSON Lines: {err}") from None
     if isinstance(doc, dict):
@@ -115,11 +115,16 @@ def load_raw(ref: str, recipe, modality: str | None = None, conll: bool = False,
             if dsd is not None:
                 return dsd
         builder, files, options = _local_files(path)
+        from taskcli import preflight
+
+        preflight.files([Path(f) for group in files.values() for f in group], data.encoding)
+        if data.encoding and builder in ("csv", "json", "text"):
+            options["encoding"] = data.encoding
         options.update(data.read_options)
         if builder == "json":
-            field = data.field or _json_field(Path(next(iter(files.values()))[0]))
-            if field:
-                options["field"] = field
+            key = data.field or _json_field(Path(next(iter(files.values()))[0]), data.encoding or "utf-8")
+            if key:
+                options["field"] = key
         try:
             dsd = datasets.load_dataset(builder, data_files=files, streaming=streaming, **options)
         except Exception as err:  # noqa: BLE001 - reader errors are user data errors
@@ -168,6 +173,7 @@ class DataInfo:
     eval_made: str  # how the eval rows were chosen, in words
     train_rows: int | None  # None: streamed (not counted)
     eval_rows: int
+    notes: list[str] = field(default_factory=list)  # the preflight's notes (taskcli.preflight), for the run header
 
 
 def is_local(ref: str | None) -> bool:
@@ -179,16 +185,21 @@ def local_or_id(ref: str) -> str:
     return str(Path(ref).expanduser().resolve()) if is_local(ref) else ref
 
 
-def load(run, ref: str | None, eval_split_name: str | None = None):
+def load(run, ref: str | None, eval_split_name: str | None = None, findings=None):
     """Train/eval DatasetDict for `run`, with canonical column names, checked up front; sets `run.data_info`.
 
     Smoke mode without --data uses the task's bundled sample as both train and eval (the smoke check is that the
     model learns, i.e. memorises, its sample), unless the recipe names local data: that is used, a few rows of it.
+    The preflight's row checks (taskcli.preflight.scan) run on the rows as read, before an eval split is carved, so
+    the rows they name are the file's; `findings` (a preflight.Findings) collects them for `taskcli check`.
     """
     import datasets
 
+    from taskcli import preflight
+
     recipe = run.recipe
     data = recipe.data
+    findings = findings or preflight.Findings()
     if data.streaming and run.task.modality == "image":
         raise TaskcliError(f"data.streaming is not supported for {run.task.name} yet",
                            "drop data.streaming (image rows are decoded lazily from the datasets cache anyway)")
@@ -198,9 +209,10 @@ def load(run, ref: str | None, eval_split_name: str | None = None):
         sample = _rename(raw[next(iter(raw))], run)
         limit = recipe.smoke.max_samples
         sample = sample.select(range(min(limit, len(sample))))
-        run.data_info = DataInfo(str(path), "train", "eval", "the bundled smoke sample itself (train = eval: a smoke "
-                                 "run checks that the model memorises it)", len(sample), len(sample))
         _checked(datasets.DatasetDict(train=sample, eval=sample), run)
+        sample = preflight.scan(run, {"train": sample}, {"train": None}, findings)["train"]
+        run.data_info = DataInfo(str(path), "train", "eval", "the bundled smoke sample itself (train = eval: a smoke "
+                                 "run checks that the model memorises it)", len(sample), len(sample), findings.notes)
         train = _shuffled_stream(sample.to_iterable_dataset(), run) if data.streaming else sample
         return StreamedDict(train=train, eval=sample) if data.streaming else datasets.DatasetDict(train=train, eval=sample)
     ref = ref or data.dataset
@@ -208,7 +220,7 @@ def load(run, ref: str | None, eval_split_name: str | None = None):
         raise TaskcliError("no data given", "pass --data PATH|ID or set data.dataset in the recipe")
     ref = local_or_id(ref)
     if data.streaming:
-        return _load_streamed(run, ref, eval_split_name)
+        return _load_streamed(run, ref, eval_split_name, findings)
     raw = load_raw(ref, recipe, run.task.modality, conll=run.task.name == "token-classification")
     splits = {}
     train_name = _train_split_of(raw, data)
@@ -225,6 +237,9 @@ def load(run, ref: str | None, eval_split_name: str | None = None):
         splits["eval"] = raw[eval_name]
     # Check columns and emptiness on what was read, before any carving.
     splits = dict(_checked(datasets.DatasetDict({k: _rename(v, run) for k, v in splits.items()}), run))
+    names = {"train": train_name, "eval": eval_name}
+    sources = preflight.split_sources(ref, names.values())
+    splits = _checked(preflight.scan(run, splits, {k: sources.get(names[k]) for k in splits}, findings, names), run)
     made = f"the data's '{eval_name}' split"
     if not eval_name:
         if len(splits["train"]) < 2:
@@ -240,7 +255,8 @@ def load(run, ref: str | None, eval_split_name: str | None = None):
         splits["eval"] = splits["eval"].select(range(min(data.max_eval_samples, len(splits["eval"]))))
     if eval_name and eval_name == train_name:
         made += " (the training rows: a model fine-tuned on them scores higher there than on unseen data)"
-    run.data_info = DataInfo(ref, train_name, eval_name or "eval", made, len(splits.get("train", ())), len(splits["eval"]))
+    run.data_info = DataInfo(ref, train_name, eval_name or "eval", made, len(splits.get("train", ())),
+                             len(splits["eval"]), findings.notes)
     return datasets.DatasetDict(splits)
 
 
@@ -263,7 +279,7 @@ def countable(dsd):
     return {"eval": dsd["eval"]} if isinstance(dsd, StreamedDict) else dsd
 
 
-def _load_streamed(run, ref: str, eval_split_name: str | None):
+def _load_streamed(run, ref: str, eval_split_name: str | None, findings):
     """data.streaming: the training split is read as training consumes it (never materialised) and shuffled through
     a buffer; the eval rows are fixed and materialised: the first data.max_eval_samples (default 1000) rows of the
     eval split, or, when the data has none, as many rows taken off the front of the stream and kept out of training."""
@@ -296,11 +312,15 @@ def _load_streamed(run, ref: str, eval_split_name: str | None):
     made = f"the first {len(evals)} rows of the data's '{eval_name}' split" if eval_name else \
         f"the first {len(evals)} rows of the '{train_name}' stream, kept out of training"
     _checked(datasets.DatasetDict(eval=evals), run)
+    from taskcli import preflight
+
+    evals = _checked(preflight.scan(run, {"eval": evals}, {"eval": None}, findings), run)["eval"]
+    preflight.stream_sample(run, train, "train", findings)
     if run.smoke:
         train = train.take(recipe.smoke.max_samples)
     if data.max_train_samples:
         train = train.take(data.max_train_samples)
-    run.data_info = DataInfo(ref, train_name, eval_name or "eval", made, None, len(evals))
+    run.data_info = DataInfo(ref, train_name, eval_name or "eval", made, None, len(evals), findings.notes)
     return StreamedDict(train=_shuffled_stream(train, run), eval=evals)
 
 

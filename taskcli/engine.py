@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from taskcli import data as data_mod
+from taskcli import preflight
 from taskcli import recipe as recipe_mod
 from taskcli import registry
 from taskcli.errors import TaskcliError, quoted
@@ -730,6 +731,7 @@ def finetune(
     progress = None
     try:
         dsd = data_mod.load(run, data)
+        preflight.check(run, dsd, data, quiet=not is_main)  # before any model loads: notes on the rows this run uses
         run.labels = run.recipe.data.labels or run.task.labels(run, data_mod.countable(dsd))
         tiny = uses_tiny_model(run, model)
         run.model_source = build_smoke_model(run, dsd) if tiny else resolve_model_source(
@@ -946,6 +948,7 @@ def evaluate(
 
     try:
         dsd = data_mod.load(run, data, eval_split_name=split)
+        preflight.check(run, dsd, data, training=False)
         info = run.data_info
         if info.train_split and info.eval_split == info.train_split:
             print(f"note: scoring split '{info.eval_split}', the training rows: a model fine-tuned on this data scores "

@@ -208,6 +208,8 @@ def print_header(run, model_desc: str, parameters: tuple[int, int], device: str,
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
     grid.add_row("finetune", f"{run.task.name} · recipe {run.resolved.name}" + (" · --smoke" if run.smoke else ""))
+    if run.learned.regression:  # said whenever it is on: float labels made it so unless params.regression is set
+        grid.add_row("task", f"{run.task.name} · regression: 1 output, MSE")
     grid.add_row("model", f"{model_desc} · {_count(parameters[0])} parameters, {_count(parameters[1])} trainable")
     train = f"{info.train_rows} rows" if info.train_rows is not None else "streamed"
     grid.add_row("data", f"{info.source} · train {train} (split '{info.train_split}') · eval "
@@ -218,6 +220,8 @@ def print_header(run, model_desc: str, parameters: tuple[int, int], device: str,
                            + (f" · {run.sharding}" if run.sharding else ""))
     grid.add_row("steps", f"{steps} ({how})")
     grid.add_row("output", str(out))
+    for note in info.notes:  # the preflight's notes (taskcli.preflight), also printed as `note:` lines before
+        grid.add_row("note", note)
     if resume_from:
         state = _resumed_step(resume_from)
         grid.add_row("resume", f"continuing from {resume_from}" + (f" (step {state} of {steps})" if state else ""))

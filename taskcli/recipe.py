@@ -63,6 +63,10 @@ class DataSection(_Strict):
     streaming: bool = Field(False, description="read the training split as it is consumed (hub or local files, "
                                                "never loaded whole); needs train.max_steps")
     shuffle_buffer: int = Field(10_000, gt=0, description="data.streaming: rows held for shuffling the stream")
+    skip_bad: bool = Field(False, description="drop rows with a blank label or text, or an image/audio file that will "
+                                              "not open, and count them (default: stop at the first, naming it)")
+    encoding: str | None = Field(None, description="text encoding of local CSV/TSV/JSON/TXT files (default UTF-8), "
+                                                   "e.g. latin-1")
 
 
 class LoraSection(_Strict):

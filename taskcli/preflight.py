@@ -1,0 +1,389 @@
+"""The preflight: one pass over the data a finetune or eval will use, before any model loads.
+
+It stops with one line naming the file (or split), row and column of a row that cannot be used (a blank label or
+text, an image or recording that does not open, a file that will not decode), or goes on and says, in a `note:`
+line and in the run header, what a user could have meant either way (labels that differ only in spaces or case,
+float labels that are class ids, train rows repeated in eval, a plan too short to learn).
+
+`data.load` calls `files` before reading local files and `scan` on the rows as read (before an eval split is
+carved, so row numbers are the file's); the engine calls `check` on the splits the run uses. `taskcli check`
+runs the same scan with `collect=True`: problems are listed instead of raised.
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from taskcli.errors import TaskcliError
+
+SKIP_HINT = "fix the data, or set data.skip_bad: true to drop such rows (they are counted)"
+# Tasks whose texts are packed into blocks: a blank line there is a paragraph break, not a bad row.
+PACKED_TEXT_TASKS = {"text-generation", "fill-mask"}
+MEDIA_ROLES = {"image": ("image", "mask", "depth"), "audio": ("audio",)}
+MAX_CLASS_IDS = 20  # float labels that are whole numbers with at most this many values are read as class ids
+STREAM_SAMPLE_ROWS = 1000  # a streamed training split: rows of it the preflight reads
+MIN_STEPS = 100  # fewer optimizer steps than this on a --data swap gets a note
+TEXT_SUFFIXES = {".csv", ".tsv", ".json", ".jsonl", ".txt", ""}
+
+
+@dataclass
+class Findings:
+    """What the preflight found: notes for the run (stderr and header), and problems (collect mode only)."""
+
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)  # (split, what) -> rows dropped by data.skip_bad
+    collect: bool = False
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def files(paths: list[Path], encoding: str | None) -> None:
+    """Local data files that will not read, each said as such before the reader's generic error: an empty file, a
+    CSV/TSV with a header and no rows, text that does not decode (named with its line and byte offset)."""
+    for path in paths:
+        size = path.stat().st_size
+        if size == 0:
+            raise TaskcliError(f"data file {path} is empty",
+                               "give a file with rows (a header line, then one row a line)")
+        suffix = path.suffix.lower()
+        if suffix not in TEXT_SUFFIXES:
+            continue
+        _decodes(path, encoding or "utf-8")
+        if suffix in (".csv", ".tsv") and size < 1 << 16:
+            lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+            if len(lines) <= 1:
+                raise TaskcliError(f"data file {path} holds only a header line, no rows",
+                                   "add rows below the header (one a line)")
+
+
+def _decodes(path: Path, encoding: str, chunk: int = 1 << 20) -> None:
+    """Decode the whole file as `encoding` (incrementally, a MB at a time); the first bad byte is an error naming its
+    line and byte offset."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, lines = 0, 1
+    with path.open("rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as err:
+                bad = offset - pending + err.start
+                line = lines + block[:max(err.start - pending, 0)].count(b"\n")
+                raise TaskcliError(
+                    f"{path} is not {encoding} text: byte 0x{err.object[err.start]:02x} at line {line} (byte offset "
+                    f"{bad}) does not decode", "set data.encoding to the file's encoding (e.g. --set "
+                    "data.encoding=latin-1), or save the file as UTF-8") from None
+            if not block:
+                return
+            offset += len(block)
+            lines += block.count(b"\n")
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def _blank(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, (list, tuple)):
+        return len(value) == 0
+    return False
+
+
+def _media_problem(modality: str, value) -> str | None:
+    """Why a media cell will not open (header-level: Pillow's open without decoding the pixels, soundfile's info),
+    or None. Cells are paths or {"bytes", "path"} entries."""
+    import io
+
+    if value is None:
+        return "no file given"
+    if isinstance(value, dict):
+        raw, name = value.get("bytes"), value.get("path")
+        if raw is None and value.get("array") is not None:
+            return None  # decoded audio
+        source = io.BytesIO(raw) if raw else name
+    else:
+        source = name = value
+    if source is None:
+        return "the entry has neither bytes nor a path"
+    if not isinstance(source, io.BytesIO):
+        path = Path(str(source)).expanduser()
+        if not path.is_file():
+            return f"no such file: {name}"
+        if path.stat().st_size == 0:
+            return f"{name} is empty"
+        if path.suffix.lower() == ".npy":  # depth maps as arrays
+            return None
+    if modality == "image":
+        from PIL import Image
+
+        try:
+            with Image.open(source) as image:
+                image.size  # noqa: B018 - the header is read by open
+        except Exception as err:  # noqa: BLE001 - any reader failure is a bad file
+            return f"{name or 'image bytes'} is not an image Pillow can read ({type(err).__name__})"
+        return None
+    from taskcli import audio
+
+    if not isinstance(source, io.BytesIO):
+        suffix = Path(str(source)).suffix.lower()
+        if suffix in audio.RAW_SUFFIXES:
+            return None
+        if suffix in audio.UNSUPPORTED:
+            return f"{name}: '{suffix}' audio is not supported (soundfile reads WAV, FLAC, MP3, OGG/Vorbis, Opus)"
+    import soundfile as sf
+
+    try:
+        info = sf.info(source if isinstance(source, io.BytesIO) else str(source))
+    except Exception as err:  # noqa: BLE001
+        return f"{name or 'audio bytes'} is not a readable audio file ({str(err).splitlines()[0][:80]})"
+    return f"{name} holds no audio samples" if info.frames == 0 else None
+
+
+def checked_roles(task) -> list[tuple[str, str]]:
+    """(role, kind) of the columns checked row by row: 'label', 'text' (blank), 'image'/'audio' (opens)."""
+    out = []
+    if task.label_column and task.columns.get(task.label_column, "").startswith("class"):
+        out.append((task.label_column, "label"))
+    media = MEDIA_ROLES.get(task.modality, ())
+    for role in task.columns:
+        if role in media:
+            out.append((role, task.modality))
+        elif (task.modality == "text" and role not in task.optional_columns and role != task.label_column
+              and task.name not in PACKED_TEXT_TASKS and role not in ("answers", "objects")):
+            out.append((role, "text"))
+    return out
+
+
+def _column_values(ds, column: str) -> list:
+    """A column's values as Python objects, read through Arrow (datasets' own column access decodes images and is
+    ~25x slower on 100k strings)."""
+    return ds.select_columns([column]).with_format("arrow")[:].column(column).to_pylist()
+
+
+def _where(source: str | None, split: str, row: int) -> str:
+    """'train.csv row 3 (line 4)' for a local CSV/TSV, 'data.jsonl line 3', else "the train split's row 3"."""
+    if source:
+        path = Path(source)
+        if path.suffix.lower() in (".csv", ".tsv"):
+            return f"{path.name} row {row + 1} (line {row + 2})"
+        if path.suffix.lower() in (".jsonl", ".txt"):
+            return f"{path.name} line {row + 1}"
+        return f"{path.name} row {row + 1}"
+    return f"the {split} split's row {row + 1}"
+
+
+def split_sources(ref: str | None, splits) -> dict[str, str | None]:
+    """The one local file each split was read from (None for hub data or a split of several files)."""
+    from taskcli import data as data_mod
+
+    out: dict[str, str | None] = {name: None for name in splits}
+    path = Path(ref).expanduser() if ref else None
+    if path is None or not path.exists():
+        return out
+    if path.is_file():
+        return {name: str(path) for name in splits}
+    try:
+        _, by_split, _ = data_mod._local_files(path)
+    except TaskcliError:
+        return out
+    for name in splits:
+        files = by_split.get(name) or []
+        out[name] = files[0] if len(files) == 1 else None
+    return out
+
+
+def scan(run, splits: dict, sources: dict, findings: Findings, names: dict | None = None) -> dict:
+    """Row checks on materialised splits (split -> Dataset, canonical column names); returns the splits with bad rows
+    dropped (data.skip_bad) and labels normalised. Raises at the first bad row unless `findings.collect`.
+    `sources`: the file each split was read from (or None); `names`: the data's own name of each split."""
+    data = run.recipe.data
+    names = names or {}
+    for role, kind in checked_roles(run.task):
+        col = data.columns.get(role, role)
+        for split, ds in list(splits.items()):
+            if role not in ds.column_names:
+                continue
+            values = _column_values(ds, role)
+            if kind in ("label", "text"):
+                bad = [(i, "blank") for i, v in enumerate(values) if _blank(v)]
+                what = f"blank {'label' if kind == 'label' else 'text'}"
+                if bad and len(bad) == len(values):
+                    where = _file_or_split(sources.get(split), names.get(split) or split)
+                    _problem(findings, f"column '{col}' of {where} is empty in every row ({len(values)})",
+                             f"map the right column with --set data.columns.{role}=YOUR_COLUMN, or fill it")
+                    continue
+            else:
+                bad = [(i, why) for i, v in enumerate(values) if (why := _media_problem(kind, v))]
+                what = f"unreadable {kind}"
+            if not bad:
+                continue
+            if data.skip_bad and not findings.collect:
+                drop = {i for i, _ in bad}
+                splits[split] = ds.select([i for i in range(len(ds)) if i not in drop])
+                findings.dropped[(split, what)] += len(drop)
+                continue
+            for i, why in bad[: 20 if findings.collect else 1]:
+                detail = f"the {what.split()[1]} is blank" if why == "blank" else why
+                where = _where(sources.get(split), names.get(split) or split, i)
+                _problem(findings, f"{where}, column '{col}': {detail}", SKIP_HINT)
+    if findings.dropped:
+        parts = ", ".join(f"{n} {what} in {split}" for (split, what), n in findings.dropped.items())
+        findings.notes.append(f"data.skip_bad: dropped {sum(findings.dropped.values())} rows ({parts})")
+    return _labels(run, splits, findings)
+
+
+def _file_or_split(source: str | None, split: str) -> str:
+    return Path(source).name if source else f"the {split} split"
+
+
+def _problem(findings: Findings, message: str, hint: str) -> None:
+    if not findings.collect:
+        raise TaskcliError(message, hint)
+    findings.problems.append(message)
+
+
+def _labels(run, splits: dict, findings: Findings) -> dict:
+    """One label per row: surrounding whitespace stripped (a note when that merged classes), labels differing only
+    in case named, and whole-number float labels read as class ids unless regression is asked for."""
+    import datasets
+
+    role = run.task.label_column
+    if not any(r == role and k == "label" for r, k in checked_roles(run.task)):
+        return splits
+    present = {s: ds for s, ds in splits.items() if role in ds.column_names}
+    if not present:
+        return splits
+    dtype = getattr(next(iter(present.values())).features[role], "dtype", "")
+    if dtype in ("string", "large_string"):
+        seen = {v for ds in present.values() for v in _column_values(ds, role) if v is not None}
+        stripped = {v for v in seen if v != v.strip()}
+        if stripped:
+            merged = sorted(v for v in stripped if v.strip() in seen)
+            for split, ds in present.items():
+                splits[split] = ds.map(lambda b: {role: [v.strip() if v is not None else v for v in b[role]]},
+                                       batched=True, desc="stripping labels")
+            if merged:
+                findings.notes.append("labels with surrounding spaces were merged into the class without them: "
+                                      + ", ".join(f"{v!r} -> {v.strip()!r}" for v in merged[:5]))
+            seen = {v.strip() for v in seen}
+        by_case: dict[str, set] = {}
+        for v in seen:
+            by_case.setdefault(v.lower(), set()).add(v)
+        alike = [sorted(group) for group in by_case.values() if len(group) > 1]
+        if alike:
+            findings.notes.append("labels differing only in case are separate classes: "
+                                  + "; ".join(" / ".join(repr(v) for v in group) for group in sorted(alike)[:5])
+                                  + " (make them one spelling in the data if they are one class)")
+    elif dtype.startswith("float") and "regression" in type(run.params).model_fields and run.params.regression is None:
+        seen = {v for ds in present.values() for v in _column_values(ds, role) if v is not None and not math.isnan(v)}
+        if seen and len(seen) <= MAX_CLASS_IDS and all(float(v).is_integer() and v >= 0 for v in seen):
+            for split, ds in present.items():
+                splits[split] = ds.cast_column(role, datasets.Value("int64"))
+            shown = ", ".join(f"{v:g}" for v in sorted(seen)[:6]) + (", ..." if len(seen) > 6 else "")
+            findings.notes.append(f"the labels are whole numbers written as floats ({shown}): read as {len(seen)} "
+                                  f"classes; for regression (one number, MSE) set params.regression: true (--set "
+                                  f"params.regression=true)")
+    return splits
+
+
+def stream_sample(run, stream, name: str, findings: Findings) -> None:
+    """A streamed training split: the first STREAM_SAMPLE_ROWS rows get the row checks (raised, never dropped: a
+    stream is not held)."""
+    import datasets
+
+    rows = list(stream.take(STREAM_SAMPLE_ROWS))
+    if rows:
+        sample = datasets.Dataset.from_list(rows, features=stream.features)
+        skip, run.recipe.data.skip_bad = run.recipe.data.skip_bad, False
+        try:
+            scan(run, {name: sample}, {}, Findings(collect=findings.collect, problems=findings.problems))
+        finally:
+            run.recipe.data.skip_bad = skip
+
+
+# ----------------------------------------------------------------------------- the splits a run uses
+
+
+def input_key(task, row_values: tuple):
+    return tuple(tuple(v) if isinstance(v, list) else repr(v) if isinstance(v, dict) else v for v in row_values)
+
+
+def input_roles(task, ds) -> list[str]:
+    """The columns that make a row's input (what train/eval overlap compares): every role but labels/targets."""
+    targets = {task.label_column, "summary", "target", "answers", "objects", "mask", "depth", "tags", "id"}
+    roles = [r for r in task.columns if r in ds.column_names and r not in targets]
+    return roles or [r for r in task.columns if r in ds.column_names][:1]
+
+
+def input_keys(task, ds) -> list:
+    roles = input_roles(task, ds)
+    columns = [_column_values(ds, r) for r in roles]
+    return [input_key(task, values) for values in zip(*columns)]
+
+
+def overlap(task, train, evals) -> int:
+    """Eval rows whose input is also a training row's (exact duplicates)."""
+    seen = set(input_keys(task, train))
+    return sum(1 for key in input_keys(task, evals) if key in seen)
+
+
+def plan(recipe, train_rows: int) -> tuple[int, int]:
+    """(optimizer steps per epoch, total) as the Trainer counts them, from the recipe alone."""
+    import os
+    from types import SimpleNamespace
+
+    from taskcli.progress import planned_steps
+
+    t = recipe.train
+    args = SimpleNamespace(max_steps=t.max_steps, per_device_train_batch_size=t.batch_size,
+                           world_size=int(os.environ.get("WORLD_SIZE", "1")),
+                           gradient_accumulation_steps=t.gradient_accumulation_steps, num_train_epochs=t.epochs)
+    total, _ = planned_steps(args, train_rows)
+    args.max_steps = -1
+    one_epoch_args = SimpleNamespace(**{**vars(args), "num_train_epochs": 1})
+    return planned_steps(one_epoch_args, train_rows)[0], total
+
+
+def check(run, dsd, data_given: str | None, training: bool = True, quiet: bool = False) -> list[str]:
+    """Notes on the splits the run uses (train/eval overlap; a --data run too short to learn), added to the notes
+    data.load found; every note is printed as a `note:` line (rank 0) and returned for the run header."""
+    from taskcli import data as data_mod
+
+    info = run.data_info
+    notes = info.notes
+    train, evals = dsd.get("train"), dsd.get("eval")
+    same = info.train_split is not None and info.eval_split == info.train_split or run.smoke and data_given is None
+    if train is not None and evals is not None and not data_mod.is_streamed(train) and not same:
+        n = overlap(run.task, train, evals)
+        if n:
+            notes.append(f"{n} of {len(evals)} eval rows have the same input as a training row: their scores "
+                         f"overstate how the model does on unseen data")
+    if training and data_given and run.recipe.data.dataset and not run.smoke and info.train_rows and \
+            run.recipe.train.max_steps <= 0:
+        per_epoch, total = plan(run.recipe, info.train_rows)
+        if total < MIN_STEPS:
+            epochs = math.ceil(MIN_STEPS / per_epoch)
+            t = run.recipe.train
+            notes.append(f"--data has {info.train_rows} training rows: {t.epochs:g} epochs x {per_epoch} steps = "
+                         f"{total} optimizer steps (the recipe was made for {run.recipe.data.dataset}), few to learn "
+                         f"from; raise train.epochs (e.g. --set train.epochs={epochs}) or lower train.batch_size "
+                         f"({t.batch_size})")
+    import os
+
+    if not quiet and int(os.environ.get("RANK", "0")) == 0:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    return notes
