@@ -291,8 +291,9 @@ def _number(value) -> str:
 @guarded
 def infer(
     task: TaskArg,
-    inputs: Optional[list[str]] = typer.Argument(None, help="Texts, files (one input per line; JSONL for structured "
-                                                            "inputs), or - for stdin."),
+    inputs: Optional[list[str]] = typer.Argument(None, help="Texts, text files (one input per line), tables "
+                                                            "(.csv/.tsv/.jsonl/.json/.parquet: the input columns), "
+                                                            "or - for stdin."),
     model: ModelOpt = None,
     recipe: RecipeOpt = None,
     set_: SetOpt = [],  # noqa: B006 - typer reads the default, never mutates it
@@ -310,6 +311,9 @@ def infer(
     language: Optional[str] = typer.Option(None, "--language", rich_help_panel='Speech recognition', help="ASR (Whisper): spoken language, e.g. en."),
     asr_task: Optional[str] = typer.Option(None, "--task", rich_help_panel='Speech recognition', help="ASR (Whisper): transcribe or translate."),
     timestamps: bool = typer.Option(False, "--timestamps", rich_help_panel='Speech recognition', help="ASR: return segment times."),
+    column: Optional[str] = typer.Option(None, "--column", rich_help_panel='Inputs and output', metavar="NAME",
+                                         help="Tables: the column holding the input (default: the recipe's "
+                                              "data.columns, else text / question+context / image / audio ...)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", rich_help_panel='Inputs and output', help="An input that cannot be used (empty line, unreadable "
                                                             "file) gets an error row; the others run."),
     save_maps: Optional[str] = typer.Option(None, "--save-maps", "--save-masks", rich_help_panel='Vision',
@@ -341,6 +345,7 @@ def infer(
         batch_size=batch_size, top_k=top_k, question=question, context=context, max_new_tokens=max_new_tokens,
         temperature=temperature, top_p=top_p, num_beams=num_beams, do_sample=do_sample,
         seed=seed, language=language, task=asr_task, timestamps=timestamps or None, skip_bad=skip_bad or None,
+        column=column,
         save_maps=save_maps, threshold=threshold,
         save_overlays=overlays.folder_for(task, save_overlays),  # a task it does not apply to is an error
         as_json=as_json or None,

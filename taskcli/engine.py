@@ -1036,7 +1036,7 @@ def set_inference_precision(run: Run, mdl) -> None:
         attention.use_for(mdl)
 
 
-COMMON_INFER_OPTIONS = frozenset({"batch_size", "skip_bad", "as_json", "interactive"})
+COMMON_INFER_OPTIONS = frozenset({"batch_size", "skip_bad", "as_json", "interactive", "column"})
 
 
 def flag_of(option: str) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from taskcli.errors import TaskcliError
-from taskcli.inputs import BadInput, Entries
+from taskcli.inputs import BadInput, Entries, Unusable
 from taskcli.task import Context, Encoded, Steps
 
 
@@ -28,16 +28,16 @@ def entries(ctx: Context, steps: Steps, args: list[str]):
     if steps.read is not None:
         found = steps.read(ctx, args)
         return found if isinstance(found, (list, Entries)) else list(found)
+    from taskcli import inputs
+
     modality = ctx.run.task.modality
     if modality == "text":
-        from taskcli.inputs import text_entries
-
-        return text_entries(args)
+        return inputs.text_entries(args, ctx)
     if modality == "image":
         from taskcli.images import expand_inputs
     else:
         from taskcli.audio import expand_inputs
-    return [(path, path) for path in expand_inputs(args)]
+    return [(path, path) for path in inputs.media_paths(ctx, args, expand_inputs)]
 
 
 @dataclass
@@ -52,6 +52,8 @@ def encode(ctx: Context, steps: Steps, chunk: list[tuple[str, Any]], skip_bad: b
     parsed: list = []
     for where, raw in chunk:
         try:
+            if isinstance(raw, Unusable):  # read already knew (a line not UTF-8, a table row without its input)
+                raise raw.error
             parsed.append(steps.parse(ctx, raw))
         except (BadInput, *steps.errors) as err:
             located = err.at(where) if isinstance(err, BadInput) else err
@@ -110,8 +112,8 @@ def stream(ctx: Context, steps: Steps, todo: Iterable[tuple[str, Any]], chunk_si
         size = min(2 * size, max(chunk_size, ctx.batch_size))
         encoded = encode(ctx, steps, chunk, skip_bad)
         results = iter(predict(ctx, steps, [e for e in encoded if not isinstance(e, Bad)]))
-        rows = [(raw, {"error": e.reason}, True) if isinstance(e, Bad) else (raw, next(results), False)
-                for (_, raw), e in zip(chunk, encoded)]
+        rows = [(raw, _with_id(raw, {"error": e.reason}), True) if isinstance(e, Bad) else
+                (raw, _with_id(raw, next(results)), False) for (_, raw), e in zip(chunk, encoded)]
         kept += sum(not bad for _, _, bad in rows)
         skipped += sum(bad for _, _, bad in rows)
         truncated += sum(bool(r.get("truncated")) for _, r, bad in rows if not bad)
@@ -123,6 +125,11 @@ def stream(ctx: Context, steps: Steps, todo: Iterable[tuple[str, Any]], chunk_si
         n, were = kept + skipped, "was" if truncated == 1 else "were"
         print(f"note: {truncated} of {n} input{'' if n == 1 else 's'} {were} longer than {limit} tokens and {were} "
               f"truncated to {limit} ({source})", file=sys.stderr)
+
+
+def _with_id(raw, result: dict) -> dict:
+    """A table row's result leads with the table's id (inputs.Table), so --json and --output rows keep it."""
+    return {"id": raw.table_id, **result} if hasattr(raw, "table_id") else result
 
 
 def results(ctx: Context, steps: Steps, inputs: Iterable[tuple[str, Any]]) -> list[dict]:

@@ -115,3 +115,62 @@ def test_output_piped_into_head_ends_quietly(tmp_path):
         assert first.strip(), err
         assert "Traceback" not in err and "Exception ignored" not in err and "BrokenPipe" not in err, err
         assert "error:" not in err, err
+
+
+# ----------------------------------------------------------------------------- text that is not text (issue 17)
+
+SURROGATE = '{"text": "\\ud800"}'  # JSON's escape for half of a character: tokenizers raise TypeError on it
+
+
+def _rows(result) -> list[dict]:
+    assert result.exit_code == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_a_lone_surrogate_is_a_bad_input_wherever_it_comes_from(cli, trained, tmp_path, one_torch_thread):
+    out = trained("text-classification")
+    path = tmp_path / "in.txt"
+    path.write_text(f"fine\n{SURROGATE}\nbad\n")
+    ways = [((path,), None, f"{path}:2"), (("-",), f"fine\n{SURROGATE}\nbad\n", "stdin line 2"),
+            (("fine", SURROGATE, "bad"), None, "input 2")]
+    for args, stdin, where in ways:
+        result = cli("infer", "text-cls", *args, "--model", out, input=stdin)
+        assert_clean_error(result, f"{where} is not valid Unicode text", "\\ud800", "--skip-bad")
+        assert result.stdout == ""
+        rows = _rows(cli("infer", "text-cls", *args, "--model", out, "--skip-bad", "--json", input=stdin))
+        assert [("error" in r) for r in rows] == [False, True, False], rows
+        assert rows[1]["input"] == SURROGATE and "lone surrogate" in rows[1]["error"]
+
+
+def test_bytes_that_are_not_utf8_are_an_error_row_for_their_line(cli, trained, tmp_path, one_torch_thread):
+    out = trained("text-classification")
+    data = b"good film\n\xff\xfe caf\xe9\nslow service\n"
+    path = tmp_path / "latin.txt"
+    path.write_bytes(data)
+    for args, stdin, says in (((path,), None, f"input file {path} is not UTF-8 text (line 2)"),
+                              (("-",), data, "stdin is not UTF-8 text (line 2)")):
+        assert_clean_error(cli("infer", "text-cls", *args, "--model", out, input=stdin), says)
+        result = cli("infer", "text-cls", *args, "--model", out, "--skip-bad", "--json", input=stdin)
+        rows = _rows(result)
+        assert f"skipped: {says}" in result.stderr
+        assert [r["input"] for r in rows] == ["good film", "\ufffd\ufffd caf\ufffd", "slow service"]
+        assert rows[1]["error"] == "not UTF-8 text" and "label" in rows[0] and "label" in rows[2]
+
+
+@pytest.mark.parametrize("task,good,bad,says", [
+    ("text-classification", {"text": "fine"}, {"text": ["a", "b"]}, "'text' as a list"),
+    ("text-classification", {"text": "fine"}, {"text": 5}, "'text' as a number"),
+    ("text-classification", {"text": "fine"}, {"text": None}, "'text' as null"),
+    ("text-classification", {"text": "fine"}, {"text": {"a": "b"}}, "'text' as an object"),
+    ("text-classification", {"text": "fine", "text_pair": "ok"}, {"text": "fine", "text_pair": True},
+     "'text_pair' as a boolean"),
+    ("question-answering", {"question": "Who ?", "context": "Alice works ."}, {"question": "Who ?", "context": 7},
+     "'context' as a number"),
+])
+def test_a_text_field_that_is_not_a_string_is_a_bad_input(cli, trained, task, good, bad, says, one_torch_thread):
+    """Never str()-ed and run: `{"text": ["a", "b"]}` used to be classified as the text "['a', 'b']"."""
+    out = trained(task)
+    args = [json.dumps(good), json.dumps(bad)]
+    assert_clean_error(cli("infer", task, *args, "--model", out), f"input 2 has {says}, not text")
+    rows = _rows(cli("infer", task, *args, "--model", out, "--skip-bad", "--json"))
+    assert "error" not in rows[0] and rows[1] == {"input": bad, "error": f"{says.replace(' as ', ' is ')}, not text"}

@@ -204,7 +204,7 @@ def read(ctx, args):
         if len(context) < 1024 and "\n" not in context and Path(context).suffix and Path(context).is_file():
             context = Path(context).read_text(encoding="utf-8")
         entries.append(("--question/--context", {"question": options["question"], "context": context}))
-    return entries + text_entries(args)
+    return entries + text_entries(args, ctx)
 
 
 def parse(ctx, item):

@@ -57,7 +57,7 @@ def read(ctx, args):
             except UnicodeDecodeError:
                 raise TaskcliError(f"input file {arg} is not UTF-8 text", "pass a text file") from None
         else:
-            entries.extend(arg_entries(arg, n))
+            entries.extend(arg_entries(arg, n, ctx))
     return entries
 
 

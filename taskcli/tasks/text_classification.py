@@ -153,14 +153,11 @@ def _regression_head(run, config) -> bool:
 
 def parse(ctx, item):
     """A plain text, or a JSON line {"text": ..., "text_pair": ...} (sentence pairs) -> (text, pair or None)."""
-    from taskcli.inputs import empty, text_of
+    from taskcli.inputs import text_of
 
     if not isinstance(item, dict):
         return text_of(item), None
-    text, pair = text_of(item), item.get("text_pair")
-    if pair is not None and not str(pair).strip():
-        raise empty()
-    return text, None if pair is None else str(pair)
+    return text_of(item), text_of(item, ("text_pair",)) if "text_pair" in item else None
 
 
 def encode(ctx, pairs):

@@ -71,7 +71,7 @@ def read(ctx, args):
     """The arguments' lines; streaming stays on only when they are one prompt."""
     from taskcli.inputs import text_entries
 
-    todo = text_entries(args)
+    todo = text_entries(args, ctx)
     if ctx.stream:
         total = getattr(todo, "total", None)
         if total is None:  # stdin: counted by reading it (only when a person watches stdout)

@@ -53,13 +53,14 @@ def read(ctx: VisionContext, args: list[str]) -> list[tuple[str, str]]:
     """Image paths from the arguments, with their --save-maps and --save-overlays files planned and checked
     before any image is decoded: nothing already there is overwritten, and no work is wasted on a run that
     would stop at a clash."""
-    from taskcli import files, overlays
+    from taskcli import files, inputs, overlays
 
-    paths = images.expand_inputs(args)
+    paths = inputs.media_paths(ctx, args, images.expand_inputs)  # a table's rows too
+    usable = [p for p in paths if not isinstance(p, inputs.Unusable)]  # (a table row without a path: an error row)
     if ctx.options.get("save_maps") and ctx.map_suffixes:
-        ctx.maps = files.output_paths(ctx.options["save_maps"], paths, ctx.map_suffixes)
+        ctx.maps = files.output_paths(ctx.options["save_maps"], usable, ctx.map_suffixes)
     if ctx.options.get("save_overlays"):
-        ctx.overlays = overlays.plan(ctx.options["save_overlays"], paths, ctx.maps)
+        ctx.overlays = overlays.plan(ctx.options["save_overlays"], usable, ctx.maps)
     return [(path, path) for path in paths]
 
 
