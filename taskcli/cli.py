@@ -92,7 +92,7 @@ def guarded(fn):
         except Exception as err:  # noqa: BLE001 - the CLI's last line of defence
             if os.environ.get("TASKCLI_DEBUG") == "1":
                 raise
-            from taskcli.errors import TaskcliError
+            from taskcli.errors import TaskcliError, disk_full
 
             if getattr(err, "exit_code", None) == 130:  # Ctrl-C in training: where it stopped, how to go on
                 print(str(err), file=sys.stderr)
@@ -102,6 +102,10 @@ def guarded(fn):
                 message = last.split(": ", 1)[1] if last.startswith(("taskcli.errors.", "TaskcliError")) else last
             elif isinstance(err, TaskcliError):
                 message = str(err)
+            elif disk_full(err):  # a write no step of the run named (finetune and --output name theirs)
+                where = getattr(err, "filename", None)
+                message = f"no space left on device writing {where}" if where else \
+                    "no space left on device (run with TASKCLI_DEBUG=1 to see which write)"
             else:
                 first = (str(err).strip().splitlines() or [""])[0][:300]
                 message = f"{type(err).__name__}: {first} (run with TASKCLI_DEBUG=1 for the traceback)"
@@ -163,8 +167,10 @@ def finetune(
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Where the model goes."),
     set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     smoke: bool = typer.Option(False, "--smoke", help="Offline: tiny model + bundled sample."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output dir."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint "
+                                                       "(a finished run: only if more steps are asked for)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output dir of an earlier taskcli run "
+                                                              "(any other non-empty folder is refused)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved recipe as YAML (with --json: JSON), "
                                                           "train nothing."),
     num_processes: int = typer.Option(1, "--num-processes", min=1, help="Data-parallel processes (Accelerate)."),
@@ -196,6 +202,13 @@ def finetune(
                              output_dir=output_dir, resume=resume, overwrite=overwrite, dry_run=dry_run,
                              command=command, gates=gate, lora=lora)
     if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if result.get("finished"):  # --resume of a run that already did the steps asked for: nothing changed
+        print(f"the run in {result['output_dir']} is finished (step {result['step']} of {result['planned']}): "
+              "nothing to resume; ask for more steps (train.epochs or train.max_steps) to continue it",
+              file=sys.stderr)
+        if as_json:
+            print(json.dumps(result))
         return
     if dry_run and not as_json:  # for people: the recipe as recipe.yaml will hold it (usable as a --recipe file)
         import yaml
@@ -331,7 +344,8 @@ def infer(
     output: Optional[str] = typer.Option(None, "--output", "-o", rich_help_panel='Inputs and output', metavar="FILE",
                                          help="Write the rows to FILE (.jsonl, .csv or .parquet) as they are made."),
     resume: bool = typer.Option(False, "--resume", rich_help_panel='Inputs and output', help="Continue an --output file a killed run left (.jsonl/.csv)."),
-    overwrite: bool = typer.Option(False, "--overwrite", rich_help_panel='Inputs and output', help="Replace an existing --output file."),
+    overwrite: bool = typer.Option(False, "--overwrite", rich_help_panel='Inputs and output', help="Replace an existing --output file: it is replaced "
+                                   "once the run's first rows are written; a run that fails before keeps it."),
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", rich_help_panel='Inputs and output', min=1, metavar="N",
                                              help="Most inputs per chunk: rows come out after each (default: 8 batches, at least 256; images/audio: 4 batches)."),
     show_progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", rich_help_panel='Inputs and output',

@@ -29,3 +29,18 @@ def quoted(value, width: int = 60) -> str:
 
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether `err` says the disk filled up while writing. Python raises OSError(ENOSPC); torch.save says only
+    "[enforce fail at inline_container.cc:...] . unexpected pos N vs M" (its zip writer's short write) or
+    "... file write failed"; safetensors and other Rust writers "No space left on device (os error 28)"; numpy's
+    tofile "N requested and M written"."""
+    import errno
+
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(err)
+    return ("No space left on device" in text or "os error 28" in text
+            or ("inline_container.cc" in text and ("unexpected pos" in text or "file write failed" in text))
+            or (isinstance(err, OSError) and " requested and " in text and text.endswith(" written")))

@@ -4,6 +4,11 @@ suffix), and `--resume` to continue a run that was killed (kill -9 included) fro
 JSON Lines and CSV are appended a chunk at a time and flushed to disk (fsync) after each, so a killed run leaves
 complete rows plus at most one cut-off line, which --resume drops before it appends the rest. Parquet is written
 once, at the end (a parquet file is readable only when closed), so it cannot be resumed.
+
+A new file (and --overwrite's) starts as a temporary file beside the target, moved over it (os.replace) once the
+first rows are in it: a run that fails before its first rows leaves an existing file as it was. A CSV's columns
+are the fields of all rows so far: a field that first appears in a later row widens the file (rewritten the same
+way), so no value is hidden in a catch-all column.
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ import csv
 import io
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from taskcli.errors import TaskcliError, quoted
+from taskcli.errors import TaskcliError, disk_full, quoted
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
@@ -43,6 +49,12 @@ def check(path: Path, resume: bool, overwrite: bool) -> None:
         raise TaskcliError(f"{path} already exists", "pass --resume to continue it, or --overwrite to replace it")
     if not path.parent.exists():
         raise TaskcliError(f"no such folder: {path.parent}", "create it first")
+    if not path.parent.is_dir():
+        raise TaskcliError(f"--output {path}: {path.parent} is a file, not a folder", "give a path in a folder")
+    try:  # before the model loads: a folder the run could not write to fails now
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as err:
+        raise TaskcliError(f"cannot write --output {path}: {err.strerror or err}", "choose another folder") from None
 
 
 class Writer:
@@ -55,8 +67,9 @@ class Writer:
         self.kept: list[dict] = []  # parquet: rows until close
         self.last_input: Any = None
         self.done = self._recover() if resume and path.exists() else 0
-        if self.done == 0 and self.kind != "parquet":
-            path.write_text("", encoding="utf-8")
+        self.fresh = self.done == 0  # nothing of the target is kept: the first rows replace it (see _replace)
+        if self.fresh:
+            self.header = None
 
     def _recover(self) -> int:
         """Complete rows already in the file; a cut-off last line (the run was killed mid-write) is removed."""
@@ -110,34 +123,97 @@ class Writer:
         if self.kind == "parquet":
             self.kept.extend(rows)
             return
-        if self.kind == "jsonl":
-            text = "".join(json_line(r) for r in rows)
-        else:
+        try:
+            if self.kind == "jsonl":
+                text = "".join(json_line(r) for r in rows)
+            else:
+                text = self._csv(rows)
+            if self.fresh:
+                self._replace(lambda tmp: _write_synced(tmp, "w", text))
+                self.fresh = False
+            else:
+                _write_synced(self.path, "a", text)
+        except OSError as err:
+            self._raise_full(err)
+            raise
+
+    def _csv(self, rows: list[dict]) -> str:
+        """The rows as CSV lines (with the header first in a new file); new fields widen the file first."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        new = list(dict.fromkeys(k for r in rows for k in r if k not in (self.header or ("input", "error"))))
+        if self.header is None:
+            self.header = ["input", *new, "error"]
+            writer.writerow(self.header)
+        elif new:
+            self._widen(new)
+        for r in rows:
+            writer.writerow([_cell(r.get(k)) for k in self.header])
+        return buffer.getvalue()
+
+    def _widen(self, keys: list[str]) -> None:
+        """Rewrite the CSV file with `keys` as new columns (before `error`); earlier rows leave them empty."""
+        at = self.header.index("error") if "error" in self.header else len(self.header)
+        header = self.header[:at] + keys + self.header[at:]
+        if not self.fresh:
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
-            if self.header is None:
-                keys = dict.fromkeys(k for r in rows for k in r if k not in ("input", "error"))
-                self.header = ["input", *keys, "error", "extra"]  # the first rows' fields between
-                writer.writerow(self.header)
-            for r in rows:
-                extra = {k: v for k, v in r.items() if k not in self.header}
-                writer.writerow([_cell(r.get(k)) for k in self.header[:-1]] + [_cell(extra) if extra else ""])
-            text = buffer.getvalue()
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+            writer.writerow(header)
+            for row in list(csv.reader(io.StringIO(self.path.read_text(encoding="utf-8"))))[1:]:
+                cells = dict(zip(self.header, row))
+                writer.writerow([cells.get(k, "") for k in header])
+            self._replace(lambda tmp: _write_synced(tmp, "w", buffer.getvalue()))
+        self.header = header
+
+    def _replace(self, write) -> None:
+        """`write(tmp)` fills a temporary file beside the target, which then replaces it in one step (os.replace):
+        the target is the old file or the new one, never half of either."""
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".partial")
+        os.close(fd)
+        try:
+            write(tmp)
+            # mkstemp makes the file private (0600): give it the old file's mode, or a new file's
+            if self.path.exists():
+                os.chmod(tmp, self.path.stat().st_mode & 0o7777)
+            else:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _raise_full(self, err: OSError) -> None:
+        """A full disk is one line naming the --output file (the temporary file beside it is an inner detail)."""
+        if disk_full(err):
+            raise TaskcliError(f"no space left on device writing {self.path}", "free some space, or write the rows "
+                               "elsewhere (--output)") from err
 
     def close(self) -> None:
-        if self.kind == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        try:
+            if self.kind == "parquet":
+                import pyarrow as pa
+                import pyarrow.parquet as pq
 
-            # nested results (top-k lists, boxes) as JSON text: one schema whatever each row holds
-            columns = list(dict.fromkeys(k for r in self.kept for k in r))
-            table = pa.table({c: [_cell(r.get(c)) if isinstance(r.get(c), (dict, list)) else r.get(c)
-                                  for r in self.kept] for c in columns})
-            pq.write_table(table, self.path)
+                # nested results (top-k lists, boxes) as JSON text: one schema whatever each row holds
+                columns = list(dict.fromkeys(k for r in self.kept for k in r))
+                table = pa.table({c: [_cell(r.get(c)) if isinstance(r.get(c), (dict, list)) else r.get(c)
+                                      for r in self.kept] for c in columns})
+                self._replace(lambda tmp: pq.write_table(table, tmp))
+            elif self.fresh:  # no rows at all: still an (empty) file, as asked
+                self._replace(lambda tmp: _write_synced(tmp, "w", ""))
+        except OSError as err:
+            self._raise_full(err)
+            raise
+
+
+def _write_synced(path, mode: str, text: str) -> None:
+    """Write (or append) `text` and flush it to disk: a kill -9 after this keeps it."""
+    with open(path, mode, encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _cell(value) -> str:

@@ -105,7 +105,7 @@ def test_resume_from_the_newest_complete_checkpoint(cli, tmp_path):
     assert len(steps) == 4
     shutil.rmtree(part / f"checkpoint-{steps[3]}")
     (part / f"checkpoint-{steps[2]}" / "trainer_state.json").unlink()
-    for f in ("model.safetensors", "metrics.json"):
+    for f in ("model.safetensors", "metrics.json", ".taskcli-run"):  # a finished run's (its marker says so)
         (part / f).unlink()
     resumed = cli("finetune", "ner", "--smoke", "--output-dir", part, "--resume", "--json", *keep)
     assert resumed.exit_code == 0, resumed.stderr
