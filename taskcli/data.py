@@ -90,11 +90,13 @@ def _json_field(path: Path, encoding: str = "utf-8") -> str | None:
     return None
 
 
-def load_raw(ref: str, recipe, modality: str | None = None, conll: bool = False, streaming: bool = False):
+def load_raw(ref: str, recipe, modality: str | None = None, conll: bool = False, streaming: bool = False,
+             wanted=None):
     """A DatasetDict from a hub id or a local path, before column mapping.
 
     `conll`: also read CoNLL column files (token-classification; see taskcli.conll). `streaming`: data files and hub
-    datasets come as IterableDatasets (folder layouts and CoNLL files, read whole anyway, stay Datasets).
+    datasets come as IterableDatasets (folder layouts and CoNLL files, read whole anyway, stay Datasets). `wanted`:
+    (split names) -> the splits to read, for a hub dataset (see _split_files); None reads them all.
     """
     import datasets
 
@@ -137,12 +139,41 @@ def load_raw(ref: str, recipe, modality: str | None = None, conll: bool = False,
         options["revision"] = data.revision
     if data.data_dir:
         options["data_dir"] = data.data_dir
+    files = _split_files(ref, data.config, options, wanted) if wanted and not streaming else None
     try:
-        return datasets.load_dataset(ref, data.config, streaming=streaming, **options)
+        return datasets.load_dataset(ref, data.config, streaming=streaming, **options, **files or {})
     except Exception as err:  # noqa: BLE001 - every failure gets its own one-line diagnosis
         from taskcli.hub import load_error
 
         raise load_error("dataset", ref, err, data.revision) from None
+
+
+def _split_files(ref: str, config: str | None, options: dict, wanted) -> dict | None:
+    """{"data_files": {split: files}} for the splits `wanted` picks, from the hub builder's own per-split file list
+    (resolving it downloads no data): an eval fetches its split's files only, where a plain load_dataset downloads
+    and prepares every split (vikhyatk/nyu_depth_v2: ~32 GB of train for a 654-row eval). None (read everything):
+    the builder lists no files per split (a loading script), all are wanted, or the listing fails (the load that
+    follows names the problem)."""
+    import datasets
+
+    try:
+        files = datasets.load_dataset_builder(ref, config, **options).config.data_files or {}
+    except Exception:  # noqa: BLE001
+        return None
+    keep = wanted(list(files)) if files else None
+    if not keep or set(keep) >= set(files):
+        return None
+    return {"data_files": {split: list(files[split]) for split in keep}}
+
+
+def _eval_split_only(eval_split_name: str | None, data):
+    """`wanted` for load_raw when a run scores one split (eval): that split, or None (all) when it must be carved."""
+
+    def wanted(names: list[str]) -> list[str] | None:
+        name = eval_split_name or _eval_split_of(names, data, _train_split_of(names, data))
+        return [name] if name in names else None
+
+    return wanted
 
 
 def _absolute_paths(dsd, base: Path):
@@ -185,13 +216,14 @@ def local_or_id(ref: str) -> str:
     return str(Path(ref).expanduser().resolve()) if is_local(ref) else ref
 
 
-def load(run, ref: str | None, eval_split_name: str | None = None, findings=None):
+def load(run, ref: str | None, eval_split_name: str | None = None, findings=None, only_eval: bool = False):
     """Train/eval DatasetDict for `run`, with canonical column names, checked up front; sets `run.data_info`.
 
     Smoke mode without --data uses the task's bundled sample as both train and eval (the smoke check is that the
     model learns, i.e. memorises, its sample), unless the recipe names local data: that is used, a few rows of it.
     The preflight's row checks (taskcli.preflight.scan) run on the rows as read, before an eval split is carved, so
     the rows they name are the file's; `findings` (a preflight.Findings) collects them for `taskcli check`.
+    `only_eval`: the run scores the eval split alone (eval), so a hub dataset's other splits are not fetched.
     """
     import datasets
 
@@ -221,7 +253,8 @@ def load(run, ref: str | None, eval_split_name: str | None = None, findings=None
     ref = local_or_id(ref)
     if data.streaming:
         return _load_streamed(run, ref, eval_split_name, findings)
-    raw = load_raw(ref, recipe, run.task.modality, conll=run.task.name == "token-classification")
+    raw = load_raw(ref, recipe, run.task.modality, conll=run.task.name == "token-classification",
+                   wanted=_eval_split_only(eval_split_name, data) if only_eval else None)
     splits = {}
     train_name = _train_split_of(raw, data)
     carve_asked = eval_split_name == "eval" and "eval" not in raw

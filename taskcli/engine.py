@@ -1095,7 +1095,7 @@ def evaluate(
     from transformers import set_seed
 
     try:
-        dsd = data_mod.load(run, data, eval_split_name=split)
+        dsd = data_mod.load(run, data, eval_split_name=split, only_eval=True)
         preflight.check(run, dsd, data, training=False)
         info = run.data_info
         if info.train_split and info.eval_split == info.train_split:
