@@ -150,11 +150,47 @@ def test_streaming_a_hub_dataset(hub, replay_cache, tmp_path):
     assert json.loads(proc.stdout)["metrics"]["accuracy"] is not None
 
 
+def test_stsb_default_gives_its_number(hub, replay_cache, tmp_path):
+    """bert-stsb's infer default, textattack/bert-base-uncased-STS-B, has one output and no problem_type (as on the
+    Hub): infer gives the head's number itself, not a sigmoid of it."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    pair = {"text": "A man is playing a guitar.", "text_pair": "A man plays the guitar."}
+    proc = taskcli(online_env(hub, replay_cache, tmp_path), tmp_path, "infer", "text-cls", "--recipe", "bert-stsb",
+                   json.dumps(pair), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads(proc.stdout)
+    snap = next((replay_cache / "models--textattack--bert-base-uncased-STS-B" / "snapshots").iterdir())
+    assert "problem_type" not in json.loads((snap / "config.json").read_text())
+    tok, model = AutoTokenizer.from_pretrained(snap), AutoModelForSequenceClassification.from_pretrained(snap).eval()
+    with torch.no_grad():
+        raw = float(model(**tok(pair["text"], pair["text_pair"], return_tensors="pt")).logits[0, 0])
+    assert row["label"] == "score" and row["score"] == pytest.approx(raw, abs=1e-4)
+
+
+def test_eval_fetches_only_its_split(hub, replay_cache, tmp_path):
+    """depth-estimation/glpn scores vikhyatk/nyu_depth_v2's validation split: a plain load_dataset downloads and
+    prepares every split for it (train is ~32 GB of parquet); eval reads the builder's per-split file list and reads
+    validation's files alone. (The replay's data files sit in the hub cache already, so what was read shows in what
+    datasets prepared: one arrow table per split read.)"""
+    proc = taskcli(online_env(hub, replay_cache, tmp_path), tmp_path, "eval", "depth", "--recipe", "glpn", "--set",
+                   "data.max_eval_samples=2", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["split"] == "validation"
+    prepared = sorted(p.name for p in (tmp_path / "datasets-cache").rglob("*.arrow"))
+    assert any("validation" in name for name in prepared), prepared
+    assert not any("train" in name for name in prepared), prepared
+
+
 @pytest.fixture(scope="session")
-def replay_reports(hub, replay_cache, tmp_path_factory) -> dict:
-    """Every shipped recipe through finetune/eval/infer, in two driver processes (each imports once)."""
+def replay_reports(hub, replay_cache, tmp_path_factory, request) -> dict:
+    """The shipped recipes this session selected (-k 'mask2former' runs one) through finetune/eval/infer, in two
+    driver processes (each imports once)."""
     root = tmp_path_factory.mktemp("replay")
-    order = [r for r in HEAVY if r in CASES] + [r for r in CASES if r not in HEAVY]
+    chosen = {item.callspec.params["recipe"] for item in request.session.items
+              if getattr(item, "originalname", "") == "test_replay_recipe_as_written"} or set(CASES)
+    order = [r for r in HEAVY if r in chosen] + [r for r in CASES if r not in HEAVY and r in chosen]
     halves = [order[0::2], order[1::2]]
     env = online_env(hub, replay_cache, root)
     env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"  # two processes on two cores
