@@ -514,6 +514,76 @@ def serve(
                     lambda text: print(text, file=sys.stderr, flush=True), limits, api_key, cors_origin, docs)
 
 
+@app.command(epilog="Examples: `taskcli check text-cls --data reviews.csv` · `taskcli check ner --smoke --json` · "
+             "`taskcli check image-cls --data photos/ --gate 'duplicates_across_splits==0' --report check/`")
+@guarded
+def check(
+    task: TaskArg,
+    recipe: RecipeOpt = None,
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset: hub id, file or folder."),
+    set_: SetOpt = [],  # noqa: B006 - typer reads the default, never mutates it
+    smoke: bool = typer.Option(False, "--smoke", help="The bundled sample (or a few rows of --data), a tiny model."),
+    gate: list[str] = typer.Option([], "--gate", help="Gate on a figure of the report, e.g. `--gate "
+                                                      "'duplicates_across_splits==0'` (repeatable): exit 3 if one "
+                                                      "fails."),
+    report: Optional[str] = typer.Option(None, "--report", metavar="DIR",
+                                         help="Write label counts and the token length histogram (PNG) into DIR."),
+    probe: bool = typer.Option(True, "--probe/--no-probe", help="Time a forward+backward pass of one batch."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+):
+    """Check a dataset before training: rows, labels, duplicates, lengths, media, and the plan (exit 1 if a run would
+    stop on it, 3 if a gate fails)."""
+    from taskcli import check as check_mod
+
+    result = check_mod.check(task, recipe=recipe, data=data, sets=set_, smoke=smoke, gates=gate, report=report,
+                             probe=probe)
+    if as_json:
+        print(json.dumps(result, default=float))
+    else:
+        _print_check(result)
+    for note in result["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    for problem in result["problems"]:
+        print(f"problem: {problem}", file=sys.stderr)
+    if result["problems"]:
+        raise typer.Exit(1)
+    _gates_failed(result)
+
+
+def _print_check(result: dict) -> None:
+    """The check report for people: one line per split, lengths, the plan, and the figures --gate reads."""
+    print(f"{result['task']} · recipe {result['recipe']} · {result['data']}")
+    for name, split in result["splits"].items():
+        line = f"{name}: {split['rows']} rows, {split['duplicates']} duplicate inputs"
+        if split.get("labels"):
+            shown = ", ".join(f"{k} {v}" for k, v in list(split["labels"].items())[:8])
+            line += f"; labels {shown}{' ...' if len(split['labels']) > 8 else ''} (imbalance {split['imbalance']:g}x)"
+        if split.get("image_sizes", {}).get("width"):
+            sizes = split["image_sizes"]
+            line += (f"; images {sizes['width']['min']}-{sizes['width']['max']} x {sizes['height']['min']}-"
+                     f"{sizes['height']['max']} px ({sizes['distinct']} sizes)")
+        if split.get("audio_seconds"):
+            secs = split["audio_seconds"]
+            line += f"; audio {secs['min']:.1f}-{secs['max']:.1f} s (total {secs['total']:.0f} s)"
+        print(line)
+    if result.get("duplicates_across_splits") is not None:
+        print(f"eval rows whose input is in train: {result['duplicates_across_splits']}")
+    lengths = result.get("lengths")
+    if lengths:
+        print(f"tokens per input: {lengths['min']}-{lengths['max']} (median {lengths['median']:g}); "
+                  f"{lengths['cut']} over data.max_length {lengths['max_length']} would be cut")
+    plan, probe = result["plan"], result["plan"].get("probe", {})
+    steps = f"{plan.get('steps_per_epoch', '?')} steps per epoch, {plan.get('total_steps', '?')} in all"
+    if probe.get("seconds_per_batch") is not None:
+        steps += (f"; probe ({probe['device']}, batch {probe['batch_rows']}): {probe['seconds_per_batch']:.3f} s per "
+                  f"batch, peak {probe['peak_memory_mb']:.0f} MB ({probe['peak_memory_of']})")
+    if plan.get("estimated_epoch_seconds") is not None:
+        steps += f"; about {plan['estimated_epoch_seconds']:g} s per epoch"
+    print(f"plan: {steps}")
+    if result.get("report"):
+        print(f"report: {len(result['report'])} plots in {Path(result['report'][0]).parent}", file=sys.stderr)
+
+
 @app.command()
 @guarded
 def tasks(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")):

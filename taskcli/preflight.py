@@ -261,7 +261,7 @@ def _labels(run, splits: dict, findings: Findings) -> dict:
     import datasets
 
     role = run.task.label_column
-    if not any(r == role and k == "label" for r, k in checked_roles(run.task)):
+    if (role, "label") not in checked_roles(run.task):
         return splits
     present = {s: ds for s, ds in splits.items() if role in ds.column_names}
     if not present:

@@ -1,0 +1,275 @@
+"""`taskcli check`: the preflight as a report to read before spending GPU hours, and a CI step.
+
+Rows per split, label counts and imbalance, duplicate inputs within and across splits, token lengths against
+data.max_length, image sizes, audio durations, and the plan: steps per epoch and in all, with the time of an
+epoch estimated from a short timed forward+backward probe on this machine and the probe's peak memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from taskcli import data as data_mod
+from taskcli import preflight
+from taskcli.errors import TaskcliError
+
+PROBE_STEPS = 3  # timed forward+backward passes; the first (warm-up) is not counted
+HISTOGRAM_BINS = 10
+
+
+def check(task: str, recipe: str | None = None, data: str | None = None, sets: list[str] | None = None,
+          smoke: bool = False, gates: list[str] | None = None, report: str | None = None, probe: bool = True) -> dict:
+    """The data report of a (task, recipe, data); `gates` (the --gate grammar) on its figures, `report` a folder for
+    its plots. Problems the preflight would stop a run for are listed in "problems", not raised."""
+    from taskcli import engine
+    from taskcli import gates as gates_mod
+
+    run = engine.prepare(task, recipe, sets, smoke)
+    checks = gates_mod.parse(gates or [])
+    report_dir = Path(report) if report else None
+    if report_dir and (report_dir.is_file() or (report_dir.is_dir() and any(report_dir.iterdir()))):
+        raise TaskcliError(f"report folder {report_dir} is not empty", "choose a new folder for --report")
+    engine.quiet_libraries()
+    try:
+        findings = preflight.Findings(collect=True)
+        dsd = data_mod.load(run, data, findings=findings)
+        notes = preflight.check(run, dsd, data, quiet=True)
+        info = run.data_info
+        splits = {name: _split_stats(run, ds) for name, ds in data_mod.countable(dsd).items()}
+        result = {"task": run.task.name, "recipe": run.resolved.name, "data": info.source,
+                  "splits": splits, "duplicates_across_splits": None, "problems": findings.problems, "notes": notes}
+        if "train" in splits and "eval" in splits and not (run.smoke and data is None):
+            result["duplicates_across_splits"] = preflight.overlap(run.task, dsd["train"], dsd["eval"])
+        run.labels = run.recipe.data.labels or run.task.labels(run, data_mod.countable(dsd))
+        tiny = engine.uses_tiny_model(run, None)
+        run.model_source = engine.build_smoke_model(run, dsd) if tiny else engine.resolve_model_source(
+            run, None, run.recipe.model.checkpoint)
+        model = engine.load_processor_and_model(run, run.labels)
+        if run.task.modality == "text":
+            result["lengths"] = _token_lengths(run, data_mod.countable(dsd))
+        result["plan"] = _plan(run, info, model, dsd["train"] if probe else None)
+        result["figures"] = figures(result)
+        result["gates_failed"] = gates_mod.check(checks, result["figures"], f"taskcli check {run.task.name}")
+        if report_dir:
+            result["report"] = [str(p) for p in draw(report_dir, result)]
+        return result
+    finally:
+        run.close()
+
+
+def _split_stats(run, ds) -> dict:
+    """Rows, duplicate inputs, label counts (one label per row), image sizes or audio durations of one split."""
+    out: dict = {"rows": len(ds)}
+    keys = preflight.input_keys(run.task, ds)
+    out["duplicates"] = len(keys) - len(set(keys))
+    role = run.task.label_column
+    if (role, "label") in preflight.checked_roles(run.task) and role in ds.column_names:
+        names = getattr(ds.features[role], "names", None)
+        counts = Counter(names[v] if names and isinstance(v, int) else str(v)
+                         for v in preflight._column_values(ds, role) if v is not None)
+        out["labels"] = dict(counts.most_common())
+        out["imbalance"] = round(max(counts.values()) / min(counts.values()), 3) if counts else None
+    media = preflight.MEDIA_ROLES.get(run.task.modality, ())[:1]
+    if media and media[0] in ds.column_names:
+        values = preflight._column_values(ds, media[0])
+        if run.task.modality == "image":
+            sizes = [s for s in (_image_size(v) for v in values) if s]
+            out["image_sizes"] = _spread({"width": [w for w, _ in sizes], "height": [h for _, h in sizes]})
+            out["image_sizes"]["distinct"] = len(set(sizes))
+        else:
+            seconds = [s for s in (_duration(v) for v in values) if s is not None]
+            out["audio_seconds"] = {**_spread({"seconds": seconds})["seconds"], "total": round(sum(seconds), 2)}
+    return out
+
+
+def _spread(series: dict[str, list]) -> dict:
+    return {name: {"min": min(v), "median": statistics.median(v), "max": max(v)} if v else {}
+            for name, v in series.items()}
+
+
+def _image_size(value):
+    """(width, height) from the image's header (Pillow's open reads no pixels), or None."""
+    import io
+
+    from PIL import Image
+
+    source = io.BytesIO(value["bytes"]) if isinstance(value, dict) and value.get("bytes") else (
+        value.get("path") if isinstance(value, dict) else value)
+    try:
+        with Image.open(source) as image:
+            return image.size
+    except Exception:  # noqa: BLE001 - an unreadable file is a preflight problem, listed there
+        return None
+
+
+def _duration(value):
+    """Seconds of a recording from its header (soundfile's info), or None."""
+    import io
+
+    import soundfile as sf
+
+    source = io.BytesIO(value["bytes"]) if isinstance(value, dict) and value.get("bytes") else (
+        value.get("path") if isinstance(value, dict) else value)
+    try:
+        return sf.info(source if isinstance(source, io.BytesIO) else str(source)).duration
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _token_lengths(run, dsd) -> dict:
+    """Tokens per input (the task's tokenizer; pairs as pairs, word lists as words) against data.max_length: how many
+    would be cut, and a histogram."""
+    import numpy as np
+
+    tok = run.tokenizer()
+    limit = run.recipe.data.max_length
+    lengths: list[int] = []
+    for ds in dsd.values():
+        roles = [r for r in preflight.input_roles(run.task, ds)][:2]
+        columns = [preflight._column_values(ds, r) for r in roles]
+        if not columns or not columns[0]:
+            continue
+        first = next((v for v in columns[0] if v is not None), "")
+        if isinstance(first, list):  # pre-split words (NER)
+            ids = tok([v or [] for v in columns[0]], is_split_into_words=True)["input_ids"]
+        elif len(columns) == 2 and isinstance(next((v for v in columns[1] if v is not None), None), str):
+            ids = tok([v or "" for v in columns[0]], [v or "" for v in columns[1]])["input_ids"]
+        else:
+            ids = tok([v if isinstance(v, str) else str(v or "") for v in columns[0]])["input_ids"]
+        lengths += [len(i) for i in ids]
+    if not lengths:
+        return {}
+    counts, edges = np.histogram(lengths, bins=HISTOGRAM_BINS)
+    return {"max_length": limit, "cut": sum(n > limit for n in lengths), "min": min(lengths),
+            "median": statistics.median(lengths), "max": max(lengths),
+            "histogram": {"edges": [round(float(e), 1) for e in edges], "counts": counts.tolist()}}
+
+
+def _plan(run, info, model, train) -> dict:
+    """Steps per epoch and in all; with `train`, a timed forward+backward probe of one training batch on this
+    machine: seconds per step, an epoch's estimated time and the probe's peak memory."""
+    t = run.recipe.train
+    out: dict = {"batch_size": t.batch_size, "gradient_accumulation_steps": t.gradient_accumulation_steps,
+                 "epochs": t.epochs, "max_steps": t.max_steps if t.max_steps > 0 else None}
+    if info.train_rows:
+        out["steps_per_epoch"], out["total_steps"] = preflight.plan(run.recipe, info.train_rows)
+    elif t.max_steps > 0:
+        out["total_steps"] = t.max_steps
+    if train is not None:
+        out["probe"] = _probe(run, model, train)
+        per_batch = out["probe"].get("seconds_per_batch")
+        if per_batch and out.get("steps_per_epoch"):
+            batches = out["steps_per_epoch"] * t.gradient_accumulation_steps
+            out["estimated_epoch_seconds"] = round(per_batch * batches, 3)
+    return out
+
+
+def _probe(run, model, train) -> dict:
+    """PROBE_STEPS forward+backward passes of one full training batch (no optimizer step) through the Trainer, as
+    training would run them; the first is a warm-up. Peak memory: CUDA's max allocated, else the process's RSS."""
+    import datasets
+    import torch
+
+    from taskcli import engine
+
+    size = run.recipe.train.batch_size
+    rows = train.take(size) if data_mod.is_streamed(train) else train.select(range(min(size, len(train))))
+    rows = datasets.Dataset.from_list(list(rows), features=train.features) if data_mod.is_streamed(train) else rows
+    # a smoke sample may hold fewer rows than a batch: repeat them to make one
+    if len(rows) < size:
+        rows = datasets.concatenate_datasets([rows] * math.ceil(size / len(rows))).select(range(size))
+    with tempfile.TemporaryDirectory(prefix="taskcli-check-") as tmp:
+        args = engine.training_arguments(run, tmp, model=model)
+        args.eval_strategy, args.load_best_model_at_end = "no", False  # the probe trains one batch, evaluates none
+        features = engine.build_features(run, rows, True)
+        if len(features) == 0:
+            return {"skipped": "one batch of rows made no training features"}
+        trainer = engine.make_trainer(run, model, args, features, None, None)
+        batch = next(iter(trainer.get_train_dataloader()))
+        cuda = args.device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(args.device)
+        trainer.model.train()
+        trainer.current_gradient_accumulation_steps = 1  # what the training loop sets per step: one batch here
+        times = []
+        for _ in range(PROBE_STEPS):
+            started = time.perf_counter()
+            trainer.training_step(trainer.model, batch)
+            if cuda:
+                torch.cuda.synchronize(args.device)
+            times.append(time.perf_counter() - started)
+            trainer.model.zero_grad(set_to_none=True)
+    peak = torch.cuda.max_memory_allocated(args.device) if cuda else _peak_rss()
+    return {"device": args.device.type, "batch_rows": size, "seconds_per_batch": round(statistics.median(times[1:]), 4),
+            "peak_memory_mb": round(peak / 2**20, 1), "peak_memory_of": "cuda max allocated" if cuda else "process RSS"}
+
+
+def _peak_rss() -> int:
+    import resource
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    return kb * 1024
+
+
+def figures(result: dict) -> dict:
+    """The report's numbers by name, for --gate (METRIC OP NUMBER) and CI."""
+    out: dict = {"duplicates_across_splits": result["duplicates_across_splits"] or 0,
+                 "problems": len(result["problems"]), "notes": len(result["notes"])}
+    for name, split in result["splits"].items():
+        out[f"rows_{name}"] = split["rows"]
+        out[f"duplicates_{name}"] = split["duplicates"]
+        if split.get("imbalance") is not None:
+            out[f"imbalance_{name}"] = split["imbalance"]
+            out[f"classes_{name}"] = len(split["labels"])
+    if result.get("lengths"):
+        out["truncated"] = result["lengths"]["cut"]
+        out["max_tokens"] = result["lengths"]["max"]
+    plan = result["plan"]
+    for key in ("steps_per_epoch", "total_steps", "estimated_epoch_seconds"):
+        if plan.get(key) is not None:
+            out[key] = plan[key]
+    if plan.get("probe", {}).get("peak_memory_mb") is not None:
+        out["peak_memory_mb"] = plan["probe"]["peak_memory_mb"]
+    return out
+
+
+def draw(folder: Path, result: dict) -> list[Path]:
+    """label_counts.png (per split) and token_lengths.png (histogram, max_length marked), as the run report draws."""
+    from taskcli import report
+
+    folder.mkdir(parents=True, exist_ok=True)
+    plt = report.pyplot()
+    written = []
+    labelled = {name: s["labels"] for name, s in result["splits"].items() if s.get("labels")}
+    if labelled:
+        fig, axes = plt.subplots(1, len(labelled), figsize=(5 * len(labelled), 4), squeeze=False)
+        for ax, (name, counts) in zip(axes[0], labelled.items()):
+            ax.bar([report.short(str(k), 16) for k in counts], list(counts.values()))
+            ax.set_title(f"labels: {name} ({sum(counts.values())} rows)")
+            ax.tick_params(axis="x", rotation=45)
+        fig.tight_layout()
+        path = folder / "label_counts.png"
+        report.save_figure(plt, fig, path)
+        written.append(path)
+    lengths = result.get("lengths")
+    if lengths:
+        hist = lengths["histogram"]
+        edges = hist["edges"]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.bar(edges[:-1], hist["counts"], width=[b - a for a, b in zip(edges, edges[1:])], align="edge")
+        ax.axvline(lengths["max_length"], color="red", linestyle="--", label=f"data.max_length {lengths['max_length']}")
+        ax.set_xlabel("tokens per input")
+        ax.set_ylabel("inputs")
+        ax.set_title(f"token lengths ({lengths['cut']} inputs would be cut)")
+        ax.legend()
+        fig.tight_layout()
+        path = folder / "token_lengths.png"
+        report.save_figure(plt, fig, path)
+        written.append(path)
+    return written
