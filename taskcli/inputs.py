@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -98,7 +99,8 @@ def _not_unicode(value) -> str | None:
 
 
 def _printable(text: str) -> str:
-    return text.encode("utf-8", "replace").decode("utf-8")
+    """The text with each lone surrogate as U+FFFD, so that its row can be written."""
+    return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text) if _not_unicode(text) else text
 
 
 def _not_unicode_error(bad: str, where: str | None = None, column: str = "", from_bytes: bool = False) -> BadInput:
@@ -305,12 +307,14 @@ class Table:
         columns = next(rows)
         resolved = self.resolve(columns, arg)
         keep_id = self.id_column in columns
-        base, from_bytes = path.parent, reader is _csv_rows
-        for where, row in rows:
+        base, from_bytes, n = path.parent, reader is _csv_rows, 0
+        for n, (where, row) in enumerate(rows, 1):
             if isinstance(row, Unusable):
                 yield where, row
             else:
                 yield where, self.item(row, resolved, where, base, keep_id, from_bytes)
+        if not n:
+            raise TaskcliError(f"{arg} has a header but no rows", "add rows, or leave the file out")
 
 
 def _csv_rows(path: Path, arg: str):
@@ -319,19 +323,34 @@ def _csv_rows(path: Path, arg: str):
 
     # surrogateescape: a byte that is not UTF-8 becomes a lone surrogate, caught per cell (Table.item)
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
-        reader = csv.DictReader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        if not reader.fieldnames:
-            raise TaskcliError(f"{arg} is empty", "give a table with a header row")
-        yield [c for c in reader.fieldnames if c is not None]
-        for row in reader:
-            yield f"{arg}:{reader.line_num}", row
+        reader = csv.DictReader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ",", strict=True)
+        with _csv_errors(arg, reader):
+            if not reader.fieldnames:
+                raise TaskcliError(f"{arg} is empty", "give a table with a header row")
+            yield [c for c in reader.fieldnames if c is not None]
+            for row in reader:
+                yield f"{arg}:{reader.line_num}", row
 
 
-def _count_csv(path: Path) -> int:
+def _count_csv(path: Path, arg: str) -> int:
     import csv
 
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
-        return sum(1 for row in csv.reader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ",") if row) - 1
+        reader = csv.reader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ",", strict=True)
+        with _csv_errors(arg, reader):
+            return max(sum(1 for row in reader if row) - 1, 0)
+
+
+@contextmanager
+def _csv_errors(arg: str, reader):
+    """csv.Error (an unclosed quote, say) as one line naming the file and line."""
+    import csv
+
+    try:
+        yield
+    except csv.Error as err:
+        raise TaskcliError(f"{arg}:{reader.line_num} is not valid CSV ({err})",
+                           "check its quoting (a quoted cell must end with a quote)") from None
 
 
 def _jsonl_rows(path: Path, arg: str):
@@ -357,7 +376,7 @@ def _jsonl_rows(path: Path, arg: str):
     yield from todo
 
 
-def _count_jsonl(path: Path) -> int:
+def _count_jsonl(path: Path, arg: str) -> int:
     with path.open("rb") as fh:
         return sum(1 for line in fh if line.strip())
 
@@ -395,9 +414,9 @@ def _json_rows(path: Path, arg: str):
         yield where, record
 
 
-def _count_json(path: Path) -> int:
-    records = _json_records(path, str(path))
-    return _count_jsonl(path) if records is None else len(records)
+def _count_json(path: Path, arg: str) -> int:
+    records = _json_records(path, arg)
+    return _count_jsonl(path, arg) if records is None else len(records)
 
 
 def _parquet_rows(path: Path, arg: str):
@@ -416,13 +435,13 @@ def _parquet_rows(path: Path, arg: str):
             yield f"{arg} row {k}", row
 
 
-def _count_parquet(path: Path) -> int:
+def _count_parquet(path: Path, arg: str) -> int:
     import pyarrow.parquet as pq
 
     try:
         return pq.ParquetFile(path).metadata.num_rows
     except Exception as err:  # noqa: BLE001
-        raise TaskcliError(f"{path} is not a parquet file ({err})", "check the file") from None
+        raise TaskcliError(f"{arg} is not a parquet file ({err})", "check the file") from None
 
 
 _READERS: dict[str, Callable] = {".csv": _csv_rows, ".tsv": _csv_rows, ".jsonl": _jsonl_rows, ".json": _json_rows,
@@ -492,7 +511,7 @@ def _part(arg: str, n: int, table: Table | None):
     if len(arg) < 1024 and "\n" not in arg and not arg.lstrip().startswith("{") and _is_file(path):
         suffix = path.suffix.lower()
         if table is not None and suffix in TABLE_SUFFIXES:
-            return _COUNTERS[suffix](path), lambda: table.entries(path, arg)
+            return _COUNTERS[suffix](path, arg), lambda: table.entries(path, arg)
         return _count_lines(path), lambda: _file_lines(path, arg)
     if path.suffix.lower() in _FILE_SUFFIXES and " " not in arg:
         raise TaskcliError(f"input file not found: {arg}", "check the path (or quote the text you meant)")

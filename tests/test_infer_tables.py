@@ -149,3 +149,15 @@ def test_a_text_file_stays_one_input_per_line(cli, model, tmp_path):
     notes.write_text("text,label\nfine,LABEL_pos\n")
     assert [r["input"] for r in _rows(cli("infer", "text-cls", notes, "--model", model, "--json"))] == \
         ["text,label", "fine,LABEL_pos"]
+
+
+def test_a_table_that_will_not_read_is_one_line_and_a_bad_cell_one_row(cli, model, tmp_path):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,label\ngood film,pos\ncafé crème,neg\n".encode("latin-1"))
+    assert_clean_error(cli("infer", "text-cls", latin, "--model", model), f"{latin}:3 is not UTF-8 text in 'text'")
+    rows = _rows(cli("infer", "text-cls", latin, "--model", model, "--json", "--skip-bad"))
+    assert [r["input"] for r in rows] == ["good film", "caf\ufffd cr\ufffdme"] and rows[1]["error"] == "not UTF-8 text"
+    for text, says in (("", "is empty"), ("text,label\n", "has a header but no rows"),
+                       ('text\n"no end quote\nmore\n', ":3 is not valid CSV")):
+        (tmp_path / "t.csv").write_text(text)
+        assert_clean_error(cli("infer", "text-cls", tmp_path / "t.csv", "--model", model, "--skip-bad"), says)
