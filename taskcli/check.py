@@ -66,8 +66,7 @@ def check(task: str, recipe: str | None = None, data: str | None = None, sets: l
 def _split_stats(run, ds) -> dict:
     """Rows, duplicate inputs, label counts (one label per row), image sizes or audio durations of one split."""
     out: dict = {"rows": len(ds)}
-    keys = preflight.input_keys(run.task, ds)
-    out["duplicates"] = len(keys) - len(set(keys))
+    out["duplicates"] = preflight.duplicates(run.task, ds)
     role = run.task.label_column
     if (role, "label") in preflight.checked_roles(run.task) and role in ds.column_names:
         names = getattr(ds.features[role], "names", None)

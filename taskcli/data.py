@@ -6,6 +6,7 @@ needs: ``train`` and ``eval`` (carved from train, seeded, when the data has no e
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,7 @@ def _json_field(path: Path, encoding: str = "utf-8") -> str | None:
 
 
 def load_raw(ref: str, recipe, modality: str | None = None, conll: bool = False, streaming: bool = False,
-             wanted=None):
+             wanted=None, findings=None):
     """A DatasetDict from a hub id or a local path, before column mapping.
 
     `conll`: also read CoNLL column files (token-classification; see taskcli.conll). `streaming`: data files and hub
@@ -119,7 +120,8 @@ def load_raw(ref: str, recipe, modality: str | None = None, conll: bool = False,
         builder, files, options = _local_files(path)
         from taskcli import preflight
 
-        preflight.files([Path(f) for group in files.values() for f in group], data.encoding)
+        with findings.timed() if findings else contextlib.nullcontext():
+            preflight.files([Path(f) for group in files.values() for f in group], data.encoding)
         if data.encoding and builder in ("csv", "json", "text"):
             options["encoding"] = data.encoding
         options.update(data.read_options)
@@ -205,6 +207,7 @@ class DataInfo:
     train_rows: int | None  # None: streamed (not counted)
     eval_rows: int
     notes: list[str] = field(default_factory=list)  # the preflight's notes (taskcli.preflight), for the run header
+    preflight_s: float = 0.0  # seconds the preflight took
 
 
 def is_local(ref: str | None) -> bool:
@@ -237,14 +240,15 @@ def load(run, ref: str | None, eval_split_name: str | None = None, findings=None
                            "drop data.streaming (image rows are decoded lazily from the datasets cache anyway)")
     if run.smoke and ref is None and not is_local(data.dataset):
         path = sample_path(run.task, recipe)
-        raw = load_raw(str(path), recipe, run.task.modality)
+        raw = load_raw(str(path), recipe, run.task.modality, findings=findings)
         sample = _rename(raw[next(iter(raw))], run)
         limit = recipe.smoke.max_samples
         sample = sample.select(range(min(limit, len(sample))))
         _checked(datasets.DatasetDict(train=sample, eval=sample), run)
         sample = preflight.scan(run, {"train": sample}, {"train": None}, findings)["train"]
         run.data_info = DataInfo(str(path), "train", "eval", "the bundled smoke sample itself (train = eval: a smoke "
-                                 "run checks that the model memorises it)", len(sample), len(sample), findings.notes)
+                                 "run checks that the model memorises it)", len(sample), len(sample), findings.notes,
+                                 findings.seconds)
         train = _shuffled_stream(sample.to_iterable_dataset(), run) if data.streaming else sample
         return StreamedDict(train=train, eval=sample) if data.streaming else datasets.DatasetDict(train=train, eval=sample)
     ref = ref or data.dataset
@@ -254,7 +258,7 @@ def load(run, ref: str | None, eval_split_name: str | None = None, findings=None
     if data.streaming:
         return _load_streamed(run, ref, eval_split_name, findings)
     raw = load_raw(ref, recipe, run.task.modality, conll=run.task.name == "token-classification",
-                   wanted=_eval_split_only(eval_split_name, data) if only_eval else None)
+                   wanted=_eval_split_only(eval_split_name, data) if only_eval else None, findings=findings)
     splits = {}
     train_name = _train_split_of(raw, data)
     carve_asked = eval_split_name == "eval" and "eval" not in raw
@@ -289,7 +293,7 @@ def load(run, ref: str | None, eval_split_name: str | None = None, findings=None
     if eval_name and eval_name == train_name:
         made += " (the training rows: a model fine-tuned on them scores higher there than on unseen data)"
     run.data_info = DataInfo(ref, train_name, eval_name or "eval", made, len(splits.get("train", ())),
-                             len(splits["eval"]), findings.notes)
+                             len(splits["eval"]), findings.notes, findings.seconds)
     return datasets.DatasetDict(splits)
 
 
@@ -320,7 +324,8 @@ def _load_streamed(run, ref: str, eval_split_name: str | None, findings):
 
     recipe = run.recipe
     data = recipe.data
-    raw = load_raw(ref, recipe, run.task.modality, conll=run.task.name == "token-classification", streaming=True)
+    raw = load_raw(ref, recipe, run.task.modality, conll=run.task.name == "token-classification", streaming=True,
+                   findings=findings)
     train_name = _train_split_of(raw, data)
     if not train_name:
         raise TaskcliError(f"no training split in {ref}", f"splits found: {', '.join(raw)}; set data.train_split")
@@ -353,7 +358,8 @@ def _load_streamed(run, ref: str, eval_split_name: str | None, findings):
         train = train.take(recipe.smoke.max_samples)
     if data.max_train_samples:
         train = train.take(data.max_train_samples)
-    run.data_info = DataInfo(ref, train_name, eval_name or "eval", made, None, len(evals), findings.notes)
+    run.data_info = DataInfo(ref, train_name, eval_name or "eval", made, None, len(evals), findings.notes,
+                             findings.seconds)
     return StreamedDict(train=_shuffled_stream(train, run), eval=evals)
 
 

@@ -949,6 +949,7 @@ def finetune(
         return {"task": run.task.name, "recipe": run.resolved.name, "output_dir": str(out), "metrics": metrics,
                 "scored": scored, "gates_failed": gates_mod.check(checks, metrics, run.task.name),
                 "train_loss": result.training_loss, "preprocess_s": round(preprocess_s, 3),
+                "preflight_s": round(run.data_info.preflight_s, 3),
                 "train_runtime_s": result.metrics.get("train_runtime"),
                 "processes": args.world_size, "global_batch_size": args.train_batch_size * args.world_size
                 * args.gradient_accumulation_steps}
