@@ -50,7 +50,7 @@ def _rss_mb(pid: int) -> float:
 class Server:
     """`taskcli serve` in a subprocess with small limits, its own TMPDIR (checked for leftovers) and an API key."""
 
-    def __init__(self, task: str, model, tmp):
+    def __init__(self, task: str, model, tmp, *extra: str):
         self.port = _port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.tmp = tmp
@@ -58,7 +58,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "taskcli", "serve", task, "--model", str(model), "--port", str(self.port),
              "--max-body-mb", "1", "--max-inputs", "8", "--read-timeout", str(READ_TIMEOUT),
-             "--graceful-timeout", str(GRACEFUL), "--max-wait-ms", "10", "--max-image-pixels", "4000000"],
+             "--graceful-timeout", str(GRACEFUL), "--max-wait-ms", "10", "--max-image-pixels", "4000000", *extra],
             cwd=REPO, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "TMPDIR": str(tmp), "TASKCLI_API_KEY": KEY})
 
@@ -151,7 +151,7 @@ def test_hostile_requests_do_not_break_the_server(cli, trained, tmp_path):
     expected_img = _infer_rows(cli, "image-classification", *photos, "--model", img_model)
     bomb = _bomb_png()
     ner = Server("ner", ner_model, tmp_path / "ner-tmp")
-    img = Server("image-classification", img_model, tmp_path / "img-tmp")
+    img = Server("image-classification", img_model, tmp_path / "img-tmp", "--cors-origin", "http://app.example", "--docs")
     try:
         ner.wait_ready()
         img.wait_ready()
@@ -181,6 +181,13 @@ def test_hostile_requests_do_not_break_the_server(cli, trained, tmp_path):
             assert fragment in error and "\n" not in error and "--skip-bad" not in error, error
             assert str(tmp_path) not in response.text and "/tmp/" not in response.text, response.text
 
+        def bad_raw(expect_status: int, data: bytes):
+            """A hostile request written on a socket as is: the status line the server answers with."""
+            answer = ner.raw(data)
+            with lock:
+                sent["bad"] += 1
+            assert answer.startswith(f"HTTP/1.1 {expect_status} ".encode()), answer[:200]
+
         jpg = photos[0].read_bytes()
         hostile = [
             lambda: bad(400, "lone surrogate", lambda: ner.post(b'{"inputs": ["\\ud800"]}')),
@@ -198,6 +205,10 @@ def test_hostile_requests_do_not_break_the_server(cli, trained, tmp_path):
             lambda: bad(400, "the body is not JSON", lambda: ner.post(b"\xff\xfe not json")),
             lambda: bad(400, "nested too deeply", lambda: ner.post(b"[" * 200_000)),
             lambda: bad(400, "takes files", lambda: img.post({"input": "/etc/passwd"})),
+            # headers still incomplete after 16 KiB (h11); a body declared 64 MB (refused before it is read)
+            lambda: bad_raw(400, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 17_000),
+            lambda: bad_raw(413, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                 b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: 67108864\r\n\r\n{"),
         ]
 
         def good_client(k: int) -> list:
@@ -239,6 +250,16 @@ def test_hostile_requests_do_not_break_the_server(cli, trained, tmp_path):
             left = [p for p in server.tmp.rglob("*")]
             assert not [p for p in left if "taskcli-serve" in p.name], left
             assert sum(p.stat().st_size for p in left if p.is_file()) < 1 << 20, left  # no upload kept on disk
+        # what --cors-origin and --docs open, on the image server only
+        def preflight(server, origin):
+            return httpx.options(f"{server.url}/predict", timeout=10, headers={
+                "Origin": origin, "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type"}).headers
+        assert preflight(img, "http://app.example").get("access-control-allow-origin") == "http://app.example"
+        assert "access-control-allow-origin" not in preflight(img, "http://evil.example")
+        assert "access-control-allow-origin" not in preflight(ner, "http://app.example")
+        assert httpx.get(f"{img.url}/openapi.json", timeout=10).status_code == 200
+        assert httpx.get(f"{ner.url}/openapi.json", timeout=10).status_code == 404
         rss_after = {name: _rss_mb(s.proc.pid) for name, s in (("ner", ner), ("img", img))}
         for name in rss_before:
             assert rss_after[name] < rss_before[name] + RSS_GROWTH_MB, (rss_before, rss_after)
