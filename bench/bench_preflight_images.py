@@ -28,7 +28,7 @@ def write_images(root: Path) -> None:
 
 if __name__ == "__main__":
     from taskcli import data as data_mod
-    from taskcli import engine, images
+    from taskcli import engine, images, preflight
 
     with tempfile.TemporaryDirectory(prefix="bench-preflight-") as tmp:
         root = Path(tmp) / "photos"
@@ -37,6 +37,7 @@ if __name__ == "__main__":
         engine.quiet_libraries()
         started = time.perf_counter()
         dsd = data_mod.load(run, str(root))
+        preflight.check(run, dsd, str(root))  # and the train/eval overlap, as finetune runs it
         load_s = time.perf_counter() - started
         preflight_s = run.data_info.preflight_s
         started = time.perf_counter()

@@ -39,7 +39,7 @@ def check(task: str, recipe: str | None = None, data: str | None = None, sets: l
     try:
         findings = preflight.Findings(collect=True)
         dsd = data_mod.load(run, data, findings=findings)
-        notes = preflight.check(run, dsd, data, quiet=True)
+        notes = preflight.check(run, dsd, data)
         info = run.data_info
         splits = {name: _split_stats(run, ds) for name, ds in data_mod.countable(dsd).items()}
         result = {"task": run.task.name, "recipe": run.resolved.name, "data": info.source,

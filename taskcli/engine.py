@@ -864,7 +864,7 @@ def finetune(
     progress = None
     try:
         dsd = data_mod.load(run, data)
-        preflight.check(run, dsd, data, quiet=not is_main)  # before any model loads: notes on the rows this run uses
+        preflight.check(run, dsd, data)  # before any model loads; its notes are printed with the run header
         run.labels = run.recipe.data.labels or run.task.labels(run, data_mod.countable(dsd))
         tiny = uses_tiny_model(run, model)
         run.model_source = build_smoke_model(run, dsd) if tiny else resolve_model_source(
@@ -1120,6 +1120,7 @@ def evaluate(
             run.labels = check_labels(run, mdl)
             if run.labels:
                 dsd["eval"] = align_label_ids(dsd["eval"], run.labels)
+        preflight.say(run.data_info.notes)  # once the model loaded: an error before it is the only line
         features = build_features(run, dsd["eval"], False)
         with tempfile.TemporaryDirectory(prefix="taskcli-eval-") as tmp:
             trainer = make_trainer(run, mdl, training_arguments(run, tmp, for_eval=True), None, features, dsd["eval"])

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from taskcli.errors import TaskcliError
 
-SKIP_HINT = "fix the data, or set data.skip_bad: true to drop such rows (they are counted)"
+SKIP_HINT = "fix it or remove it from the data, or set data.skip_bad: true to drop such rows (they are counted)"
 # Tasks whose texts are packed into blocks: a blank line there is a paragraph break, not a bad row.
 PACKED_TEXT_TASKS = {"text-generation", "fill-mask"}
 MEDIA_ROLES = {"image": ("image", "mask", "depth"), "audio": ("audio",)}
@@ -415,12 +415,20 @@ def _unindexed(ds):
     return datasets.Dataset(ds.data, info=ds.info), ds._indices.column(0).to_numpy()
 
 
+def planned_steps(args, train_rows: int | None) -> tuple[int, str]:
+    """(optimizer steps, how they were counted), as the Trainer counts them (no dropped last batch)."""
+    if args.max_steps > 0:
+        return args.max_steps, "train.max_steps"
+    batches = math.ceil(train_rows / (args.per_device_train_batch_size * args.world_size))
+    per_epoch = max(batches // args.gradient_accumulation_steps + int(batches % args.gradient_accumulation_steps > 0), 1)
+    total = math.ceil(args.num_train_epochs * per_epoch)
+    return total, f"{args.num_train_epochs:g} epochs x {per_epoch} steps"
+
+
 def plan(recipe, train_rows: int) -> tuple[int, int]:
     """(optimizer steps per epoch, total) as the Trainer counts them, from the recipe alone."""
     import os
     from types import SimpleNamespace
-
-    from taskcli.progress import planned_steps
 
     t = recipe.train
     args = SimpleNamespace(max_steps=t.max_steps, per_device_train_batch_size=t.batch_size,
@@ -432,9 +440,9 @@ def plan(recipe, train_rows: int) -> tuple[int, int]:
     return planned_steps(one_epoch_args, train_rows)[0], total
 
 
-def check(run, dsd, data_given: str | None, training: bool = True, quiet: bool = False) -> list[str]:
+def check(run, dsd, data_given: str | None, training: bool = True) -> list[str]:
     """Notes on the splits the run uses (train/eval overlap; a --data run too short to learn), added to the notes
-    data.load found; every note is printed as a `note:` line (rank 0) and returned for the run header."""
+    data.load found (run.data_info.notes), for the run header and `say`."""
     from taskcli import data as data_mod
 
     started = time.perf_counter()
@@ -457,10 +465,15 @@ def check(run, dsd, data_given: str | None, training: bool = True, quiet: bool =
                          f"{total} optimizer steps (the recipe was made for {run.recipe.data.dataset}), few to learn "
                          f"from; raise train.epochs (e.g. --set train.epochs={epochs}) or lower train.batch_size "
                          f"({t.batch_size})")
+    info.preflight_s += time.perf_counter() - started
+    return notes
+
+
+def say(notes: list[str]) -> None:
+    """The notes as `note:` lines on stderr (main process only), once the run goes on: a later error in the set-up
+    stays the only line."""
     import os
 
-    info.preflight_s += time.perf_counter() - started
-    if not quiet and int(os.environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
-    return notes

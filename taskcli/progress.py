@@ -11,6 +11,8 @@ from rich.text import Text
 from rich.table import Table
 from transformers import TrainerCallback
 
+from taskcli.preflight import planned_steps  # noqa: F401 - counted there (the preflight needs it without transformers)
+
 
 class RichProgress(TrainerCallback):
     """Step bar with epoch, loss and learning rate; each evaluation printed as a small table."""
@@ -187,18 +189,6 @@ def _count(n: int) -> str:
     return str(n)
 
 
-def planned_steps(args, train_rows: int | None) -> tuple[int, str]:
-    """(optimizer steps, how they were counted), as the Trainer counts them (no dropped last batch)."""
-    import math
-
-    if args.max_steps > 0:
-        return args.max_steps, "train.max_steps"
-    batches = math.ceil(train_rows / (args.per_device_train_batch_size * args.world_size))
-    per_epoch = max(batches // args.gradient_accumulation_steps + int(batches % args.gradient_accumulation_steps > 0), 1)
-    total = math.ceil(args.num_train_epochs * per_epoch)
-    return total, f"{args.num_train_epochs:g} epochs x {per_epoch} steps"
-
-
 def print_header(run, model_desc: str, parameters: tuple[int, int], device: str, args, out, resume_from, log=None):
     """What is about to run, before the first step: model, parameters, device, precision, data, steps, output."""
     info = run.data_info
@@ -225,6 +215,9 @@ def print_header(run, model_desc: str, parameters: tuple[int, int], device: str,
     if resume_from:
         state = _resumed_step(resume_from)
         grid.add_row("resume", f"continuing from {resume_from}" + (f" (step {state} of {steps})" if state else ""))
+    from taskcli.preflight import say
+
+    say(info.notes)  # as `note:` lines too, for logs that keep stderr's lines but not the table
     (log or Console(stderr=True).print)(grid)
 
 
