@@ -353,7 +353,8 @@ def _load_streamed(run, ref: str, eval_split_name: str | None, findings):
     from taskcli import preflight
 
     evals = _checked(preflight.scan(run, {"eval": evals}, {"eval": None}, findings), run)["eval"]
-    preflight.stream_sample(run, train, "train", findings)
+    source = preflight.split_sources(ref, [train_name])[train_name]
+    train = preflight.stream_sample(run, train, "train", findings, source, 0 if eval_name else len(evals))
     if run.smoke:
         train = train.take(recipe.smoke.max_samples)
     if data.max_train_samples:

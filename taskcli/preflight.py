@@ -229,17 +229,18 @@ def split_sources(ref: str | None, splits) -> dict[str, str | None]:
     return out
 
 
-def scan(run, splits: dict, sources: dict, findings: Findings, names: dict | None = None) -> dict:
+def scan(run, splits: dict, sources: dict, findings: Findings, names: dict | None = None,
+         offsets: dict | None = None) -> dict:
     """Row checks on materialised splits (split -> Dataset, canonical column names); returns the splits with bad rows
     dropped (data.skip_bad) and labels normalised. Raises at the first bad row unless `findings.collect`.
-    `sources`: the file each split was read from (or None); `names`: the data's own name of each split."""
+    `sources`: the file each split was read from (or None); `names`: the data's own name of each split; `offsets`:
+    rows of the source before the split's first."""
     with findings.timed():
-        return _scan(run, splits, sources, findings, names)
+        return _scan(run, splits, sources, findings, names or {}, offsets or {})
 
 
-def _scan(run, splits: dict, sources: dict, findings: Findings, names: dict | None) -> dict:
+def _scan(run, splits: dict, sources: dict, findings: Findings, names: dict, offsets: dict) -> dict:
     data = run.recipe.data
-    names = names or {}
     for role, kind in checked_roles(run.task):
         col = data.columns.get(role, role)
         for split, ds in list(splits.items()):
@@ -266,7 +267,7 @@ def _scan(run, splits: dict, sources: dict, findings: Findings, names: dict | No
                 continue
             for i, why in bad[: 20 if findings.collect else 1]:
                 detail = f"the {what.split()[1]} is blank" if why == "blank" else why
-                where = _where(sources.get(split), names.get(split) or split, i)
+                where = _where(sources.get(split), names.get(split) or split, i + offsets.get(split, 0))
                 _problem(findings, f"{where}, column '{col}': {detail}", SKIP_HINT)
     if findings.dropped:
         parts = ", ".join(f"{n} {what} in {split}" for (split, what), n in findings.dropped.items())
@@ -328,21 +329,37 @@ def _labels(run, splits: dict, findings: Findings) -> dict:
     return splits
 
 
-def stream_sample(run, stream, name: str, findings: Findings) -> None:
-    """A streamed training split: the first STREAM_SAMPLE_ROWS rows get the row checks (raised, never dropped: a
-    stream is not held)."""
+def stream_sample(run, stream, name: str, findings: Findings, source: str | None = None, offset: int = 0):
+    """A streamed training split: its first STREAM_SAMPLE_ROWS rows get the row checks (`offset`: rows of the source
+    before the stream, e.g. eval rows taken off its front). With data.skip_bad the stream comes back filtered: its
+    bad rows are dropped as training reads it (a note says so; they cannot be counted ahead)."""
     import datasets
 
+    data = run.recipe.data
+    if data.skip_bad and not findings.collect:
+        findings.notes.append("data.skip_bad: rows of the training stream with a blank label or text or an unreadable "
+                              "file are dropped as it is read (not counted: the stream is not read ahead)")
+        return stream.filter(lambda row: row_ok(run, row))
     with findings.timed():
         rows = list(stream.take(STREAM_SAMPLE_ROWS))
-    if rows:
-        sample = datasets.Dataset.from_list(rows, features=stream.features)
-        skip, run.recipe.data.skip_bad = run.recipe.data.skip_bad, False
-        try:
-            with findings.timed():
-                scan(run, {name: sample}, {}, Findings(collect=findings.collect, problems=findings.problems))
-        finally:
-            run.recipe.data.skip_bad = skip
+        if rows:
+            sample = datasets.Dataset.from_list(rows, features=stream.features)
+            scan(run, {name: sample}, {name: source}, Findings(collect=findings.collect, problems=findings.problems),
+                 offsets={name: offset})
+    return stream
+
+
+def row_ok(run, row: dict) -> bool:
+    """One row passes the row checks (for a stream filtered with data.skip_bad)."""
+    for role, kind in checked_roles(run.task):
+        value = row.get(role)
+        if kind in ("label", "text"):
+            if value is None or (isinstance(value, float) and math.isnan(value)) or (
+                    isinstance(value, (str, list)) and not (value.strip() if isinstance(value, str) else value)):
+                return False
+        elif role in row and _media_problem(kind, value):
+            return False
+    return True
 
 
 # ----------------------------------------------------------------------------- the splits a run uses

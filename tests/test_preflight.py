@@ -151,3 +151,31 @@ def test_a_data_swap_too_short_to_learn_says_the_steps(cli, tmp_path, trained, o
     assert result.exit_code == 0, result.stderr
     assert "note: --data has 36 training rows: 1 epochs x 3 steps = 3 optimizer steps" in result.stderr
     assert "--set train.epochs=34" in result.stderr
+
+
+def test_a_broken_recording_is_named_or_dropped(cli, tmp_path, one_torch_thread):
+    folder = tmp_path / "clips"
+    source = REPO / "taskcli" / "samples" / "audio-classification"
+    for label in ("yes", "no"):
+        (folder / label).mkdir(parents=True)
+        for src in sorted((source / label).iterdir())[:4]:
+            shutil.copy(src, folder / label / src.name)
+    (folder / "no" / "zz_broken.flac").write_bytes(b"fLaC but then nothing sensible")
+    result = cli("finetune", "audio-cls", "--smoke", "--data", folder, "-o", tmp_path / "out", *STEP)
+    assert_clean_error(result, "the train split's row 5, column 'audio'", "zz_broken.flac is not a readable audio")
+    dropped = cli("finetune", "audio-cls", "--smoke", "--data", folder, "-o", tmp_path / "out2", *STEP,
+                  "--set", "data.skip_bad=true")
+    assert dropped.exit_code == 0, dropped.stderr
+    assert "dropped 1 rows (1 unreadable audio in train)" in dropped.stderr
+
+
+def test_a_streamed_split_is_checked_on_its_eval_rows_and_a_sample(cli, tmp_path):
+    data = write(tmp_path / "train.csv", "text,label\n" + "".join(f"text {i},{'pos' if i % 2 else 'neg'}\n"
+                                                                  for i in range(30)) + "late row,\n")
+    result = cli("finetune", "text-cls", "--smoke", "--data", data, "-o", tmp_path / "out", *STEP,
+                 "--set", "data.streaming=true", "--set", "data.max_eval_samples=8")
+    assert_clean_error(result, "train.csv row 31 (line 32), column 'label': the label is blank")
+    dropped = cli("finetune", "text-cls", "--smoke", "--data", data, "-o", tmp_path / "out2", *STEP,
+                  "--set", "data.streaming=true", "--set", "data.max_eval_samples=8", "--set", "data.skip_bad=true")
+    assert dropped.exit_code == 0, dropped.stderr
+    assert "note: data.skip_bad: rows of the training stream with a blank label" in dropped.stderr
