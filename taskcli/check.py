@@ -71,12 +71,12 @@ def _split_stats(run, ds) -> dict:
     if (role, "label") in preflight.checked_roles(run.task) and role in ds.column_names:
         names = getattr(ds.features[role], "names", None)
         counts = Counter(names[v] if names and isinstance(v, int) else str(v)
-                         for v in preflight._column_values(ds, role) if v is not None)
+                         for v in preflight.column_values(ds, role) if v is not None)
         out["labels"] = dict(counts.most_common())
         out["imbalance"] = round(max(counts.values()) / min(counts.values()), 3) if counts else None
     media = preflight.MEDIA_ROLES.get(run.task.modality, ())[:1]
     if media and media[0] in ds.column_names:
-        values = preflight._column_values(ds, media[0])
+        values = preflight.column_values(ds, media[0])
         if run.task.modality == "image":
             sizes = [s for s in (_image_size(v) for v in values) if s]
             out["image_sizes"] = _spread({"width": [w for w, _ in sizes], "height": [h for _, h in sizes]})
@@ -131,7 +131,7 @@ def _token_lengths(run, dsd) -> dict:
     lengths: list[int] = []
     for ds in dsd.values():
         roles = [r for r in preflight.input_roles(run.task, ds)][:2]
-        columns = [preflight._column_values(ds, r) for r in roles]
+        columns = [preflight.column_values(ds, r) for r in roles]
         if not columns or not columns[0]:
             continue
         first = next((v for v in columns[0] if v is not None), "")

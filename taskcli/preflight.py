@@ -187,7 +187,7 @@ def _arrow_column(ds, column: str):
     return ds.select_columns([column]).with_format("arrow")[:].column(column).combine_chunks()
 
 
-def _column_values(ds, column: str) -> list:
+def column_values(ds, column: str) -> list:
     return _arrow_column(ds, column).to_pylist()
 
 
@@ -255,7 +255,7 @@ def _scan(run, splits: dict, sources: dict, findings: Findings, names: dict, off
                              f"map the right column with --set data.columns.{role}=YOUR_COLUMN, or fill it")
                     continue
             else:
-                values = _column_values(ds, role)
+                values = column_values(ds, role)
                 bad = [(i, why) for i, v in enumerate(values) if (why := _media_problem(kind, v))]
                 what = f"unreadable {kind}"
             if not bad:
@@ -386,7 +386,7 @@ def input_keys(task, ds):
         if pa.types.is_list(column.type) and pa.types.is_string(column.type.value_type):
             column = pc.binary_join(column, "\x1f")
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-            columns = [_column_values(ds, r) for r in input_roles(task, ds)]
+            columns = [column_values(ds, r) for r in input_roles(task, ds)]
             return [repr(values) for values in zip(*columns)]
         parts.append(pc.cast(column, pa.large_string()))
     if not parts:

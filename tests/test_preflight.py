@@ -179,3 +179,15 @@ def test_a_streamed_split_is_checked_on_its_eval_rows_and_a_sample(cli, tmp_path
                   "--set", "data.streaming=true", "--set", "data.max_eval_samples=8", "--set", "data.skip_bad=true")
     assert dropped.exit_code == 0, dropped.stderr
     assert "note: data.skip_bad: rows of the training stream with a blank label" in dropped.stderr
+
+
+def test_eval_runs_the_preflight_too(cli, tmp_path, trained, one_torch_thread):
+    model = trained("text-classification")
+    data = write(tmp_path / "dev.csv", "text,label\nI adored this film,positive\nawful,\n")
+    result = cli("eval", "text-cls", "--model", model, "--data", data)
+    assert_clean_error(result, "dev.csv row 2 (line 3), column 'label': the label is blank")
+    (tmp_path / "spaced").mkdir()
+    write(tmp_path / "spaced" / "validation.csv", "text,label\nI adored this film,positive \nawful,negative\n")
+    result = cli("eval", "text-cls", "--model", model, "--data", tmp_path / "spaced", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["samples"] == 2  # 'positive ' is the model's 'positive'
