@@ -24,9 +24,11 @@ HISTOGRAM_BINS = 10
 
 
 def check(task: str, recipe: str | None = None, data: str | None = None, sets: list[str] | None = None,
-          smoke: bool = False, gates: list[str] | None = None, report: str | None = None, probe: bool = True) -> dict:
-    """The data report of a (task, recipe, data); `gates` (the --gate grammar) on its figures, `report` a folder for
-    its plots. Problems the preflight would stop a run for are listed in "problems", not raised."""
+          smoke: bool = False, gates: list[str] | None = None, report: str | None = None, probe: bool = True,
+          model: str | None = None) -> dict:
+    """The data report of a (task, recipe, data); `model` the checkpoint a finetune would start from (--model: dir or
+    hub id, default the recipe's), `gates` (the --gate grammar) on its figures, `report` a folder for its plots.
+    Problems the preflight would stop a run for are listed in "problems", not raised."""
     from taskcli import engine
     from taskcli import gates as gates_mod
 
@@ -35,6 +37,8 @@ def check(task: str, recipe: str | None = None, data: str | None = None, sets: l
     report_dir = Path(report) if report else None
     if report_dir and (report_dir.is_file() or (report_dir.is_dir() and any(report_dir.iterdir()))):
         raise TaskcliError(f"report folder {report_dir} is not empty", "choose a new folder for --report")
+    if model:  # a --model path that does not exist is said before the data loads
+        engine.resolve_model_source(run, model, run.recipe.model.checkpoint)
     engine.quiet_libraries()
     try:
         findings = preflight.Findings(collect=True)
@@ -47,13 +51,14 @@ def check(task: str, recipe: str | None = None, data: str | None = None, sets: l
         if "train" in splits and "eval" in splits and not (run.smoke and data is None):
             result["duplicates_across_splits"] = preflight.overlap(run.task, dsd["train"], dsd["eval"])
         run.labels = run.recipe.data.labels or run.task.labels(run, data_mod.countable(dsd))
-        tiny = engine.uses_tiny_model(run, None)
+        tiny = engine.uses_tiny_model(run, model)  # as finetune picks it: --model wins over --smoke's tiny model
         run.model_source = engine.build_smoke_model(run, dsd) if tiny else engine.resolve_model_source(
-            run, None, run.recipe.model.checkpoint)
-        model = engine.load_processor_and_model(run, run.labels)
+            run, model, run.recipe.model.checkpoint)
+        result["model"] = f"a tiny {run.recipe.model.type} (--smoke)" if tiny else data_mod.local_or_id(run.model_source)
+        loaded = engine.load_processor_and_model(run, run.labels)
         if run.task.modality == "text":
             result["lengths"] = _token_lengths(run, data_mod.countable(dsd))
-        result["plan"] = _plan(run, info, model, dsd["train"] if probe else None)
+        result["plan"] = _plan(run, info, loaded, dsd["train"] if probe else None)
         result["figures"] = figures(result)
         result["gates_failed"] = gates_mod.check(checks, result["figures"], f"taskcli check {run.task.name}")
         if report_dir:

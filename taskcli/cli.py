@@ -515,10 +515,12 @@ def serve(
 
 
 @app.command(epilog="Examples: `taskcli check text-cls --data reviews.csv` · `taskcli check ner --smoke --json` · "
+             "`taskcli check text-cls --model runs/tc --data more.csv` · "
              "`taskcli check image-cls --data photos/ --gate 'duplicates_across_splits==0' --report check/`")
 @guarded
 def check(
     task: TaskArg,
+    model: ModelOpt = None,
     recipe: RecipeOpt = None,
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset: hub id, file or folder."),
     set_: SetOpt = [],  # noqa: B006 - typer reads the default, never mutates it
@@ -536,7 +538,7 @@ def check(
     from taskcli import check as check_mod
 
     result = check_mod.check(task, recipe=recipe, data=data, sets=set_, smoke=smoke, gates=gate, report=report,
-                             probe=probe)
+                             probe=probe, model=model)
     if as_json:
         print(json.dumps(result, default=float))
     else:
@@ -552,7 +554,7 @@ def check(
 
 def _print_check(result: dict) -> None:
     """The check report for people: one line per split, lengths, the plan, and the figures --gate reads."""
-    print(f"{result['task']} · recipe {result['recipe']} · {result['data']}")
+    print(f"{result['task']} · recipe {result['recipe']} · {result['data']} · model {result['model']}")
     for name, split in result["splits"].items():
         line = f"{name}: {split['rows']} rows, {split['duplicates']} duplicate inputs"
         if split.get("labels"):

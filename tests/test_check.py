@@ -92,3 +92,19 @@ def test_report_folder_gets_the_plots(cli, overlapping, tmp_path):
     assert result.exit_code == 0, result.stderr
     for name in ("label_counts.png", "token_lengths.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_model_option_checks_with_a_trained_model_folder(cli, trained, overlapping, tmp_path, one_torch_thread):
+    """--model: the plan and probe run on the checkpoint a finetune --model would start from, without --smoke (which
+    before needed the recipe's hub checkpoint)."""
+    model = trained("text-classification")
+    result = cli("check", "text-cls", "--model", model, "--data", overlapping, "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["model"] == str(model.resolve()) and report["splits"]["train"]["rows"] == 6
+    assert report["plan"]["probe"]["seconds_per_batch"] > 0
+    people = cli("check", "text-cls", "-m", model, "--data", overlapping, "--no-probe")
+    assert people.exit_code == 0, people.stderr
+    assert f"model {model.resolve()}" in people.stdout.splitlines()[0]
+    missing = cli("check", "text-cls", "--model", tmp_path / "no-such-run", "--data", overlapping)
+    assert_clean_error(missing, "no such directory", "no-such-run")

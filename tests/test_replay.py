@@ -1,4 +1,4 @@
-"""Every shipped recipe, unchanged, against a recorded replay of the Hub (tests/replay/): finetune for two
+"""Every shipped recipe, unchanged, against a recorded replay of the Hub (tests/replay/): check, finetune for two
 steps, eval and infer without --model, through the same online code paths a user's run takes.
 
 `pytest -k replay` selects these. The replay cache is built once (a few minutes) into .replay-cache/ and reused
@@ -214,7 +214,7 @@ def replay_reports(hub, replay_cache, tmp_path_factory, request) -> dict:
 def test_replay_recipe_as_written(recipe, replay_reports):
     report = replay_reports.get(recipe)
     assert report, f"{recipe}: no report; driver stderr: {replay_reports['_stderr']}"
-    for step in ("finetune", "eval", "infer"):
+    for step in ("check", "finetune", "eval", "infer"):
         r = report[step]
         expected = EXPECTED_ERRORS.get((recipe, step))
         if expected:
@@ -228,3 +228,10 @@ def test_replay_recipe_as_written(recipe, replay_reports):
         assert json.loads(report["eval"]["stdout"])["metrics"]
     rows = [json.loads(line) for line in report["infer"]["stdout"].splitlines() if line.startswith("{")]
     assert len(rows) == 1 and "error" not in rows[0]
+    if (recipe, "check") not in EXPECTED_ERRORS:  # the data report: rows per split and the plan, with a timed probe
+        checked = json.loads(report["check"]["stdout"])
+        assert checked["recipe"] == recipe and checked["problems"] == []
+        assert checked["splits"]["train"]["rows"] > 0 and checked["splits"]["eval"]["rows"] > 0, checked["splits"]
+        plan = checked["plan"]
+        assert plan["batch_size"] == 2 and plan["total_steps"] >= 1, plan
+        assert plan["probe"]["seconds_per_batch"] > 0 and plan["probe"]["peak_memory_mb"] > 0, plan

@@ -1,5 +1,5 @@
-"""Run shipped recipes as written, the way a user online would: finetune (2 steps), then eval and infer without
---model. One process runs several recipes (imports are paid once) and prints one JSON line per recipe.
+"""Run shipped recipes as written, the way a user online would: check, finetune (2 steps), then eval and infer
+without --model. One process runs several recipes (imports are paid once) and prints one JSON line per recipe.
 
     python tests/replay/drive.py OUT_ROOT RECIPE [RECIPE ...]
 
@@ -43,6 +43,9 @@ def run_recipe(runner, app, recipe: str, out: Path) -> dict:
     # written). Loading, wiring and every code path stay the same.
     short = ["--set", "infer.generation.max_new_tokens=8"] if task in GENERATIVE else []
     steps = {
+        # the data report a user reads before the run: the recipe's checkpoint and data as written; the probe times a
+        # batch of 2 (the recipe's 8-32 full-size rows, three passes, would cost more than the 2-step finetune)
+        "check": ["check", task, "--recipe", recipe, "--set", "train.batch_size=2", "--json"],
         "finetune": ["finetune", task, "--recipe", recipe, "--output-dir", str(out), "--set", "train.max_steps=2",
                      *short, "--json"],
         "eval": ["eval", task, "--recipe", recipe, *short, "--json"],
