@@ -1147,9 +1147,11 @@ def evaluate(
 # ----------------------------------------------------------------------------- infer
 
 
-def load_for_inference(task: str, model: str | None, recipe: str | None, sets: list[str] | None, smoke: bool):
-    """(run, model) ready for predict; smoke without --model gives an untrained tiny model."""
-    run = prepare(task, recipe, sets, smoke)
+def load_for_inference(task: str, model: str | None, recipe: str | None, sets: list[str] | None, smoke: bool,
+                       run: Run | None = None):
+    """(run, model) ready for predict; smoke without --model gives an untrained tiny model. `run`: the one
+    `prepare` already made for these arguments."""
+    run = run or prepare(task, recipe, sets, smoke)
     quiet_libraries()
     import torch
 
@@ -1247,11 +1249,13 @@ def infer_stream(
     `start` skips the inputs an --output file already holds (--resume)."""
     import itertools
 
-    from taskcli import inference
+    from taskcli import inference, inputs as inputs_mod
 
     options = dict(options or {})
     check_infer_options(registry.get(task), options)
-    run, mdl = load_for_inference(task, model, recipe, sets, smoke)
+    run = prepare(task, recipe, sets, smoke)
+    inputs_mod.check_tables(run, options, inputs)  # a table without its column is one line before the model loads
+    run, mdl = load_for_inference(task, model, recipe, sets, smoke, run)
     try:
         steps, ctx = infer_session(run, mdl, options)
         found = inference.entries(ctx, steps, inputs)

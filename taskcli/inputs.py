@@ -231,9 +231,13 @@ class Table:
 
     @classmethod
     def of(cls, ctx) -> "Table":
-        """The table reading of this run's task: the recipe's data.columns first, then the usual names; --column
-        NAME (ctx.options["column"]) is the main input's column."""
-        run = ctx.run
+        """The table reading of this run's task (`for_run` with the context's run and options)."""
+        return cls.for_run(ctx.run, ctx.options)
+
+    @classmethod
+    def for_run(cls, run, options: dict) -> "Table":
+        """The table reading of `run`'s task: the recipe's data.columns first, then the usual names; --column
+        NAME (options["column"]) is the main input's column. Needs the recipe only, no model."""
         task, mapped = run.task, run.recipe.data.columns
         if task.modality == "text":
             roles = [r for r in task.columns if r in _TEXT_ROLES] or ["text"]  # NER trains on word lists
@@ -248,7 +252,7 @@ class Table:
             if role in mapped:
                 names = (mapped[role], *names)
             fields.append((role, tuple(dict.fromkeys(names)), i == 0 or role not in task.optional_columns))
-        column = ctx.options.get("column")
+        column = options.get("column")
         if column:
             fields[0] = (fields[0][0], (column,), True)
         return cls(fields, mapped.get("id", "id"), task.modality != "text", column)
@@ -316,7 +320,25 @@ class Table:
             else:
                 yield where, self.item(row, resolved, where, base, keep_id, from_bytes)
         if not n:
-            raise TaskcliError(f"{arg} has a header but no rows", "add rows, or leave the file out")
+            raise _header_only(arg)
+
+    def check(self, path: Path, arg: str) -> None:
+        """The table at `path` read as far as its first row: a file that will not open or read, an empty or
+        header-only one and a missing column are the same errors `entries` gives, before any model loads."""
+        rows = _READERS[path.suffix.lower()](path, arg)
+        try:
+            self.resolve(next(rows), arg)
+            if next(rows, None) is None:
+                raise _header_only(arg)
+        except OSError as err:  # no permission, a folder named .csv, an I/O error
+            raise TaskcliError(f"cannot read {arg} ({err.strerror or err})", "check the path and its permissions") \
+                from None
+        finally:
+            rows.close()
+
+
+def _header_only(arg: str) -> TaskcliError:
+    return TaskcliError(f"{arg} has a header but no rows", "add rows, or leave the file out")
 
 
 def _csv_rows(path: Path, arg: str):
@@ -351,7 +373,8 @@ def _csv_errors(arg: str, reader):
     try:
         yield
     except csv.Error as err:
-        raise TaskcliError(f"{arg}:{reader.line_num} is not valid CSV ({err})",
+        line = getattr(reader, "reader", reader).line_num  # (a DictReader counts only the rows it read whole)
+        raise TaskcliError(f"{arg}:{line} is not valid CSV ({err})",
                            "check its quoting (a quoted cell must end with a quote)") from None
 
 
@@ -470,6 +493,17 @@ def media_paths(ctx, args: list[str], expand: Callable[[list[str]], list[str]]) 
     if table.column and not any(is_table(arg) for arg in args):
         raise _column_without_table()
     return out
+
+
+def check_tables(run, options: dict, args: list[str]) -> None:
+    """Every table argument's header read (and its first row) before the model loads, so a missing column, an
+    empty, header-only or unreadable table, or --column without a table, is one line before anything heavy."""
+    table = Table.for_run(run, options)
+    tables = [arg for arg in args if is_table(arg)]
+    for arg in tables:
+        table.check(Path(arg).expanduser(), arg)
+    if table.column and not tables:
+        raise _column_without_table()
 
 
 def _column_without_table() -> TaskcliError:

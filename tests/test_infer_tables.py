@@ -161,3 +161,52 @@ def test_a_table_that_will_not_read_is_one_line_and_a_bad_cell_one_row(cli, mode
                        ('text\n"no end quote\nmore\n', ":3 is not valid CSV")):
         (tmp_path / "t.csv").write_text(text)
         assert_clean_error(cli("infer", "text-cls", tmp_path / "t.csv", "--model", model, "--skip-bad"), says)
+
+
+def _no_model_loads(monkeypatch):
+    """The run stops if anything asks for the model: a table's error must come before that."""
+    from taskcli import engine
+
+    def load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the table was checked")
+
+    monkeypatch.setattr(engine, "load_for_inference", load)
+
+
+@pytest.mark.parametrize("case", ["--column", "no text column", "header only", "empty", "image table"])
+def test_a_tables_header_is_checked_before_the_model_loads(cli, model, tmp_path, monkeypatch, case):
+    table = tmp_path / "t.csv"
+    _write(table, [{"review": t, "label": lab} for t, lab in zip(TEXTS, LABELS)])
+    task, extra, says = "text-cls", (), "has no 'text' column (its columns: 'review', 'label')"
+    if case == "--column":
+        extra, says = ("--column", "body"), "has no 'body' column"
+    elif case == "header only":
+        table.write_text("text,label\n")
+        says = "has a header but no rows"
+    elif case == "empty":
+        table.write_text("")
+        says = "is empty"
+    elif case == "image table":
+        task, says = "image-cls", "has no 'image' or 'file_name' or 'path'"
+    _no_model_loads(monkeypatch)
+    result = cli("infer", task, table, "--model", model, *extra)
+    assert_clean_error(result, f"{table} {says}")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_missing_column_is_said_before_torch_or_transformers_is_imported(model, tmp_path):
+    """The real command in a fresh interpreter: `-X importtime` lists every module imported before it exits."""
+    import subprocess
+    import sys
+
+    table = tmp_path / "dev.csv"
+    _write(table, [{"text": t, "label": lab} for t, lab in zip(TEXTS, LABELS)])
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "taskcli", "infer", "text-cls", str(table),
+                           "--model", str(model), "--column", "missing"], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in done.stderr.splitlines()
+                if line.startswith("import time:") and "|" in line}
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    assert done.returncode == 1 and len(errors) == 1, done.stderr[-2000:]
+    assert errors[0].startswith(f"error: {table} has no 'missing' column (its columns: 'text', 'label')")
+    assert "taskcli" in imported and not imported & {"torch", "transformers", "datasets"}
