@@ -49,6 +49,7 @@ class Limits:
 
 HEADER_BYTES = 16 * 1024  # most bytes of request line and headers (h11's max incomplete event size)
 RETRY_AFTER_S = 1  # what a 503 for a full queue tells the client to wait
+WORKER_STOPPED = {"error": "the server's worker has stopped", "hint": "restart the server"}
 
 
 def require() -> None:
@@ -134,12 +135,13 @@ class Predictor:
         self.media = run.task.modality in ("image", "audio")
         self.stats = {"requests": 0, "predict_calls": 0, "bad_inputs": 0, "internal_errors": 0}
         self.busy_since: float | None = None
+        self.stopped = False  # the worker ended (it should not): requests are refused, not left waiting
         self.requests: queue.Queue = queue.Queue(maxsize=max_queue)
         self.worker = threading.Thread(target=self._work, name="taskcli-serve-worker", daemon=True)
         self.worker.start()
 
     def health(self) -> dict:
-        alive = self.worker.is_alive()
+        alive = self.worker.is_alive() and not self.stopped
         busy = self.busy_since
         return {"status": "ok" if alive else "worker stopped", "worker": "alive" if alive else "dead",
                 "queue": self.requests.qsize(), "queue_limit": self.requests.maxsize,
@@ -149,13 +151,31 @@ class Predictor:
         """Queue a request's inputs (read by the worker, off the event loop); queue.Full when too many wait."""
         future: Future = Future()
         self.requests.put_nowait(_Job(inputs, future))
+        if self.stopped:  # (after the put: the worker sets it before it empties the queue, so no job is missed)
+            _settle(future, 503, WORKER_STOPPED)
         return future
 
     # --------------------------------------------------------------------- the worker
 
     def _work(self) -> None:
+        jobs: list = []
+        try:
+            self._loop(jobs)
+        finally:  # only something that is not an Exception ends the loop: answer everyone waiting, then end
+            self.stopped = True
+            while True:
+                try:
+                    jobs.append(self.requests.get_nowait())
+                except queue.Empty:
+                    break
+            for job in jobs:
+                _settle(job.future, 503, WORKER_STOPPED)
+            _log("the worker stopped: requests are refused (503); restart the server")
+
+    def _loop(self, jobs: list) -> None:
+        """Answer queued requests until the process ends; `jobs` holds the ones being answered."""
         while True:
-            jobs = [self.requests.get()]
+            jobs[:] = [self.requests.get()]
             deadline = time.monotonic() + self.max_wait_s
             while sum(len(j.inputs) for j in jobs) < self.ctx.batch_size:
                 try:
@@ -390,6 +410,8 @@ def app_for(predictor: Predictor, model_name: str, limits: Limits = Limits(), ap
             return answer(400, {"error": f"{len(inputs)} inputs in one request, more than {limits.max_inputs}",
                                 "hint": "split them over several requests, or start the server with a larger "
                                         "--max-inputs"})
+        if predictor.stopped:
+            return answer(503, WORKER_STOPPED)
         try:
             future = predictor.submit(inputs)
         except queue.Full:

@@ -330,3 +330,130 @@ def test_audio_duration_is_checked_from_the_header_before_decoding(monkeypatch):
     monkeypatch.undo()
     arr, rate = audio.decode(pcm)
     assert arr.shape == (16000, 1) and rate == 16000
+
+
+# the server's predict call waits until the test creates the gate file: a slow model the test controls
+_GATE_HOOK = '''import os, time
+from taskcli import inference
+_predict = inference.predict
+def _gated(*args, **kwargs):
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.environ["TASKCLI_TEST_GATE"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return _predict(*args, **kwargs)
+inference.predict = _gated
+'''
+
+
+def _health_until(server: Server, ready, what: str) -> dict:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        health = httpx.get(f"{server.url}/health", headers=AUTH, timeout=10).json()
+        if ready(health):
+            return health
+        time.sleep(0.02)
+    raise AssertionError(f"{what}: {health}")
+
+
+def test_a_full_queue_is_a_503_with_retry_after_and_the_waiting_requests_are_answered(cli, trained, tmp_path,
+                                                                                         monkeypatch):
+    """--max-queue 1: one request held by the worker (its predict waits on a gate), one waiting, the third refused
+    at once with 503 and Retry-After; once the gate opens, the two are answered right and the server goes on."""
+    model = trained("token-classification")
+    expected = _infer_rows(cli, "ner", *TEXTS[:2], "--model", model)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_GATE_HOOK)
+    gate = tmp_path / "gate"
+    monkeypatch.setenv("PYTHONPATH", str(hook))
+    monkeypatch.setenv("TASKCLI_TEST_GATE", str(gate))
+    server = Server("ner", model, tmp_path / "tmp", "--max-queue", "1")
+    try:
+        server.wait_ready()
+        with ThreadPoolExecutor(2) as pool:
+            held = pool.submit(server.post, {"input": TEXTS[0]})
+            _health_until(server, lambda h: h["busy_s"] > 0 and h["queue"] == 0, "the worker did not take it")
+            waiting = pool.submit(server.post, {"input": TEXTS[1]})
+            health = _health_until(server, lambda h: h["queue"] == 1, "the second request did not queue")
+            assert health["queue_limit"] == 1 and health["worker"] == "alive"
+            started = time.monotonic()
+            refused = server.post({"input": TEXTS[2]})
+            assert time.monotonic() - started < 5  # refused at once, not queued behind the gate
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1", refused.text
+            assert refused.json()["error"] == "the server is busy: 1 requests are waiting"
+            assert not held.done() and not waiting.done()
+            gate.touch()
+            answers = [held.result(timeout=60), waiting.result(timeout=60)]
+        for answer, row in zip(answers, expected):
+            assert answer.status_code == 200 and same_rows(answer.json()["results"], [row]), answer.text
+        again = server.post({"input": TEXTS[0]})
+        assert again.status_code == 200 and same_rows(again.json()["results"], expected[:1])
+        assert httpx.get(f"{server.url}/health", headers=AUTH, timeout=10).json()["queue"] == 0
+    finally:
+        gate.touch()
+        server.kill()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the worker's end, on purpose
+def test_a_dead_worker_is_a_503_on_health_and_predict_never_a_hang(trained):
+    """The worker only ends on what is not an Exception (a SystemExit here, raised in its loop): the request it
+    held and the ones queued are answered 503, /health says 503 'dead', and a new /predict is a 503 at once
+    (before, it waited forever on a queue nobody read)."""
+    from fastapi.testclient import TestClient
+
+    from taskcli import engine, serve
+
+    run, mdl = engine.load_for_inference("ner", str(trained("token-classification")), None, None, False)
+    predictor = serve.Predictor(run, mdl, {}, max_wait_s=0.01)
+    client = TestClient(serve.app_for(predictor, "ner-model"))
+    try:
+        assert client.get("/health").status_code == 200
+        assert client.post("/predict", json={"input": TEXTS[0]}).status_code == 200
+
+        def dies(jobs):
+            raise SystemExit("killed")  # ends a thread quietly, past the loop's `except Exception`
+
+        predictor._answer = dies
+        held = predictor.submit([TEXTS[0]])
+        assert held.result(timeout=10) == (503, serve.WORKER_STOPPED)
+        predictor.worker.join(timeout=10)
+        assert not predictor.worker.is_alive()
+        health = client.get("/health")
+        assert health.status_code == 503 and health.json()["worker"] == "dead", health.text
+        assert health.json()["status"] == "worker stopped"
+        answer: list = []
+        asking = threading.Thread(target=lambda: answer.append(client.post("/predict", json={"input": "Bob"})),
+                                  daemon=True)  # (daemon: a hang fails the test instead of blocking pytest's exit)
+        asking.start()
+        asking.join(timeout=10)
+        assert answer, "/predict hung on a dead worker"
+        assert answer[0].status_code == 503 and answer[0].json() == serve.WORKER_STOPPED
+        assert predictor.submit(["Bob"]).result(timeout=10) == (503, serve.WORKER_STOPPED)
+    finally:
+        client.close()
+        run.close()
+
+
+def test_audio_is_served_from_base64_and_a_recording_over_the_limit_is_its_error_row(cli, trained, tmp_path):
+    """A real audio-classification server: a bundled recording sent as {"name", "base64"} gets infer --json's row;
+    one longer than --max-audio-seconds (1 s; a 1.4 s ASR sample) is an error row naming it, in its place."""
+    model = trained("audio-classification")
+    short = REPO / "taskcli" / "samples" / "audio-classification" / "yes" / "yes_00.flac"  # 0.47 s
+    long = REPO / "taskcli" / "samples" / "automatic-speech-recognition" / "clip_00.flac"  # 1.39 s
+    [expected] = _infer_rows(cli, "audio-classification", short, "--model", model)
+    server = Server("audio-classification", model, tmp_path / "tmp", "--max-audio-seconds", "1")
+    try:
+        server.wait_ready()
+        response = server.post({"inputs": [{"name": "x.flac", "base64": _b64(short.read_bytes())},
+                                           {"name": "long.flac", "base64": _b64(long.read_bytes())}]})
+        assert response.status_code == 200, response.text
+        good, too_long = response.json()["results"]
+        assert good["input"] == "x.flac" and "labels" in good
+        assert same_rows({**good, "input": None}, {**expected, "input": None}), (good, expected)
+        assert too_long == {"input": "long.flac", "error": "cannot read audio file long.flac: it is 1.4 s long, "
+                                                           "more than the limit of 1 s"}, too_long
+        alone = server.post({"input": {"name": "long.flac", "base64": _b64(long.read_bytes())}})
+        assert alone.status_code == 400 and "long.flac" in alone.json()["error"], alone.text
+        assert not [p for p in server.tmp.rglob("*") if p.is_file()]  # decoded in memory
+    finally:
+        server.kill()
