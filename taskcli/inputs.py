@@ -213,8 +213,6 @@ def _count_lines(path: Path) -> int:
 # the role is also the key the task's parse step reads (QA's question/context, text-classification's text_pair)
 _TEXT_ROLES = {"text": ("text",), "text_pair": ("text_pair",), "question": ("question",), "context": ("context",),
                "document": ("document", "text"), "source": ("source", "text")}
-# where a task's parse step reads another key first (text-generation: {"prompt": ...})
-_TASK_NAMES = {"text-generation": {"text": ("prompt", "text")}}
 _FILE_COLUMNS = ("file_name", "path", "file", "filename")  # as in media folders' metadata files
 
 
@@ -245,7 +243,7 @@ class Table:
             roles = [task.modality]
         fields = []
         for i, role in enumerate(roles):
-            names: tuple = _TASK_NAMES.get(task.name, {}).get(role) or _TEXT_ROLES.get(role, (role, *_FILE_COLUMNS))
+            names: tuple = task.infer_columns.get(role) or _TEXT_ROLES.get(role, (role, *_FILE_COLUMNS))
             lang = getattr(run.params, "source_lang", None) if role == "source" else None
             if lang:  # translation: a column named for the language, or WMT's nested {"translation": {"en": ..}}
                 names = (names[0], lang, *names[1:], ("translation", lang))
