@@ -66,11 +66,11 @@ def build_model(out: Path) -> None:
 
 def bench_taskcli(model_dir: str, paths: list[str], batch_size: int, new_tokens: int,
                   precision: str) -> tuple[float, list[str]]:
-    from taskcli import engine
+    from taskcli import model_loading
     from taskcli.inference import predict_args
 
     sets = [f"infer.precision={'no' if precision == 'fp32' else precision}"]
-    run, model = engine.load_for_inference("asr", model_dir, None, sets, False)
+    run, model = model_loading.load_for_inference("asr", model_dir, None, sets, False)
     options = {"batch_size": batch_size, "max_new_tokens": new_tokens, "min_new_tokens": new_tokens}
     run.recipe.infer.generation["min_new_tokens"] = new_tokens
     start = time.perf_counter()
@@ -135,7 +135,7 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    from taskcli.engine import quiet_libraries
+    from taskcli.run import quiet_libraries
 
     quiet_libraries()
     import torch

@@ -109,7 +109,7 @@ def bench_packing(steps: int, batch_size: int, block: int) -> list[dict]:
 
 
 def bench_summarization_infer(batch_size: int) -> dict:
-    from taskcli import engine
+    from taskcli import finetune as finetune_mod, model_loading
     from taskcli.data import sample_path
     from taskcli.registry import get
 
@@ -120,7 +120,7 @@ def bench_summarization_infer(batch_size: int) -> dict:
     import io
 
     with contextlib.redirect_stderr(io.StringIO()):  # its progress display
-        engine.finetune("summarization", smoke=True, output_dir=str(out), overwrite=True, log=lambda *_: None)
+        finetune_mod.finetune("summarization", smoke=True, output_dir=str(out), overwrite=True, log=lambda *_: None)
     train_s = time.perf_counter() - t0
     docs = [json.loads(l)["document"] for l in sample_path(get("summarization")).read_text().splitlines()]
     if XSUM.is_file():
@@ -128,7 +128,7 @@ def bench_summarization_infer(batch_size: int) -> dict:
     # smoke=True: the recipe's smoke settings (inputs cut at 128 tokens, 32 new tokens), as the model was trained
     from taskcli.inference import predict_args
 
-    run, model = engine.load_for_inference("summarization", str(out), None, None, True)
+    run, model = model_loading.load_for_inference("summarization", str(out), None, None, True)
     opts = {"top_k": 1}
     predict_args(run, model, docs[:2], dict(opts, batch_size=2))  # warm-up
     t = time.perf_counter()
@@ -154,7 +154,7 @@ def main() -> None:
     a = ap.parse_args()
     import torch
 
-    from taskcli.engine import quiet_libraries
+    from taskcli.run import quiet_libraries
 
     quiet_libraries()
     torch.set_num_threads(a.threads)

@@ -64,13 +64,13 @@ if __name__ == "__main__":
     import torch
     from transformers import pipeline
 
-    from taskcli import engine
+    from taskcli import model_loading
     from taskcli.inference import predict_args
 
     texts = sentences(1000)
     with tempfile.TemporaryDirectory() as tmp:
         build_model(tmp, texts)
-        run, model = engine.load_for_inference("token-classification", tmp, None, None, False)
+        run, model = model_loading.load_for_inference("token-classification", tmp, None, None, False)
         pipe = pipeline("token-classification", model=tmp, aggregation_strategy="simple", device="cpu")
         predict_args(run, model, texts[:16], {"batch_size": 16})  # warm-up
         pipe(texts[:16], batch_size=16)

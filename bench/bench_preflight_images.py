@@ -28,13 +28,13 @@ def write_images(root: Path) -> None:
 
 if __name__ == "__main__":
     from taskcli import data as data_mod
-    from taskcli import engine, images, preflight
+    from taskcli import images, preflight, run as run_mod
 
     with tempfile.TemporaryDirectory(prefix="bench-preflight-") as tmp:
         root = Path(tmp) / "photos"
         write_images(root)
-        run = engine.prepare("image-classification", None, [], False)
-        engine.quiet_libraries()
+        run = run_mod.prepare("image-classification", None, [], False)
+        run_mod.quiet_libraries()
         started = time.perf_counter()
         dsd = data_mod.load(run, str(root))
         preflight.check(run, dsd, str(root))  # and the train/eval overlap, as finetune runs it

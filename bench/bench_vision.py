@@ -51,11 +51,11 @@ def build_model(out: Path) -> None:
 
 
 def bench_taskcli(model_dir: str, paths: list[str], precision: str, batch_size: int) -> tuple[float, list[str]]:
-    from taskcli import engine
+    from taskcli import model_loading
     from taskcli.inference import predict_args
 
     sets = [f"infer.precision={'no' if precision == 'fp32' else precision}"]
-    run, model = engine.load_for_inference("image-classification", model_dir, None, sets, False)
+    run, model = model_loading.load_for_inference("image-classification", model_dir, None, sets, False)
     options = {"batch_size": batch_size, "top_k": 1}
     predict_args(run, model, paths[:4], options)  # warm-up
     start = time.perf_counter()
@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=96)
     ap.add_argument("--precisions", default="fp32,bf16")
     args = ap.parse_args()
-    from taskcli.engine import quiet_libraries
+    from taskcli.run import quiet_libraries
 
     quiet_libraries()
     import torch

@@ -8,7 +8,6 @@ epoch estimated from a short timed forward+backward probe on this machine and th
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import tempfile
 import time
@@ -29,17 +28,17 @@ def check(task: str, recipe: str | None = None, data: str | None = None, sets: l
     """The data report of a (task, recipe, data); `model` the checkpoint a finetune would start from (--model: dir or
     hub id, default the recipe's), `gates` (the --gate grammar) on its figures, `report` a folder for its plots.
     Problems the preflight would stop a run for are listed in "problems", not raised."""
-    from taskcli import engine
+    from taskcli import model_loading, run as run_mod
     from taskcli import gates as gates_mod
 
-    run = engine.prepare(task, recipe, sets, smoke)
+    run = run_mod.prepare(task, recipe, sets, smoke)
     checks = gates_mod.parse(gates or [])
     report_dir = Path(report) if report else None
     if report_dir and (report_dir.is_file() or (report_dir.is_dir() and any(report_dir.iterdir()))):
         raise TaskcliError(f"report folder {report_dir} is not empty", "choose a new folder for --report")
     if model:  # a --model path that does not exist is said before the data loads
-        engine.resolve_model_source(run, model, run.recipe.model.checkpoint)
-    engine.quiet_libraries()
+        model_loading.resolve_model_source(run, model, run.recipe.model.checkpoint)
+    run_mod.quiet_libraries()
     try:
         findings = preflight.Findings(collect=True)
         dsd = data_mod.load(run, data, findings=findings)
@@ -51,12 +50,12 @@ def check(task: str, recipe: str | None = None, data: str | None = None, sets: l
         if "train" in splits and "eval" in splits and not (run.smoke and data is None):
             result["duplicates_across_splits"] = preflight.overlap(run.task, dsd["train"], dsd["eval"])
         run.labels = run.recipe.data.labels or run.task.labels(run, data_mod.countable(dsd))
-        tiny = engine.uses_tiny_model(run, model)  # as finetune picks it: --model wins over --smoke's tiny model
-        run.model_source = engine.build_smoke_model(run, dsd) if tiny else engine.resolve_model_source(
+        tiny = run_mod.uses_tiny_model(run, model)  # as finetune picks it: --model wins over --smoke's tiny model
+        run.model_source = model_loading.build_smoke_model(run, dsd) if tiny else model_loading.resolve_model_source(
             run, model, run.recipe.model.checkpoint)
         result["model"] = f"a tiny {run.recipe.model.type} (--smoke)" if tiny else data_mod.local_or_id(run.model_source)
-        loaded = engine.load_processor_and_model(run, run.labels)
-        if run.task.modality == "text":
+        loaded = model_loading.load_processor_and_model(run, run.labels)
+        if not run.task.modality.media:
             result["lengths"] = _token_lengths(run, data_mod.countable(dsd))
         result["plan"] = _plan(run, info, loaded, dsd["train"] if probe else None)
         result["figures"] = figures(result)
@@ -79,51 +78,10 @@ def _split_stats(run, ds) -> dict:
                          for v in preflight.column_values(ds, role) if v is not None)
         out["labels"] = dict(counts.most_common())
         out["imbalance"] = round(max(counts.values()) / min(counts.values()), 3) if counts else None
-    media = preflight.MEDIA_ROLES.get(run.task.modality, ())[:1]
-    if media and media[0] in ds.column_names:
-        values = preflight.column_values(ds, media[0])
-        if run.task.modality == "image":
-            sizes = [s for s in (_image_size(v) for v in values) if s]
-            out["image_sizes"] = _spread({"width": [w for w, _ in sizes], "height": [h for _, h in sizes]})
-            out["image_sizes"]["distinct"] = len(set(sizes))
-        else:
-            seconds = [s for s in (_duration(v) for v in values) if s is not None]
-            out["audio_seconds"] = {**_spread({"seconds": seconds})["seconds"], "total": round(sum(seconds), 2)}
+    modality = run.task.modality
+    if modality.figures and modality.column in ds.column_names:  # image sizes, audio durations
+        out.update(modality.figures(preflight.column_values(ds, modality.column)))
     return out
-
-
-def _spread(series: dict[str, list]) -> dict:
-    return {name: {"min": min(v), "median": statistics.median(v), "max": max(v)} if v else {}
-            for name, v in series.items()}
-
-
-def _image_size(value):
-    """(width, height) from the image's header (Pillow's open reads no pixels), or None."""
-    import io
-
-    from PIL import Image
-
-    source = io.BytesIO(value["bytes"]) if isinstance(value, dict) and value.get("bytes") else (
-        value.get("path") if isinstance(value, dict) else value)
-    try:
-        with Image.open(source) as image:
-            return image.size
-    except Exception:  # noqa: BLE001 - an unreadable file is a preflight problem, listed there
-        return None
-
-
-def _duration(value):
-    """Seconds of a recording from its header (soundfile's info), or None."""
-    import io
-
-    import soundfile as sf
-
-    source = io.BytesIO(value["bytes"]) if isinstance(value, dict) and value.get("bytes") else (
-        value.get("path") if isinstance(value, dict) else value)
-    try:
-        return sf.info(source if isinstance(source, io.BytesIO) else str(source)).duration
-    except Exception:  # noqa: BLE001
-        return None
 
 
 def _token_lengths(run, dsd) -> dict:
@@ -180,7 +138,8 @@ def _probe(run, model, train) -> dict:
     import datasets
     import torch
 
-    from taskcli import engine
+    from taskcli import trainer as trainer_mod
+    from taskcli import training_args
 
     size = run.recipe.train.batch_size
     rows = train.take(size) if data_mod.is_streamed(train) else train.select(range(min(size, len(train))))
@@ -189,12 +148,13 @@ def _probe(run, model, train) -> dict:
     if len(rows) < size:
         rows = datasets.concatenate_datasets([rows] * math.ceil(size / len(rows))).select(range(size))
     with tempfile.TemporaryDirectory(prefix="taskcli-check-") as tmp:
-        args = engine.training_arguments(run, tmp, model=model)
+        sharding, _ = training_args.sharding_arguments(run, model)
+        args = training_args.training_arguments(run, tmp, sharding=sharding)
         args.eval_strategy, args.load_best_model_at_end = "no", False  # the probe trains one batch, evaluates none
-        features = engine.build_features(run, rows, True)
+        features = trainer_mod.build_features(run, rows, True)
         if len(features) == 0:
             return {"skipped": "one batch of rows made no training features"}
-        trainer = engine.make_trainer(run, model, args, features, None, None)
+        trainer = trainer_mod.make_trainer(run, model, args, features, None, None)
         batch = next(iter(trainer.get_train_dataloader()))
         cuda = args.device.type == "cuda"
         if cuda:

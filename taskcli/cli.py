@@ -188,7 +188,7 @@ def finetune(
     """Fine-tune a model for TASK from a recipe."""
     if num_processes > 1 and "WORLD_SIZE" not in os.environ and not dry_run:
         _relaunch(num_processes)
-    from taskcli import engine
+    from taskcli import finetune as finetune_mod
 
     import shlex
 
@@ -198,7 +198,7 @@ def finetune(
     shortcuts = {"train.early_stopping_patience": early_stopping, "train.class_weights": class_weights,
                  "train.report_to": report_to}
     sets = [f"{key}={value}" for key, value in shortcuts.items() if value is not None] + list(set_)
-    result = engine.finetune(task, recipe=recipe, sets=sets, smoke=smoke, model=model, data=data,
+    result = finetune_mod.finetune(task, recipe=recipe, sets=sets, smoke=smoke, model=model, data=data,
                              output_dir=output_dir, resume=resume, overwrite=overwrite, dry_run=dry_run,
                              command=command, gates=gate, lora=lora)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -250,9 +250,9 @@ def eval_(
     as_json: bool = typer.Option(False, "--json", help='Print {"task", "model", "split", "samples", "metrics"}.'),
 ):
     """Evaluate a model on a dataset with the task's metrics."""
-    from taskcli import engine
+    from taskcli import evaluate as evaluate_mod
 
-    result = engine.evaluate(task, model=model, recipe=recipe, data=data, split=split, sets=set_, smoke=smoke,
+    result = evaluate_mod.evaluate(task, model=model, recipe=recipe, data=data, split=split, sets=set_, smoke=smoke,
                              gates=gate, report=report)
     if as_json:
         print(json.dumps(result, default=float))
@@ -353,7 +353,7 @@ def infer(
                                                       "and rows go to a file or the screen)."),
 ):
     """Run a model on inputs; results come back in input order, a chunk at a time."""
-    from taskcli import engine, overlays
+    from taskcli import inference, overlays
 
     options: dict[str, Any] = {k: v for k, v in dict(
         batch_size=batch_size, top_k=top_k, question=question, context=context, max_new_tokens=max_new_tokens,
@@ -375,7 +375,7 @@ def infer(
         writer = results_mod.Writer(Path(output), resume)
     elif resume or overwrite:
         raise TaskcliError(f"{'--resume' if resume else '--overwrite'} applies to an --output file", "add --output FILE")
-    run = engine.infer_stream(task, list(inputs or []), model=model, recipe=recipe, sets=sets, smoke=smoke,
+    run = inference.infer_stream(task, list(inputs or []), model=model, recipe=recipe, sets=sets, smoke=smoke,
                               options=options, start=writer.done if writer else 0, chunk_size=chunk_size)
     if writer:
         writer.check_continues(run.total, run.before_start)

@@ -17,8 +17,11 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
+from taskcli import registry
 from taskcli.errors import TaskcliError
 from taskcli.inputs import BadInput, Entries, Unusable
+from taskcli.model_loading import load_for_inference
+from taskcli.run import Run, prepare
 from taskcli.task import Context, Encoded, Steps
 
 
@@ -140,7 +143,111 @@ def results(ctx: Context, steps: Steps, inputs: Iterable[tuple[str, Any]]) -> li
 def predict_args(run, model, args: list[str], options: dict) -> list[dict]:
     """Results of `taskcli infer` arguments (texts, files) in one piece, for callers that hold a loaded model (the
     run report's worst examples, the benchmarks)."""
-    from taskcli import engine
-
-    steps, ctx = engine.infer_session(run, model, dict(options))
+    steps, ctx = session(run, model, dict(options))
     return results(ctx, steps, entries(ctx, steps, args))
+
+
+# ----------------------------------------------------------------------------- the session `infer` and `serve` run
+
+
+COMMON_INFER_OPTIONS = frozenset({"batch_size", "skip_bad", "as_json", "interactive", "column"})
+
+
+def flag_of(option: str) -> str:
+    return "--do-sample/--greedy" if option == "do_sample" else "--" + option.replace("_", "-")
+
+
+def check_infer_options(task, options: dict) -> None:
+    """An `infer` option the task does not read is an error naming the tasks it is for (never silently ignored)."""
+    for option in options:
+        if option in COMMON_INFER_OPTIONS or task.takes(option):
+            continue
+        users = [t.name for t in registry.all_tasks() if t.takes(option)]
+        raise TaskcliError(f"{flag_of(option)} does not apply to {task.name}: it is for {', '.join(users)}",
+                           f"drop {flag_of(option)}")
+
+
+def infer_defaults(run: Run, options: dict) -> dict:
+    """The recipe's infer settings under what the command line gave: batch size, and labels per input (top_k) for
+    the tasks that rank labels; generate()'s top-k is taskcli.generation's."""
+    options.setdefault("batch_size", run.recipe.infer.batch_size)
+    if run.task.takes("top_k") and not run.task.generates:
+        options.setdefault("top_k", run.recipe.infer.top_k)
+    return options
+
+
+@dataclass
+class Inference:
+    """What `infer_stream` hands back: the task, how many inputs there are (None: not known before the end, as
+    with stdin), the input just before `start` as its row names it (what an --output file's last row must be
+    for), and the rows a chunk at a time."""
+
+    task: Any
+    total: int | None
+    before_start: Any
+    chunks: Any  # iterator of lists of (input, result, is_error)
+
+
+def session(run: Run, mdl, options: dict):
+    """(steps, context) of the task's inference for this model, with the recipe's defaults under `options`."""
+    steps = run.task.steps(run, mdl)
+    return steps, steps.setup(run, mdl, infer_defaults(run, options))
+
+
+def infer_stream(
+    task: str,
+    inputs: list[str],
+    model: str | None = None,
+    recipe: str | None = None,
+    sets: list[str] | None = None,
+    smoke: bool = False,
+    options: dict | None = None,
+    start: int = 0,
+    chunk_size: int | None = None,
+) -> Inference:
+    """Inference a chunk of inputs at a time, in input order (taskcli/inference.py): the model is loaded once,
+    inputs are read lazily and parsed (media decoded) a chunk at a time, and each chunk's rows are handed back
+    before the next begins, so the first rows come out early and memory does not grow with the input count.
+    `start` skips the inputs an --output file already holds (--resume)."""
+    import itertools
+
+    from taskcli import inputs as inputs_mod
+
+    options = dict(options or {})
+    check_infer_options(registry.get(task), options)
+    run = prepare(task, recipe, sets, smoke)
+    inputs_mod.check_tables(run, options, inputs)  # a table without its column is one line before the model loads
+    run, mdl = load_for_inference(task, model, recipe, sets, smoke, run)
+    try:
+        steps, ctx = session(run, mdl, options)
+        found = entries(ctx, steps, inputs)
+        total = len(found) if isinstance(found, list) else found.total
+        todo = iter(found)
+        skipped = list(itertools.islice(todo, start))
+        first = next(todo, None)
+        if first is None and not skipped:
+            raise TaskcliError("no inputs given", "pass texts/files as arguments, or - to read stdin")
+    except BaseException:
+        run.close()
+        raise
+    # decoded images and recordings are far bigger than lines of text: media chunks hold a few batches
+    size = chunk_size or (max(8 * ctx.batch_size, 256) if run.task.modality == "text" else 4 * ctx.batch_size)
+
+    def chunks():
+        try:
+            if first is not None:
+                yield from stream(ctx, steps, itertools.chain([first], todo), size)
+        finally:
+            run.close()
+
+    before = skipped[-1][1] if len(skipped) == start and start else None
+    return Inference(run.task, total, before, chunks())
+
+
+def infer(task: str, inputs: list[str], **kwargs) -> tuple[Any, list[Any], list[dict]]:
+    """(task, the inputs that could be used, their results in input order): `infer_stream` (same arguments) in
+    one piece."""
+    done = infer_stream(task, inputs, **kwargs)
+    rows = [(raw, result) for chunk in done.chunks for raw, result, bad in chunk if not bad]
+    return done.task, [raw for raw, _ in rows], [result for _, result in rows]
+

@@ -189,8 +189,10 @@ def _count(n: int) -> str:
     return str(n)
 
 
-def print_header(run, model_desc: str, parameters: tuple[int, int], device: str, args, out, resume_from, log=None):
-    """What is about to run, before the first step: model, parameters, device, precision, data, steps, output."""
+def print_header(run, model_desc: str, parameters: tuple[int, int], device: str, args, out, resume_from, log=None,
+                 sharding: str | None = None):
+    """What is about to run, before the first step: model, parameters, device, precision, data, steps, output;
+    `sharding`: train.fsdp / train.deepspeed in words."""
     info = run.data_info
     steps, how = planned_steps(args, info.train_rows)
     precision = run.recipe.train.precision if run.recipe.train.precision != "no" else "fp32"
@@ -207,7 +209,7 @@ def print_header(run, model_desc: str, parameters: tuple[int, int], device: str,
     grid.add_row("device", f"{device} · precision {precision} · {args.world_size} process"
                            f"{'es' if args.world_size > 1 else ''} · global batch "
                            f"{args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps}"
-                           + (f" · {run.sharding}" if run.sharding else ""))
+                           + (f" · {sharding}" if sharding else ""))
     grid.add_row("steps", f"{steps} ({how})")
     grid.add_row("output", str(out))
     for note in info.notes:  # the preflight's notes (taskcli.preflight), also printed as `note:` lines before

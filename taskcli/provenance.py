@@ -49,7 +49,7 @@ def effective_recipe(run, model: str | None, data: str | None, out: Path | None,
         d["data"].update(config=None, revision=None, data_dir=None)
     if run.smoke:  # its overrides are merged into train/data/params/infer already: applying them again would undo --set
         d["smoke"].update(enabled=True, train={}, data={}, params={}, infer={})
-    d["train"]["output_dir"] = None  # a re-run writes elsewhere (see engine.default_output_dir)
+    d["train"]["output_dir"] = None  # a re-run writes elsewhere (see run_folder.default_output_dir)
     if out is not None:
         d["model"]["infer_default"] = str(Path(out).resolve())  # eval/infer --recipe OUT/recipe.yaml use the result
         d["eval"]["label_map"] = {}  # that model names the classes as this data does
@@ -140,28 +140,25 @@ def _report_section(out: Path, plots) -> str:
     return f"## Report\n\n{images}\n\n"
 
 
-# example inputs of the snippet, per modality (files the reader replaces with theirs)
-EXAMPLE = {"text": '"Replace this with your text."', "image": '"photo.jpg"', "audio": '"clip.flac"'}
-
-
 def snippet(run, out: Path) -> str:
     """Python that runs the saved model with `transformers` alone, for people who do not use taskcli."""
     path = str(Path(out).resolve())
     task = run.task.name
-    if task in ("summarization", "translation"):
+    example = run.task.modality.example  # (a file name the reader replaces with theirs, for images and audio)
+    if run.task.seq2seq and not run.task.modality.media:  # text to text: the task prefix, then generate()
         model_cls = "AutoModelForSeq2SeqLM" if run.seq2seq else "AutoModelForCausalLM"
         return (f"from transformers import AutoTokenizer, {model_cls}\n\n"
                 f"tokenizer = AutoTokenizer.from_pretrained({path!r})\n"
                 f"model = {model_cls}.from_pretrained({path!r})\n"
                 f"# the task prefix the model was trained with (e.g. T5's \"summarize: \"); empty when there is none\n"
                 f"prefix = (model.config.task_specific_params or {{}}).get({task!r}, {{}}).get(\"prefix\", \"\")\n"
-                f"inputs = tokenizer(prefix + {EXAMPLE['text']}, return_tensors=\"pt\", truncation=True)\n"
+                f"inputs = tokenizer(prefix + {example}, return_tensors=\"pt\", truncation=True)\n"
                 f"output = model.generate(**inputs, max_new_tokens=64)\n"
                 f"print(tokenizer.decode(output[0], skip_special_tokens=True))\n")
-    if task == "question-answering":
-        return (f"import torch\nfrom transformers import AutoModelForQuestionAnswering, AutoTokenizer\n\n"
+    if {"question", "context"} <= set(run.task.columns):  # extractive QA: no pipeline() call takes it whole
+        return (f"import torch\nfrom transformers import {run.task.auto_model}, AutoTokenizer\n\n"
                 f"tokenizer = AutoTokenizer.from_pretrained({path!r})\n"
-                f"model = AutoModelForQuestionAnswering.from_pretrained({path!r})\n"
+                f"model = {run.task.auto_model}.from_pretrained({path!r})\n"
                 f"question, context = \"Who wrote it?\", \"It was written by Ada Lovelace in 1843.\"\n"
                 f"inputs = tokenizer(question, context, return_tensors=\"pt\", truncation=\"only_second\")\n"
                 f"with torch.no_grad():\n    out = model(**inputs)\n"
@@ -169,7 +166,7 @@ def snippet(run, out: Path) -> str:
                 f"print(tokenizer.decode(inputs[\"input_ids\"][0][start:end + 1]))\n")
     return (f"from transformers import pipeline\n\n"
             f"pipe = pipeline({task!r}, model={path!r})\n"
-            f"print(pipe({EXAMPLE[run.task.modality]}))\n")
+            f"print(pipe({example}))\n")
 
 
 def _training_notes(recipe: dict) -> str:

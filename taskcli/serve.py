@@ -127,10 +127,10 @@ class Predictor:
     """The model, and a worker thread that answers queued requests together."""
 
     def __init__(self, run, model, options: dict, max_wait_s: float, max_queue: int = Limits.max_queue):
-        from taskcli import engine
+        from taskcli import inference
 
         self.run = run
-        self.steps, self.ctx = engine.infer_session(run, model, options)
+        self.steps, self.ctx = inference.session(run, model, options)
         self.max_wait_s = max_wait_s
         self.media = run.task.modality in ("image", "audio")
         self.stats = {"requests": 0, "predict_calls": 0, "bad_inputs": 0, "internal_errors": 0}
@@ -429,11 +429,11 @@ def serve(task: str, model: str | None, recipe: str | None, sets: list[str] | No
     require()
     import uvicorn
 
-    from taskcli import audio, engine, images
+    from taskcli import audio, images, model_loading
 
     images.set_max_pixels(limits.max_image_pixels)
     audio.set_max_seconds(limits.max_audio_seconds)
-    run, mdl = engine.load_for_inference(task, model, recipe, sets, smoke)
+    run, mdl = model_loading.load_for_inference(task, model, recipe, sets, smoke)
     options = {"batch_size": batch_size} if batch_size else {}  # the recipe's infer settings fill in the rest
     predictor = Predictor(run, mdl, options, max_wait_ms / 1000, limits.max_queue)
     log(f"serving {run.task.name} ({model or run.model_source}) on http://{host}:{port}  —  POST /predict, GET /health"

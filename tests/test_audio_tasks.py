@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from taskcli import audio, engine
+from taskcli import audio, inference
 from taskcli.cli import app
 
 from conftest import DATA
@@ -85,7 +85,7 @@ def test_whisper_pipeline_parity(whisper_dir):
 
     paths = [str(p) for p in sorted(ASR_SAMPLE.glob("*.flac"))[:6]] + [str(REAL / "test_audio_44100.mp3"),
                                                                        str(REAL / "test_audio_48000.opus")]
-    task, items, results = engine.infer("asr", paths, model=str(whisper_dir), options={"batch_size": 4})
+    task, items, results = inference.infer("asr", paths, model=str(whisper_dir), options={"batch_size": 4})
     assert items == paths  # input order kept
     pipe = pipeline("automatic-speech-recognition", model=str(whisper_dir), device="cpu")
     expected = [pipe({"raw": a, "sampling_rate": 16000}, generate_kwargs={"max_new_tokens": 128, "num_beams": 1,
@@ -95,7 +95,7 @@ def test_whisper_pipeline_parity(whisper_dir):
     assert results[0]["text"] == TRANSCRIPTS["clip_00.flac"]
     # --precision bf16 (the fast CPU path) still transcribes correctly every clip fp32 gets right (a clip held out
     # of the smoke training gets a guess, which may differ)
-    _, _, bf16 = engine.infer("asr", paths[:6], model=str(whisper_dir), sets=["infer.precision=bf16"],
+    _, _, bf16 = inference.infer("asr", paths[:6], model=str(whisper_dir), sets=["infer.precision=bf16"],
                               options={"batch_size": 4})
     right = [i for i in range(6) if results[i]["text"] == TRANSCRIPTS[Path(paths[i]).name]]
     assert len(right) >= 4 and all(bf16[i]["text"] == results[i]["text"] for i in right)
@@ -124,9 +124,9 @@ def test_whisper_long_recording_and_timestamps(whisper_dir, tmp_path):
 
 def test_whisper_language_and_task_options(whisper_dir):
     clip = str(ASR_SAMPLE / "clip_03.flac")
-    _, _, results = engine.infer("asr", [clip], model=str(whisper_dir), options={"language": "en", "task": "transcribe"})
+    _, _, results = inference.infer("asr", [clip], model=str(whisper_dir), options={"language": "en", "task": "transcribe"})
     assert results[0]["text"] == TRANSCRIPTS["clip_03.flac"]
-    _, _, results = engine.infer("asr", [clip], model=str(whisper_dir), options={"language": "fr", "task": "translate"})
+    _, _, results = inference.infer("asr", [clip], model=str(whisper_dir), options={"language": "fr", "task": "translate"})
     assert isinstance(results[0]["text"], str)
 
 
@@ -166,7 +166,7 @@ def test_ctc_smoke_learns_and_parity(ctc_dir):
     result = cli("infer", "asr", ASR_SAMPLE / "clip_01.flac", "--model", ctc_dir, "--json")
     assert result.exit_code == 0, result.output
     paths = [str(p) for p in sorted(ASR_SAMPLE.glob("*.flac"))] + [str(REAL / "test_audio_44100.wav")]
-    _, _, results = engine.infer("asr", paths, model=str(ctc_dir), options={"batch_size": 5})
+    _, _, results = inference.infer("asr", paths, model=str(ctc_dir), options={"batch_size": 5})
     pipe = pipeline("automatic-speech-recognition", model=str(ctc_dir), device="cpu")
     expected = [pipe({"raw": a, "sampling_rate": 16000})["text"].strip() for a in arrays_for(paths)]
     assert [r["text"] for r in results] == expected
@@ -177,7 +177,7 @@ def test_ctc_long_recording_and_word_times(ctc_dir, tmp_path):
     long = np.concatenate([a, np.zeros(16000, dtype=np.float32)] * 3)
     path = tmp_path / "long.flac"
     sf.write(path, long, 16000)
-    _, _, res = engine.infer("asr", [str(path)], model=str(ctc_dir), recipe="wav2vec2",
+    _, _, res = inference.infer("asr", [str(path)], model=str(ctc_dir), recipe="wav2vec2",
                              sets=["params.chunk_length_s=2.0", "params.stride_length_s=0.4"],
                              options={"timestamps": True})
     chunks = res[0]["chunks"]
@@ -199,7 +199,7 @@ def test_audio_classification_smoke_and_parity(cls_dir):
     assert metrics["accuracy"] >= 0.9, metrics
     assert set(metrics["per_class"]) == {"down", "no", "up", "yes"}
     paths = [str(p) for p in sorted(CLS_SAMPLE.rglob("*.flac"))[::3]] + [str(REAL / "test_audio_48000.opus")]
-    _, _, results = engine.infer("audio-classification", paths, model=str(cls_dir), options={"top_k": 3, "batch_size": 4})
+    _, _, results = inference.infer("audio-classification", paths, model=str(cls_dir), options={"top_k": 3, "batch_size": 4})
     pipe = pipeline("audio-classification", model=str(cls_dir), device="cpu")
     for arr, res in zip(arrays_for(paths), results):
         exp = pipe({"raw": arr, "sampling_rate": 16000}, top_k=3)

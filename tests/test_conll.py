@@ -116,12 +116,12 @@ def test_tag_column_out_of_range(tmp_path):
 
 
 def test_common_column_names_are_recognised_and_explicit_columns_win(tmp_path):
-    from taskcli import data, engine
+    from taskcli import data, run as run_mod
 
     ds = conll.load(_write(tmp_path / "train.conll", "EU B-ORG\n"))["train"]
     ds = ds.rename_columns({"tokens": "words", "tags": "ner"}).add_column("labels", [["X"]])
-    assert data._rename(ds, engine.prepare("ner", None, [], False)).column_names == ["tokens", "tags", "labels"]
-    explicit = engine.prepare("ner", None, ["data.columns.tags=labels"], False)
+    assert data._rename(ds, run_mod.prepare("ner", None, [], False)).column_names == ["tokens", "tags", "labels"]
+    explicit = run_mod.prepare("ner", None, ["data.columns.tags=labels"], False)
     renamed = data._rename(ds, explicit)
     assert renamed.column_names == ["tokens", "ner", "tags"] and renamed["tags"] == [["X"]]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from taskcli import engine
+from taskcli import inference
 
 from conftest import DATA
 
@@ -43,7 +43,7 @@ def test_infer_matches_pipeline(detr_dir):
     from transformers import pipeline
 
     paths = [str(SAMPLE / "images" / "det_00.jpg"), str(SAMPLE / "images" / "det_05.jpg"), str(COCO)]
-    _, items, results = engine.infer("object-detection", paths, model=str(detr_dir), options={"threshold": 0.2})
+    _, items, results = inference.infer("object-detection", paths, model=str(detr_dir), options={"threshold": 0.2})
     assert items == paths and any(r["objects"] for r in results)
     pipe = pipeline("object-detection", model=str(detr_dir), device="cpu")
     for path, ours in zip(paths, results):

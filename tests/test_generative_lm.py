@@ -92,12 +92,12 @@ def test_fill_mask_infer_equals_pipeline_and_accepts_generic_masks(cli, trained,
 def test_packing_on_wikiextractor_text(realdata):
     """wiki_00 (no file suffix) reads as text; <doc> lines dropped; every block has block_size tokens."""
     from taskcli import data as data_mod
-    from taskcli import engine
+    from taskcli import model_loading, run as run_mod
 
-    run = engine.prepare("text-generation", None, ["params.block_size=64"], smoke=True)
+    run = run_mod.prepare("text-generation", None, ["params.block_size=64"], smoke=True)
     try:
         dsd = data_mod.load(run, str(realdata / "wiki_text" / "wiki_00"))
-        run.model_source = engine.build_smoke_model(run, dsd)
+        run.model_source = model_loading.build_smoke_model(run, dsd)
         run.processor = run.task.load_processor(run)
         blocks = run.task.preprocess(run, dsd["train"], True)
         assert len(blocks) > 10 and {len(b) for b in blocks["input_ids"]} == {64}

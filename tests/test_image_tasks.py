@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from taskcli import engine, images
+from taskcli import images, inference
 from taskcli.errors import TaskcliError
 
 from conftest import assert_clean_error, DATA
@@ -88,7 +88,7 @@ def test_pipeline_parity(vit_dir):
     from transformers import pipeline
 
     paths = [str(p) for p in sorted(SAMPLE.rglob("*.jpg"))[::4]] + [str(COCO), str(RGBA)]
-    _, items, results = engine.infer("image-classification", paths, model=str(vit_dir),
+    _, items, results = inference.infer("image-classification", paths, model=str(vit_dir),
                                      options={"batch_size": 3, "top_k": 3})
     assert items == paths
     pipe = pipeline("image-classification", model=str(vit_dir), device="cpu")
@@ -97,7 +97,7 @@ def test_pipeline_parity(vit_dir):
         assert [r["label"] for r in ours["labels"]] == [r["label"] for r in theirs], path
         assert all(abs(a["score"] - b["score"]) < 1e-4 for a, b in zip(ours["labels"], theirs)), path
     # bf16: same top label on the sample crops
-    _, _, bf16 = engine.infer("image-classification", paths, model=str(vit_dir), sets=["infer.precision=bf16"])
+    _, _, bf16 = inference.infer("image-classification", paths, model=str(vit_dir), sets=["infer.precision=bf16"])
     assert [r["labels"][0]["label"] for r in bf16[:-2]] == [r["labels"][0]["label"] for r in results[:-2]]
 
 

@@ -165,12 +165,12 @@ def test_a_table_that_will_not_read_is_one_line_and_a_bad_cell_one_row(cli, mode
 
 def _no_model_loads(monkeypatch):
     """The run stops if anything asks for the model: a table's error must come before that."""
-    from taskcli import engine
+    from taskcli import inference
 
     def load(*args, **kwargs):
         raise AssertionError("the model was loaded before the table was checked")
 
-    monkeypatch.setattr(engine, "load_for_inference", load)
+    monkeypatch.setattr(inference, "load_for_inference", load)
 
 
 @pytest.mark.parametrize("case", ["--column", "no text column", "header only", "empty", "image table"])

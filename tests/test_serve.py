@@ -136,9 +136,9 @@ def test_health_reports_the_worker_and_its_queue(ner_server):
 
 
 def _predictor(trained):
-    from taskcli import engine, serve
+    from taskcli import model_loading, serve
 
-    run, model = engine.load_for_inference("ner", str(trained("token-classification")), None, None, False)
+    run, model = model_loading.load_for_inference("ner", str(trained("token-classification")), None, None, False)
     return run, serve.Predictor(run, model, {}, max_wait_s=0.05)
 
 

@@ -401,9 +401,9 @@ def test_a_dead_worker_is_a_503_on_health_and_predict_never_a_hang(trained):
     (before, it waited forever on a queue nobody read)."""
     from fastapi.testclient import TestClient
 
-    from taskcli import engine, serve
+    from taskcli import model_loading, serve
 
-    run, mdl = engine.load_for_inference("ner", str(trained("token-classification")), None, None, False)
+    run, mdl = model_loading.load_for_inference("ner", str(trained("token-classification")), None, None, False)
     predictor = serve.Predictor(run, mdl, {}, max_wait_s=0.01)
     client = TestClient(serve.app_for(predictor, "ner-model"))
     try:

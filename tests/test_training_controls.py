@@ -35,7 +35,7 @@ def test_early_stopping_without_evaluations_is_refused(cli, tmp_path):
 def test_weighted_loss_is_the_hand_computed_one():
     import torch
 
-    from taskcli.engine import summed_cross_entropy
+    from taskcli.trainer import summed_cross_entropy
 
     torch.manual_seed(0)
     logits = torch.randn(6, 3)

@@ -60,7 +60,7 @@ def test_overwrite_refuses_the_current_folder_home_and_git_repositories(cli, tmp
 
 
 def test_overwrite_never_deletes_the_root():
-    from taskcli.engine import check_overwrite
+    from taskcli.run_folder import check_overwrite
     from taskcli.errors import TaskcliError
 
     with pytest.raises(TaskcliError, match="would delete the whole disk"):
@@ -76,9 +76,9 @@ def test_an_output_dir_that_cannot_be_written_fails_before_anything_loads(cli, t
             pytest.skip("root writes into read-only folders")
         (tmp_path / "read-only").mkdir(mode=0o500)
     (tmp_path / "under-a-file").write_text("a file")
-    from taskcli import engine
+    from taskcli import finetune
 
-    monkeypatch.setattr(engine, "build_smoke_model", lambda *a: pytest.fail("the model was built"))
+    monkeypatch.setattr(finetune, "build_smoke_model", lambda *a: pytest.fail("the model was built"))
     out = where if where.startswith("/") else tmp_path / where
     result = cli("finetune", "text-cls", "--smoke", "-o", out)
     assert_clean_error(result, f"cannot write to output dir {out}")  # first line: before the run header

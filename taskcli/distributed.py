@@ -1,0 +1,59 @@
+"""Which process this is in a distributed run, and the check that every process resolved the same run."""
+
+from __future__ import annotations
+
+import os
+
+from taskcli.errors import TaskcliError, quoted
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from taskcli.run import Run
+
+
+def world_size() -> int:
+    """Processes in this run (torchrun / accelerate launch set WORLD_SIZE; 1 when run plainly)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main() -> bool:
+    """Process 0 of a distributed run (the only one that judges and writes the output folder), or a plain run."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def check_processes_agree(run: Run, model: str | None, data: str | None) -> None:
+    """Every process of a distributed run (every node of a multi-node one) must train the same recipe on the same
+    label set: a node with another recipe file, taskcli version or data snapshot would average gradients of a
+    different model into everyone's. Compared once, before any model is loaded; a mismatch names the field."""
+    if world_size() < 2:
+        return
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    from taskcli import __version__
+
+    PartialState()  # joins the process group torchrun / accelerate launch describe in the environment
+    mine = {f"recipe.{k}": v for k, v in _flat(run.recipe.model_dump(mode="json")).items()}
+    mine.update({"labels": run.labels, "--model": model, "--data": data, "taskcli version": __version__,
+                 "train rows": run.data_info.train_rows if run.data_info else None})
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    for rank, theirs in enumerate(everyone[1:], start=1):
+        differ = sorted(k for k in mine.keys() | theirs.keys() if everyone[0].get(k) != theirs.get(k))
+        if differ:
+            key = differ[0]
+            raise TaskcliError(f"process {rank} resolved a different run than process 0: {key} is "
+                               f"{quoted(theirs.get(key))} there, {quoted(everyone[0].get(key))} on process 0"
+                               + (f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""),
+                               "give every node the same taskcli version, recipe, --set values and data")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out: dict = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
