@@ -1,13 +1,15 @@
 """Recipes: YAML files validated by pydantic, with `--set` overrides and readable errors.
 
 A recipe names the architecture, checkpoint, data and training settings for one task. Shipped recipes live
-in ``taskcli/recipes/<task>/<name>.yaml``. Validation reports every problem at once, each with its dotted
-path, file and line, and a "did you mean" for misspelt keys.
+in ``recipes/<task>/<name>.yaml`` at the top of the repository, installed as the package ``taskcli.recipes``.
+Validation reports every problem at once, each with its dotted path, file and line, and a "did you mean" for
+misspelt keys.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,7 +19,18 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from taskcli.errors import TaskcliError, did_you_mean
 
-RECIPES_DIR = Path(__file__).parent / "recipes"
+
+def _recipes_dir() -> Path:
+    """The shipped recipes' folder: the repository's recipes/, which pyproject.toml installs as the data package
+    taskcli.recipes, so a wheel, an editable install and a strict editable install all resolve it by import."""
+    try:
+        return Path(importlib.resources.files("taskcli.recipes"))
+    except ModuleNotFoundError:
+        # a checkout run without installing (PYTHONPATH=.), or an editable install made before recipes/ moved
+        return Path(__file__).resolve().parent.parent / "recipes"
+
+
+RECIPES_DIR = _recipes_dir()
 
 
 # YAML 1.1 reads a bare `no` as False; accept it where "no" is a valid choice.

@@ -1,10 +1,12 @@
 """Every shipped recipe validates; recipe errors are complete, located and helpful."""
 
+import importlib.util
+
 import pytest
 
 from taskcli import recipe, registry
 from taskcli.errors import TaskcliError
-from conftest import assert_clean_error
+from conftest import REPO, assert_clean_error
 
 SHIPPED = recipe.shipped()
 
@@ -23,6 +25,27 @@ def test_recipes_are_found_recursively_one_per_architecture():
         mine = [p for p in SHIPPED if p.parent.name == task.name]
         assert len(mine) == RECIPES_PER_TASK.get(task.name, 2), task.name
         assert (recipe.RECIPES_DIR / task.name / f"{task.default_recipe}.yaml") in mine
+
+
+def test_recipes_live_at_the_top_of_the_repository_and_are_found_by_import():
+    """recipes/<task>/*.yaml (the layout the README shows), reached as the package taskcli.recipes: the editable
+    install maps it there (a wheel holds it inside taskcli/: tests/test_packaging.py)."""
+    assert recipe.RECIPES_DIR == REPO / "recipes"
+    assert SHIPPED and all(p.is_relative_to(REPO / "recipes") for p in SHIPPED)
+    spec = importlib.util.find_spec("taskcli.recipes")
+    assert spec and spec.origin == str(REPO / "recipes" / "__init__.py"), \
+        "taskcli.recipes does not import from recipes/: an editable install made before recipes/ moved; run make install"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[recipe.shipped_name(p) for p in SHIPPED])
+def test_every_shipped_name_resolves(cli, path):
+    task_name, short = recipe.shipped_name(path).split("/")
+    task = registry.get(task_name)
+    assert recipe.find(task, short) == path  # --recipe bert
+    assert recipe.find(task, f"{task_name}/{short}") == path  # --recipe token-classification/bert
+    if short == task.default_recipe:
+        assert recipe.find(task, None) == path  # no --recipe
+    assert cli("recipes", "show", f"{task_name}/{short}").stdout == path.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[recipe.shipped_name(p) for p in SHIPPED])
