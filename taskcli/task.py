@@ -160,7 +160,7 @@ class Task:
     best_metric: str  # default `eval.metric_for_best_model`
     columns: dict[str, str]  # column role -> what it holds; recipes map roles to dataset columns
     sample: str  # bundled smoke dataset under taskcli/samples/ (file or folder)
-    default_recipe: str  # recipe name under taskcli/recipes/<task>/ used when --recipe is absent
+    default_recipe: str  # recipe name under recipes/<task>/ used when --recipe is absent
     auto_model: str  # transformers Auto class used to load a checkpoint, e.g. "AutoModelForTokenClassification"
 
     # --- hooks; `run` is a taskcli.engine.Run (recipe, processor, labels, paths...) ---
