@@ -43,7 +43,8 @@ def test_wheel_built_from_the_sdist_ships_every_recipe_and_finds_them(tmp_path):
     wheel = tmp_path / "wheel" / _build("build_wheel", unpacked, tmp_path / "wheel")
     names = set(zipfile.ZipFile(wheel).namelist())
 
-    missing = [f"taskcli/recipes/{r}" for r in recipes if f"taskcli/recipes/{r}" not in names]
+    installed = "taskcli.recipes".replace(".", "/")  # the package's folder in the wheel
+    missing = [f"{installed}/{r}" for r in recipes if f"{installed}/{r}" not in names]
     assert not missing, f"recipes left out of the wheel: {missing}"
     # every module, in every subpackage pyproject.toml lists (a new subpackage must be listed there), and the samples
     for path in (REPO / "taskcli").rglob("*"):
