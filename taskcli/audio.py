@@ -1,13 +1,13 @@
-"""Audio input, done once for every audio task: find files, decode, mix to mono, resample.
+"""Audio input, done once for every audio task: decode, mix to mono, resample.
 
 Decoding uses soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF...) and resampling uses soxr —
 no ffmpeg binary, no torchcodec, no torchaudio. Headerless ``.pcm``/``.raw`` files are read as signed 16-bit
 little-endian mono at 16 kHz (the usual speech convention; there is nothing in the file to say otherwise).
 
-Also: expanding `taskcli infer` arguments (files, directories, globs, ``-`` = paths on stdin) and loading a
-local audio dataset folder (the `audiofolder` layout: files + metadata.csv/jsonl, or one folder per label).
-Dataset audio columns stay paths (or undecoded {"bytes", "path"} dicts from a hub `Audio` column) until a task
-decodes them with :func:`load`.
+Also: a recording's header read without decoding (is it readable, how long). Finding audio files among `taskcli
+infer` arguments and reading an audio dataset folder are the audio modality's (taskcli/modality.py). Dataset audio
+columns stay paths (or undecoded {"bytes", "path"} dicts from a hub `Audio` column) until a task decodes them
+with :func:`load`.
 """
 
 from __future__ import annotations
@@ -149,28 +149,38 @@ def infer_batch_size(fe, requested: int) -> int:
     return int(requested) if getattr(fe, "return_attention_mask", False) else 1
 
 
-def is_audio_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES
-
-
 def expand_inputs(args: list[str]) -> list[str]:
-    """`taskcli infer` arguments -> audio paths (see files.expand_inputs)."""
+    """`taskcli infer` arguments -> audio paths; kept for callers not yet on `modality.AUDIO.expand_inputs`."""
     from taskcli import files
 
     return files.expand_inputs(args, AUDIO_SUFFIXES, "audio")
 
 
-def has_audio(folder: Path) -> bool:
-    from taskcli import files
+def header_problem(source, name: str | None) -> str | None:
+    """Why a recording (a path or a BytesIO) will not open, from its header (soundfile's info), or None."""
+    if not isinstance(source, io.BytesIO):
+        suffix = Path(str(source)).suffix.lower()
+        if suffix in RAW_SUFFIXES:  # headerless: nothing to check before decoding
+            return None
+        if suffix in UNSUPPORTED:
+            return f"{name}: '{suffix}' audio is not supported (soundfile reads WAV, FLAC, MP3, OGG/Vorbis, Opus)"
+    import soundfile as sf
 
-    return files.has_media(folder, AUDIO_SUFFIXES)
+    try:
+        info = sf.info(source if isinstance(source, io.BytesIO) else str(source))
+    except Exception as err:  # noqa: BLE001 - libsndfile's errors are user data errors
+        return f"{name or 'audio bytes'} is not a readable audio file ({str(err).splitlines()[0][:80]})"
+    return f"{name} holds no audio samples" if info.frames == 0 else None
 
 
-def load_folder(root: Path):
-    """DatasetDict from an audio folder (see files.load_folder); audio paths in column 'audio'."""
-    from taskcli import files
+def header_seconds(source) -> float | None:
+    """Seconds of a recording (a path or a BytesIO) from its header (soundfile's info), or None."""
+    import soundfile as sf
 
-    return files.load_folder(root, AUDIO_SUFFIXES, "audio")
+    try:
+        return sf.info(source if isinstance(source, io.BytesIO) else str(source)).duration
+    except Exception:  # noqa: BLE001 - an unreadable file is a preflight problem, listed there
+        return None
 
 
 def undecoded(ds, column: str):

@@ -603,7 +603,7 @@ def tasks(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")):
         if default_path.is_file():
             data, _ = recipe_mod.read_yaml(default_path)
             default_type = str(data.get("model", {}).get("type", ""))
-        rows.append({"task": t.name, "aliases": list(t.aliases), "modality": t.modality,
+        rows.append({"task": t.name, "aliases": list(t.aliases), "modality": t.modality.name,
                      "default_recipe": t.default_recipe, "default_architecture": default_type, "recipes": names,
                      "metrics": list(t.metric_names)})
     if as_json:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from taskcli import splits
 from taskcli.errors import TaskcliError
 
 SUFFIXES = (".conll", ".txt", ".tsv")  # .conll is always CoNLL; .txt/.tsv when their first rows look like it
@@ -70,21 +71,15 @@ def files(path: Path) -> dict[str, list[Path]] | None:
     In a folder, files named after a split are read as CoNLL once any file there is; other names are
     read (as train) only when they look like CoNLL, so e.g. a `labels.txt` next to them is left alone.
     """
-    from taskcli.data import SPLIT_NAMES, split_name
-
     if path.is_file():
         if path.suffix.lower() == ".conll" or (path.suffix.lower() in SUFFIXES and looks_like_conll(path)):
-            return {split_name(path): [path]}
+            return {splits.of_file(path): [path]}
         return None
     candidates = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
     conll = {p for p in candidates if p.suffix.lower() == ".conll" or looks_like_conll(p)}
     if not conll:
         return None
-    by_split: dict[str, list[Path]] = {}
-    for p in candidates:
-        if p in conll or p.stem.lower() in SPLIT_NAMES:
-            by_split.setdefault(split_name(p), []).append(p)
-    return by_split
+    return splits.by_split(p for p in candidates if p in conll or splits.named(p.stem))
 
 
 def read_file(path: Path, tag_column: int = -1) -> tuple[list[list[str]], list[list[str]]]:

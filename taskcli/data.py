@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from taskcli import modality as modality_mod
+from taskcli import splits as splits_mod
 from taskcli.errors import TaskcliError
 
 SAMPLES_DIR = Path(__file__).parent / "samples"
@@ -24,15 +26,6 @@ _READERS = {
     ".parquet": ("parquet", {}),
     ".txt": ("text", {}),
 }
-
-
-SPLIT_NAMES = {"train": "train", "validation": "validation", "test": "test",
-               "dev": "validation", "val": "validation", "valid": "validation"}
-
-
-def split_name(path: Path) -> str:
-    """The split a data file's name picks (train.csv, dev.tsv, val.jsonl...); any other name is train."""
-    return SPLIT_NAMES.get(path.stem.lower(), "train")
 
 
 def sample_path(task, recipe=None) -> Path:
@@ -64,9 +57,7 @@ def _local_files(path: Path) -> tuple[str, dict[str, list[str]] | list[str], dic
         )
     builder, options = _READERS[suffix]
     # Files named after splits (train.csv, validation.jsonl, dev.tsv...) become those splits.
-    by_split: dict[str, list[str]] = {}
-    for p in files:
-        by_split.setdefault(split_name(p), []).append(str(p))
+    by_split = {split: [str(p) for p in group] for split, group in splits_mod.by_split(files).items()}
     return builder, by_split, dict(options)
 
 
@@ -91,32 +82,26 @@ def _json_field(path: Path, encoding: str = "utf-8") -> str | None:
     return None
 
 
-def load_raw(ref: str, recipe, modality: str | None = None, conll: bool = False, streaming: bool = False,
-             wanted=None, findings=None):
+def load_raw(ref: str, recipe, modality=None, reader=None, streaming: bool = False, wanted=None, findings=None):
     """A DatasetDict from a hub id or a local path, before column mapping.
 
-    `conll`: also read CoNLL column files (token-classification; see taskcli.conll). `streaming`: data files and hub
-    datasets come as IterableDatasets (folder layouts and CoNLL files, read whole anyway, stay Datasets). `wanted`:
-    (split names) -> the splits to read, for a hub dataset (see _split_files); None reads them all.
+    `modality` (a taskcli.modality.Modality or its name; None: text): its folder datasets are read too. `reader`: the
+    task's own file format (Task.read_data, e.g. CoNLL files), tried before the usual readers. `streaming`: data files
+    and hub datasets come as IterableDatasets (folder layouts and a task's own formats, read whole anyway, stay
+    Datasets). `wanted`: (split names) -> the splits to read, for a hub dataset (see _split_files); None reads them
+    all.
     """
     import datasets
 
     data = recipe.data
     path = Path(ref).expanduser()
     if path.exists():
-        from taskcli import audio, images  # light modules: no heavy imports at their top
-
         # audiofolder / imagefolder layout: files + metadata, or one folder per label
-        if path.is_dir() and modality == "audio" and audio.has_audio(path):
-            return audio.load_folder(path)
-        if path.is_dir() and modality == "image" and images.has_images(path):
-            return images.load_folder(path)
-        if conll:
-            from taskcli import conll as conll_files
-
-            dsd = conll_files.load(path, getattr(recipe.params, "conll_tag_column", -1))
-            if dsd is not None:
-                return dsd
+        dsd = modality_mod.get(modality).folder(path)
+        if dsd is None and reader is not None:
+            dsd = reader(recipe, path)
+        if dsd is not None:
+            return dsd
         builder, files, options = _local_files(path)
         from taskcli import preflight
 
@@ -235,12 +220,13 @@ def load(run, ref: str | None, eval_split_name: str | None = None, findings=None
     recipe = run.recipe
     data = recipe.data
     findings = findings or preflight.Findings()
-    if data.streaming and run.task.modality == "image":
+    if data.streaming and not run.task.modality.streams:
         raise TaskcliError(f"data.streaming is not supported for {run.task.name} yet",
-                           "drop data.streaming (image rows are decoded lazily from the datasets cache anyway)")
+                           f"drop data.streaming ({run.task.modality} rows are decoded lazily from the datasets cache "
+                           "anyway)")
     if run.smoke and ref is None and not is_local(data.dataset):
         path = sample_path(run.task, recipe)
-        raw = load_raw(str(path), recipe, run.task.modality, findings=findings)
+        raw = load_raw(str(path), recipe, run.task.modality, run.task.read_data, findings=findings)
         sample = _rename(raw[next(iter(raw))], run)
         limit = recipe.smoke.max_samples
         sample = sample.select(range(min(limit, len(sample))))
@@ -257,11 +243,11 @@ def load(run, ref: str | None, eval_split_name: str | None = None, findings=None
     ref = local_or_id(ref)
     if data.streaming:
         return _load_streamed(run, ref, eval_split_name, findings)
-    raw = load_raw(ref, recipe, run.task.modality, conll=run.task.name == "token-classification",
+    raw = load_raw(ref, recipe, run.task.modality, run.task.read_data,
                    wanted=_eval_split_only(eval_split_name, data) if only_eval else None, findings=findings)
     splits = {}
     train_name = _train_split_of(raw, data)
-    carve_asked = eval_split_name == "eval" and "eval" not in raw
+    carve_asked = eval_split_name == splits_mod.CARVED and splits_mod.CARVED not in raw
     if eval_split_name and eval_split_name not in raw and not (carve_asked and train_name):
         extra = ", eval (carved from train)" if train_name and not _eval_split_of(raw, data, train_name) else ""
         raise TaskcliError(f"split '{eval_split_name}' not in {ref}", f"splits: {', '.join(raw)}{extra}")
@@ -275,7 +261,7 @@ def load(run, ref: str | None, eval_split_name: str | None = None, findings=None
     # Check columns and emptiness on what was read, before any carving.
     splits = dict(_checked(datasets.DatasetDict({k: _rename(v, run) for k, v in splits.items()}), run))
     names = {"train": train_name, "eval": eval_name}
-    sources = preflight.split_sources(ref, names.values())
+    sources = split_sources(ref, names.values())
     splits = _checked(preflight.scan(run, splits, {k: sources.get(names[k]) for k in splits}, findings, names), run)
     made = f"the data's '{eval_name}' split"
     if not eval_name:
@@ -292,9 +278,27 @@ def load(run, ref: str | None, eval_split_name: str | None = None, findings=None
         splits["eval"] = splits["eval"].select(range(min(data.max_eval_samples, len(splits["eval"]))))
     if eval_name and eval_name == train_name:
         made += " (the training rows: a model fine-tuned on them scores higher there than on unseen data)"
-    run.data_info = DataInfo(ref, train_name, eval_name or "eval", made, len(splits.get("train", ())),
+    run.data_info = DataInfo(ref, train_name, eval_name or splits_mod.CARVED, made, len(splits.get("train", ())),
                              len(splits["eval"]), findings.notes, findings.seconds)
     return datasets.DatasetDict(splits)
+
+
+def split_sources(ref: str | None, splits) -> dict[str, str | None]:
+    """The one local file each split was read from (None for hub data or a split of several files)."""
+    out: dict[str, str | None] = {name: None for name in splits}
+    path = Path(ref).expanduser() if ref else None
+    if path is None or not path.exists():
+        return out
+    if path.is_file():
+        return {name: str(path) for name in splits}
+    try:
+        _, by_split, _ = _local_files(path)
+    except TaskcliError:
+        return out
+    for name in splits:
+        files = by_split.get(name) or []
+        out[name] = files[0] if len(files) == 1 else None
+    return out
 
 
 STREAM_EVAL_ROWS = 1000  # data.streaming without data.max_eval_samples: the fixed eval set's size
@@ -324,12 +328,11 @@ def _load_streamed(run, ref: str, eval_split_name: str | None, findings):
 
     recipe = run.recipe
     data = recipe.data
-    raw = load_raw(ref, recipe, run.task.modality, conll=run.task.name == "token-classification", streaming=True,
-                   findings=findings)
+    raw = load_raw(ref, recipe, run.task.modality, run.task.read_data, streaming=True, findings=findings)
     train_name = _train_split_of(raw, data)
     if not train_name:
         raise TaskcliError(f"no training split in {ref}", f"splits found: {', '.join(raw)}; set data.train_split")
-    carve_asked = eval_split_name == "eval" and "eval" not in raw
+    carve_asked = eval_split_name == splits_mod.CARVED and splits_mod.CARVED not in raw
     if eval_split_name and eval_split_name not in raw and not carve_asked:
         raise TaskcliError(f"split '{eval_split_name}' not in {ref}", f"splits: {', '.join(raw)}, eval (carved from "
                            "the stream)")
@@ -353,13 +356,13 @@ def _load_streamed(run, ref: str, eval_split_name: str | None, findings):
     from taskcli import preflight
 
     evals = _checked(preflight.scan(run, {"eval": evals}, {"eval": None}, findings), run)["eval"]
-    source = preflight.split_sources(ref, [train_name])[train_name]
+    source = split_sources(ref, [train_name])[train_name]
     train = preflight.stream_sample(run, train, "train", findings, source, 0 if eval_name else len(evals))
     if run.smoke:
         train = train.take(recipe.smoke.max_samples)
     if data.max_train_samples:
         train = train.take(data.max_train_samples)
-    run.data_info = DataInfo(ref, train_name, eval_name or "eval", made, None, len(evals), findings.notes,
+    run.data_info = DataInfo(ref, train_name, eval_name or splits_mod.CARVED, made, None, len(evals), findings.notes,
                              findings.seconds)
     return StreamedDict(train=_shuffled_stream(train, run), eval=evals)
 
@@ -389,7 +392,7 @@ def _eval_split_of(raw, data, train_name: str | None) -> str | None:
     """The recipe's eval split if the data has it, else validation or test; None when eval must be carved."""
     if data.eval_split in raw:
         return data.eval_split
-    return next((s for s in ("validation", "test") if s in raw and s != train_name), None)
+    return next((s for s in splits_mod.EVAL_ORDER if s in raw and s != train_name), None)
 
 
 def carve(ds, fraction: float, seed: int, stratify_by: str | None):

@@ -2,8 +2,8 @@
 reading a local dataset folder (the Hub's audiofolder/imagefolder layout).
 
 A folder dataset is either files plus a metadata.csv/jsonl (a `file_name` column and any others), or one
-sub-folder per label; split sub-folders (train/, validation/, test/) are recognised. Files stay absolute path
-strings in the task's media column (e.g. 'audio', 'image') until a task decodes them.
+sub-folder per label; split sub-folders (train/, validation/, dev/, test/...: taskcli/splits.py) are recognised.
+Files stay absolute path strings in the task's media column (e.g. 'audio', 'image') until a task decodes them.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import glob
 import sys
 from pathlib import Path
 
+from taskcli import splits
 from taskcli.errors import TaskcliError
 
-_SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
-                "dev": "validation", "eval": "validation", "test": "test"}
 _META_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.json", "metadata.tsv")
 _FILE_KEYS = ("file_name", "audio", "image", "path", "file", "filename")
 
@@ -128,14 +127,14 @@ def _folder_rows(root: Path, suffixes: set[str], column: str) -> list[dict]:
 
 
 def load_folder(root: Path, suffixes: set[str], column: str):
-    """DatasetDict from a media folder: split sub-folders (train/, validation/, test/) or one split 'train'."""
+    """DatasetDict from a media folder: split sub-folders (train/, dev/, test/...) or one split 'train'."""
     import datasets
 
-    splits: dict[str, list] = {}
+    by_split: dict[str, list] = {}
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        split = _SPLIT_NAMES.get(sub.name.lower())
+        split = splits.named(sub.name)
         if split and has_media(sub, suffixes):
-            splits.setdefault(split, []).extend(_folder_rows(sub, suffixes, column))
-    if not splits:
-        splits = {"train": _folder_rows(root, suffixes, column)}
-    return datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in splits.items()})
+            by_split.setdefault(split, []).extend(_folder_rows(sub, suffixes, column))
+    if not by_split:
+        by_split = {"train": _folder_rows(root, suffixes, column)}
+    return datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in by_split.items()})

@@ -1,10 +1,11 @@
-"""Image input, done once for every vision task: find files, decode with Pillow, apply EXIF orientation, convert
+"""Image input, done once for every vision task: decode with Pillow, apply EXIF orientation, convert
 to RGB. As transformers' `load_image` (the pipelines) and its processors do, an alpha channel is dropped, not
 composited: the pixels under transparent areas are what the model sees, whichever path the image takes.
 
 Dataset image columns may hold a path, a datasets `Image` value (a PIL image, or an undecoded {"bytes", "path"}
 dict) or a PIL image; :func:`load` takes any of them. No torchvision: the image processors' Pillow backend does the
-resizing and normalising.
+resizing and normalising. Finding image files among `taskcli infer` arguments and reading an image dataset folder
+are the image modality's (taskcli/modality.py).
 """
 
 from __future__ import annotations
@@ -174,20 +175,31 @@ def load_depth(source, scale: float):
 
 
 def expand_inputs(args: list[str]) -> list[str]:
-    """`taskcli infer` arguments -> image paths (see files.expand_inputs)."""
+    """`taskcli infer` arguments -> image paths; kept for callers not yet on `modality.IMAGE.expand_inputs`."""
     from taskcli import files
 
     return files.expand_inputs(args, IMAGE_SUFFIXES, "image")
 
 
-def has_images(folder: Path) -> bool:
-    from taskcli import files
+def header_problem(source, name: str | None) -> str | None:
+    """Why an image (a path or a BytesIO) will not open, from its header (Pillow's open decodes no pixels), or
+    None."""
+    from PIL import Image
 
-    return files.has_media(folder, IMAGE_SUFFIXES)
+    try:
+        with Image.open(source) as image:
+            image.size  # noqa: B018 - the header is read by open
+    except Exception as err:  # noqa: BLE001 - any reader failure is a bad file
+        return f"{name or 'image bytes'} is not an image Pillow can read ({type(err).__name__})"
+    return None
 
 
-def load_folder(root: Path):
-    """DatasetDict from an image folder (see files.load_folder); image paths in column 'image'."""
-    from taskcli import files
+def header_size(source) -> tuple[int, int] | None:
+    """(width, height) from the image's header (Pillow's open reads no pixels), or None when it will not open."""
+    from PIL import Image
 
-    return files.load_folder(root, IMAGE_SUFFIXES, "image")
+    try:
+        with Image.open(source) as image:
+            return image.size
+    except Exception:  # noqa: BLE001 - an unreadable file is a preflight problem, listed there
+        return None

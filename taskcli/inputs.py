@@ -237,10 +237,10 @@ class Table:
         """The table reading of `run`'s task: the recipe's data.columns first, then the usual names; --column
         NAME (options["column"]) is the main input's column. Needs the recipe only, no model."""
         task, mapped = run.task, run.recipe.data.columns
-        if task.modality == "text":
-            roles = [r for r in task.columns if r in _TEXT_ROLES] or ["text"]  # NER trains on word lists
+        if task.modality.media:
+            roles = [task.modality.column]
         else:
-            roles = [task.modality]
+            roles = [r for r in task.columns if r in _TEXT_ROLES] or ["text"]  # NER trains on word lists
         fields = []
         for i, role in enumerate(roles):
             names: tuple = task.infer_columns.get(role) or _TEXT_ROLES.get(role, (role, *_FILE_COLUMNS))
@@ -253,7 +253,7 @@ class Table:
         column = options.get("column")
         if column:
             fields[0] = (fields[0][0], (column,), True)
-        return cls(fields, mapped.get("id", "id"), task.modality != "text", column)
+        return cls(fields, mapped.get("id", "id"), task.modality.media, column)
 
     def resolve(self, columns: list[str], arg: str) -> list[tuple[str, Any]]:
         """(field, its column) for the fields this table has (a required one missing is an error listing the

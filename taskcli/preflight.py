@@ -24,9 +24,6 @@ from pathlib import Path
 from taskcli.errors import TaskcliError
 
 SKIP_HINT = "fix it or remove it from the data, or set data.skip_bad: true to drop such rows (they are counted)"
-# Tasks whose texts are packed into blocks: a blank line there is a paragraph break, not a bad row.
-PACKED_TEXT_TASKS = {"text-generation", "fill-mask"}
-MEDIA_ROLES = {"image": ("image", "mask", "depth"), "audio": ("audio",)}
 MAX_CLASS_IDS = 20  # float labels that are whole numbers with at most this many values are read as class ids
 STREAM_SAMPLE_ROWS = 1000  # a streamed training split: rows of it the preflight reads
 MIN_STEPS = 100  # fewer optimizer steps than this on a --data swap gets a note
@@ -116,9 +113,9 @@ def _blank_rows(column) -> list[int]:
     return pc.indices_nonzero(pc.fill_null(mask, True)).to_pylist()
 
 
-def _media_problem(modality: str, value) -> str | None:
-    """Why a media cell will not open (header-level: Pillow's open without decoding the pixels, soundfile's info),
-    or None. Cells are paths or {"bytes", "path"} entries."""
+def _media_problem(modality, value) -> str | None:
+    """Why a media cell will not open (header-level: the modality's check, e.g. Pillow's open without decoding the
+    pixels, soundfile's info), or None. Cells are paths or {"bytes", "path"} entries."""
     import io
 
     if value is None:
@@ -140,43 +137,20 @@ def _media_problem(modality: str, value) -> str | None:
             return f"{name} is empty"
         if path.suffix.lower() == ".npy":  # depth maps as arrays
             return None
-    if modality == "image":
-        from PIL import Image
-
-        try:
-            with Image.open(source) as image:
-                image.size  # noqa: B018 - the header is read by open
-        except Exception as err:  # noqa: BLE001 - any reader failure is a bad file
-            return f"{name or 'image bytes'} is not an image Pillow can read ({type(err).__name__})"
-        return None
-    from taskcli import audio
-
-    if not isinstance(source, io.BytesIO):
-        suffix = Path(str(source)).suffix.lower()
-        if suffix in audio.RAW_SUFFIXES:
-            return None
-        if suffix in audio.UNSUPPORTED:
-            return f"{name}: '{suffix}' audio is not supported (soundfile reads WAV, FLAC, MP3, OGG/Vorbis, Opus)"
-    import soundfile as sf
-
-    try:
-        info = sf.info(source if isinstance(source, io.BytesIO) else str(source))
-    except Exception as err:  # noqa: BLE001
-        return f"{name or 'audio bytes'} is not a readable audio file ({str(err).splitlines()[0][:80]})"
-    return f"{name} holds no audio samples" if info.frames == 0 else None
+    return modality.header_problem(source, name)
 
 
 def checked_roles(task) -> list[tuple[str, str]]:
-    """(role, kind) of the columns checked row by row: 'label', 'text' (blank), 'image'/'audio' (opens)."""
+    """(role, kind) of the columns checked row by row: 'label', 'text' (blank), or the modality's name: 'image',
+    'audio' (opens)."""
     out = []
     if task.label_column and task.columns.get(task.label_column, "").startswith("class"):
         out.append((task.label_column, "label"))
-    media = MEDIA_ROLES.get(task.modality, ())
     for role in task.columns:
-        if role in media:
-            out.append((role, task.modality))
-        elif (task.modality == "text" and role not in task.optional_columns and role != task.label_column
-              and task.name not in PACKED_TEXT_TASKS and role not in ("answers", "objects")):
+        if role in task.modality.roles:
+            out.append((role, task.modality.name))
+        elif (not task.modality.media and role not in task.optional_columns and role != task.label_column
+              and not task.packs_text and role not in ("answers", "objects")):
             out.append((role, "text"))
     return out
 
@@ -209,26 +183,6 @@ def _where(source: str | None, split: str, row: int) -> str:
     return f"the {split} split's row {row + 1}"
 
 
-def split_sources(ref: str | None, splits) -> dict[str, str | None]:
-    """The one local file each split was read from (None for hub data or a split of several files)."""
-    from taskcli import data as data_mod
-
-    out: dict[str, str | None] = {name: None for name in splits}
-    path = Path(ref).expanduser() if ref else None
-    if path is None or not path.exists():
-        return out
-    if path.is_file():
-        return {name: str(path) for name in splits}
-    try:
-        _, by_split, _ = data_mod._local_files(path)
-    except TaskcliError:
-        return out
-    for name in splits:
-        files = by_split.get(name) or []
-        out[name] = files[0] if len(files) == 1 else None
-    return out
-
-
 def scan(run, splits: dict, sources: dict, findings: Findings, names: dict | None = None,
          offsets: dict | None = None) -> dict:
     """Row checks on materialised splits (split -> Dataset, canonical column names); returns the splits with bad rows
@@ -256,7 +210,7 @@ def _scan(run, splits: dict, sources: dict, findings: Findings, names: dict, off
                     continue
             else:
                 values = column_values(ds, role)
-                bad = [(i, why) for i, v in enumerate(values) if (why := _media_problem(kind, v))]
+                bad = [(i, why) for i, v in enumerate(values) if (why := _media_problem(run.task.modality, v))]
                 what = f"unreadable {kind}"
             if not bad:
                 continue
@@ -357,7 +311,7 @@ def row_ok(run, row: dict) -> bool:
             if value is None or (isinstance(value, float) and math.isnan(value)) or (
                     isinstance(value, (str, list)) and not (value.strip() if isinstance(value, str) else value)):
                 return False
-        elif role in row and _media_problem(kind, value):
+        elif role in row and _media_problem(run.task.modality, value):
             return False
     return True
 
@@ -367,8 +321,8 @@ def row_ok(run, row: dict) -> bool:
 
 def input_roles(task, ds) -> list[str]:
     """The columns that make a row's input (what train/eval overlap compares): every role but labels/targets."""
-    if task.modality in MEDIA_ROLES:  # the image or recording (ASR's text is its transcript)
-        return [r for r in MEDIA_ROLES[task.modality][:1] if r in ds.column_names]
+    if task.modality.media:  # the image or recording (ASR's text is its transcript)
+        return [r for r in task.modality.roles[:1] if r in ds.column_names]
     targets = {task.label_column, "summary", "target", "answers", "objects", "tags", "id"}
     roles = [r for r in task.columns if r in ds.column_names and r not in targets]
     return roles or [r for r in task.columns if r in ds.column_names][:1]
@@ -460,14 +414,15 @@ def plan(recipe, train_rows: int) -> tuple[int, int]:
 def check(run, dsd, data_given: str | None, training: bool = True) -> list[str]:
     """Notes on the splits the run uses (train/eval overlap; a --data run too short to learn), added to the notes
     data.load found (run.data_info.notes), for the run header and `say`."""
-    from taskcli import data as data_mod
+    import datasets
 
     started = time.perf_counter()
     info = run.data_info
     notes = info.notes
     train, evals = dsd.get("train"), dsd.get("eval")
     same = info.train_split is not None and info.eval_split == info.train_split or run.smoke and data_given is None
-    if train is not None and evals is not None and not data_mod.is_streamed(train) and not same:
+    streamed = isinstance(train, datasets.IterableDataset)
+    if train is not None and evals is not None and not streamed and not same:
         n = overlap(run.task, train, evals)
         if n:
             notes.append(f"{n} of {len(evals)} eval rows have the same input as a training row: their scores "

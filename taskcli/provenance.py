@@ -155,7 +155,7 @@ def snippet(run, out: Path) -> str:
                 f"inputs = tokenizer(prefix + {example}, return_tensors=\"pt\", truncation=True)\n"
                 f"output = model.generate(**inputs, max_new_tokens=64)\n"
                 f"print(tokenizer.decode(output[0], skip_special_tokens=True))\n")
-    if {"question", "context"} <= set(run.task.columns):  # extractive QA: no pipeline() call takes it whole
+    if {"question", "context"} <= set(run.task.columns):  # extractive QA: a question and its context
         return (f"import torch\nfrom transformers import {run.task.auto_model}, AutoTokenizer\n\n"
                 f"tokenizer = AutoTokenizer.from_pretrained({path!r})\n"
                 f"model = {run.task.auto_model}.from_pretrained({path!r})\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from functools import lru_cache
 
+from taskcli import modality
 from taskcli.errors import TaskcliError, did_you_mean
 from taskcli.task import Task
 
@@ -29,6 +30,11 @@ _MODULES = (
 @lru_cache(maxsize=None)
 def all_tasks() -> tuple[Task, ...]:
     return tuple(importlib.import_module(f"taskcli.tasks.{m}").TASK for m in _MODULES)
+
+
+def modalities() -> tuple[modality.Modality, ...]:
+    """The kinds of input tasks read (taskcli/modality.py); a task declares one by name."""
+    return modality.ALL
 
 
 def names() -> list[str]:

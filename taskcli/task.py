@@ -21,6 +21,8 @@ from typing import Any, Callable, Hashable, Iterable
 
 from pydantic import BaseModel, ConfigDict
 
+from taskcli import modality as modality_mod
+
 
 class NoParams(BaseModel):
     """Recipe ``params:`` for a task that has no task-specific settings."""
@@ -144,7 +146,7 @@ class Steps:
     forward: Callable[[Any, Any], list] = lambda ctx, batch: rows_of(ctx.model(**batch), len(next(iter(batch.values()))))
     # (ctx, features of one batch) -> dict of tensors for `forward`
     collate: Callable[[Any, list], Any] = pad_features
-    # (ctx, CLI arguments) -> (where, input) pairs in order; None: lines of texts, or media files (by modality)
+    # (ctx, CLI arguments) -> (where, input) pairs in order; None: lines of texts, or the modality's files
     read: Callable[[Any, list[str]], Iterable[tuple[str, Any]]] | None = None
     # exceptions `parse` raises for one unusable input, besides inputs.BadInput (e.g. images.BadImage)
     errors: tuple[type[Exception], ...] = ()
@@ -155,7 +157,9 @@ class Task:
     name: str  # Hub pipeline tag, e.g. "token-classification"
     aliases: tuple[str, ...]
     summary: str
-    modality: str  # "text" | "image" | "audio"
+    # declared by name ("text", "image", "audio"); the Task holds the object (taskcli/modality.py: its files, reader,
+    # dataset folders, example input, infer chunk size)
+    modality: modality_mod.Modality
     metric_names: tuple[str, ...]  # metric names reported by eval (shown in `taskcli tasks`)
     best_metric: str  # default `eval.metric_for_best_model`
     columns: dict[str, str]  # column role -> what it holds; recipes map roles to dataset columns
@@ -181,6 +185,12 @@ class Task:
     load_model: Callable[[Any, str, Any], Any] = lambda run, source, labels: load_pretrained(run, source, labels)
     # (run, datasets.DatasetDict) -> ordered label names, or None for tasks without a label set
     labels: Callable[[Any, Any], list[str] | None] = lambda run, data: None
+    # (recipe, local file or folder) -> DatasetDict of a file format of the task's own (token-classification: CoNLL
+    # column files), or None to leave the path to the usual readers (data files, the modality's folders)
+    read_data: Callable[[Any, Any], Any] | None = None
+    # True when the texts are packed into blocks (language modelling): a blank row there is a paragraph break, which
+    # the preflight keeps, not a bad row
+    packs_text: bool = False
     optional_columns: tuple[str, ...] = ()  # roles in `columns` the data may lack
     # other Auto classes whose heads also serve this task (e.g. CTC next to seq2seq for speech recognition)
     alt_auto_models: tuple[str, ...] = ()
@@ -224,6 +234,9 @@ class Task:
     # (run) -> None: settings checked against the loaded model and processor before finetune shows or does any work
     # (e.g. a causal LM's block_size against its context), so a bad one is the only line on stderr
     check: Callable[[Any], None] = lambda run: None
+
+    def __post_init__(self):
+        object.__setattr__(self, "modality", modality_mod.get(self.modality))
 
     def takes(self, option: str) -> bool:
         from taskcli import generation

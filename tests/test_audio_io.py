@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from taskcli import audio
+from taskcli import audio, modality
 from taskcli.errors import TaskcliError
 
 from conftest import DATA
@@ -95,13 +95,13 @@ def test_expand_inputs(tmp_path, monkeypatch):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.mp3").write_bytes(b"x")
-    assert audio.expand_inputs([str(tmp_path)]) == [str(tmp_path / "a.flac"), str(tmp_path / "b.wav"),
-                                                    str(tmp_path / "sub" / "c.mp3")]
-    assert audio.expand_inputs([str(tmp_path / "*.wav")]) == [str(tmp_path / "b.wav")]
+    assert modality.AUDIO.expand_inputs([str(tmp_path)]) == [str(tmp_path / "a.flac"), str(tmp_path / "b.wav"),
+                                                             str(tmp_path / "sub" / "c.mp3")]
+    assert modality.AUDIO.expand_inputs([str(tmp_path / "*.wav")]) == [str(tmp_path / "b.wav")]
     monkeypatch.setattr(sys, "stdin", io.StringIO(f"{tmp_path / 'b.wav'}\n\n{tmp_path / 'a.flac'}\n"))
-    assert audio.expand_inputs(["-"]) == [str(tmp_path / "b.wav"), str(tmp_path / "a.flac")]
+    assert modality.AUDIO.expand_inputs(["-"]) == [str(tmp_path / "b.wav"), str(tmp_path / "a.flac")]
     with pytest.raises(TaskcliError):
-        audio.expand_inputs([str(tmp_path / "*.ogg")])
+        modality.AUDIO.expand_inputs([str(tmp_path / "*.ogg")])
 
 
 def test_wer_cer_equal_jiwer():

@@ -185,6 +185,7 @@ TASK = Task(
     best_metric="loss",
     greater_is_better=False,
     columns={"text": "raw text (any length; packed into blocks)"},
+    packs_text=True,
     sample="fill-mask.txt",
     default_recipe="distilroberta",
     auto_model="AutoModelForMaskedLM",

@@ -148,6 +148,7 @@ TASK = Task(
     best_metric="loss",
     greater_is_better=False,
     columns={"text": "raw text (any length; packed into blocks)"},
+    packs_text=True,
     infer_columns={"text": ("prompt", "text")},  # parse reads {"prompt": ...} first
     sample="text-generation.txt",
     default_recipe="distilgpt2",

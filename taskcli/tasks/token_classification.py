@@ -249,6 +249,15 @@ def render(text, result):
              "span": f"{e['start']}-{e['end']}"} for e in result["entities"]]
 
 
+def read_data(recipe, path):
+    """CoNLL column files (a file, or a folder of them by split; see taskcli.conll), or None for other formats."""
+    from pathlib import Path
+
+    from taskcli import conll
+
+    return conll.load(Path(path), getattr(recipe.params, "conll_tag_column", -1))
+
+
 TASK = Task(
     name="token-classification",
     label_column="tags",
@@ -269,6 +278,7 @@ TASK = Task(
     steps=lambda run, model: STEPS,
     render=render,
     labels=labels,
+    read_data=read_data,
     params=Params,
     cross_entropy_loss=True,
 )

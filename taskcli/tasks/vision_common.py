@@ -55,7 +55,7 @@ def read(ctx: VisionContext, args: list[str]) -> list[tuple[str, str]]:
     would stop at a clash."""
     from taskcli import files, inputs, overlays
 
-    paths = inputs.media_paths(ctx, args, images.expand_inputs)  # a table's rows too
+    paths = inputs.media_paths(ctx, args, ctx.run.task.modality.expand_inputs)  # a table's rows too
     usable = [p for p in paths if not isinstance(p, inputs.Unusable)]  # (a table row without a path: an error row)
     if ctx.options.get("save_maps") and ctx.map_suffixes:
         ctx.maps = files.output_paths(ctx.options["save_maps"], usable, ctx.map_suffixes)
