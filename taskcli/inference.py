@@ -231,7 +231,7 @@ def infer_stream(
         run.close()
         raise
     # decoded images and recordings are far bigger than lines of text: media chunks hold a few batches
-    size = chunk_size or (max(8 * ctx.batch_size, 256) if run.task.modality == "text" else 4 * ctx.batch_size)
+    size = chunk_size or run.task.modality.chunk_size(ctx.batch_size)
 
     def chunks():
         try:
