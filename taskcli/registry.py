@@ -1,4 +1,7 @@
-"""The one list of tasks. Adding a task = one line in ``_MODULES`` (plus its module, recipes, tests)."""
+"""The one list of tasks. Adding a task = one line in ``_MODULES`` (plus its module, recipes, sample, tests).
+
+Every other list of tasks (the CLI's help, which tasks take an infer option, the README's table) is derived
+from this one; tests/test_toy_task.py adds a task from a test module through it."""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ from taskcli import modality
 from taskcli.errors import TaskcliError, did_you_mean
 from taskcli.task import Task
 
-# Module names under taskcli/tasks/, in the order `taskcli tasks` lists them.
+# Modules holding a TASK: a bare name is under taskcli/tasks/; a dotted one anywhere importable. In the order
+# `taskcli tasks` lists them.
 _MODULES = (
     "text_classification",
     "token_classification",
@@ -29,7 +33,7 @@ _MODULES = (
 
 @lru_cache(maxsize=None)
 def all_tasks() -> tuple[Task, ...]:
-    return tuple(importlib.import_module(f"taskcli.tasks.{m}").TASK for m in _MODULES)
+    return tuple(importlib.import_module(m if "." in m else f"taskcli.tasks.{m}").TASK for m in _MODULES)
 
 
 def modalities() -> tuple[modality.Modality, ...]:
