@@ -21,10 +21,6 @@ def training_arguments(run: Run, output_dir: str, for_eval: bool = False, shardi
     t = run.recipe.train
     if t.precision == "fp16" and not torch.cuda.is_available():
         raise TaskcliError("fp16 needs a CUDA GPU and none is available", "use --set train.precision=bf16 or no")
-    # a task can switch its best metric for a run (text-classification on real-valued labels: Pearson)
-    default_metric = run.learned.best_metric or run.task.best_metric
-    direction = run.task.greater_is_better if run.learned.greater_is_better is None else run.learned.greater_is_better
-    metric = run.recipe.eval.metric_for_best_model or default_metric
     has_eval = t.eval_strategy != "no"
     kwargs = dict(
         output_dir=output_dir,
@@ -48,9 +44,7 @@ def training_arguments(run: Run, output_dir: str, for_eval: bool = False, shardi
         # the best checkpoint and the last: with a limit of 1 the Trainer deletes the last one at the end (keeping
         # the best), and a later --resume that asks for more steps would train again from the best one's step
         save_total_limit=max(t.save_total_limit, 2) if has_eval and t.save_total_limit else t.save_total_limit,
-        load_best_model_at_end=has_eval,
-        metric_for_best_model=metric if has_eval else None,
-        greater_is_better=direction if metric == default_metric else None,
+        **best_model_settings(run, has_eval),
         logging_steps=t.logging_steps,
         logging_strategy="steps",
         report_to=[] if for_eval else check_trackers(t.report_to),
@@ -74,6 +68,16 @@ def training_arguments(run: Run, output_dir: str, for_eval: bool = False, shardi
             **kwargs,
         )
     return TrainingArguments(**kwargs)
+
+
+def best_model_settings(run: Run, has_eval: bool) -> dict:
+    """Which checkpoint the run keeps: the best by eval.metric_for_best_model, else the task's metric (a task can
+    switch it for a run: text-classification on real-valued labels keeps the best Pearson)."""
+    default_metric = run.learned.best_metric or run.task.best_metric
+    direction = run.task.greater_is_better if run.learned.greater_is_better is None else run.learned.greater_is_better
+    metric = run.recipe.eval.metric_for_best_model or default_metric
+    return {"load_best_model_at_end": has_eval, "metric_for_best_model": metric if has_eval else None,
+            "greater_is_better": direction if metric == default_metric else None}
 
 
 def sharding_arguments(run: Run, model) -> tuple[dict, str | None]:
