@@ -241,12 +241,10 @@ class Table:
             roles = [task.modality.column]
         else:
             roles = [r for r in task.columns if r in _TEXT_ROLES] or ["text"]  # NER trains on word lists
+        declared = task.infer_columns(run.params) if callable(task.infer_columns) else task.infer_columns
         fields = []
         for i, role in enumerate(roles):
-            names: tuple = task.infer_columns.get(role) or _TEXT_ROLES.get(role, (role, *_FILE_COLUMNS))
-            lang = getattr(run.params, "source_lang", None) if role == "source" else None
-            if lang:  # translation: a column named for the language, or WMT's nested {"translation": {"en": ..}}
-                names = (names[0], lang, *names[1:], ("translation", lang))
+            names: tuple = declared.get(role) or _TEXT_ROLES.get(role, (role, *_FILE_COLUMNS))
             if role in mapped:
                 names = (mapped[role], *names)
             fields.append((role, tuple(dict.fromkeys(names)), i == 0 or role not in task.optional_columns))

@@ -210,3 +210,22 @@ def test_a_missing_column_is_said_before_torch_or_transformers_is_imported(model
     assert done.returncode == 1 and len(errors) == 1, done.stderr[-2000:]
     assert errors[0].startswith(f"error: {table} has no 'missing' column (its columns: 'text', 'label')")
     assert "taskcli" in imported and not imported & {"torch", "transformers", "datasets"}
+
+
+def test_translation_reads_its_source_languages_column_and_wmts_nested_records(tmp_path):
+    """The translation task declares its table columns from params.source_lang (Task.infer_columns as a function):
+    a column named for the language, then `text`, then WMT's nested {"translation": {"de": ...}} record."""
+    from types import SimpleNamespace
+
+    from taskcli import registry
+    from taskcli.inputs import Table
+
+    task = registry.get("translation")
+    run = SimpleNamespace(task=task, recipe=SimpleNamespace(data=SimpleNamespace(columns={})),
+                          params=task.params(source_lang="de"))
+    table = Table.for_run(run, {})
+    assert table.fields == [("source", ("source", "de", "text", ("translation", "de")), True)]
+    for name, rows in (("wmt.jsonl", [{"translation": {"en": "Good morning", "de": "Guten Morgen"}}]),
+                       ("pairs.csv", [{"en": "Good morning", "de": "Guten Morgen"}])):
+        _write(tmp_path / name, rows)
+        assert [item for _, item in table.entries(tmp_path / name, name)] == ["Guten Morgen"]

@@ -117,6 +117,13 @@ def parse(ctx, item):
 STEPS = s2s.steps("translation_text", parse)
 
 
+def infer_columns(params) -> dict:
+    """An infer table's source column: `source`, one named for the source language, `text`, or the WMT layout's
+    nested {"translation": {"en": ...}} (a column and its key)."""
+    lang = params.source_lang
+    return {"source": ("source", lang, "text", ("translation", lang))} if lang else {}
+
+
 def render(text, result):
     return [{"translation": result["translation_text"]}]
 
@@ -132,6 +139,7 @@ TASK = Task(
     columns={"source": "source-language text", "target": "target-language text",
              "translation": "nested {language: text} records (WMT layout), read with params.source_lang/target_lang"},
     optional_columns=("source", "target", "translation"),
+    infer_columns=infer_columns,
     sample="translation.jsonl",
     default_recipe="t5-small",
     auto_model="AutoModelForSeq2SeqLM",
