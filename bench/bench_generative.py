@@ -109,7 +109,7 @@ def bench_packing(steps: int, batch_size: int, block: int) -> list[dict]:
 
 
 def bench_summarization_infer(batch_size: int) -> dict:
-    from taskcli import finetune as finetune_mod, model_loading
+    from taskcli import finetune as finetune_mod, model_loading, recipe
     from taskcli.data import sample_path
     from taskcli.registry import get
 
@@ -120,7 +120,8 @@ def bench_summarization_infer(batch_size: int) -> dict:
     import io
 
     with contextlib.redirect_stderr(io.StringIO()):  # its progress display
-        finetune_mod.finetune("summarization", smoke=True, output_dir=str(out), overwrite=True, log=lambda *_: None)
+        finetune_mod.finetune("summarization", smoke=True, flags=recipe.command_flags(output_dir=str(out)),
+                              overwrite=True, log=lambda *_: None)
     train_s = time.perf_counter() - t0
     docs = [json.loads(l)["document"] for l in sample_path(get("summarization")).read_text().splitlines()]
     if XSUM.is_file():

@@ -22,16 +22,17 @@ PROBE_STEPS = 3  # timed forward+backward passes; the first (warm-up) is not cou
 HISTOGRAM_BINS = 10
 
 
-def check(task: str, recipe: str | None = None, data: str | None = None, sets: list[str] | None = None,
-          smoke: bool = False, gates: list[str] | None = None, report: str | None = None, probe: bool = True,
-          model: str | None = None) -> dict:
-    """The data report of a (task, recipe, data); `model` the checkpoint a finetune would start from (--model: dir or
-    hub id, default the recipe's), `gates` (the --gate grammar) on its figures, `report` a folder for its plots.
-    Problems the preflight would stop a run for are listed in "problems", not raised."""
+def check(task: str, recipe: str | None = None, sets: list[str] | None = None, smoke: bool = False,
+          flags: list | None = None, gates: list[str] | None = None, report: str | None = None,
+          probe: bool = True) -> dict:
+    """The data report of a (task, recipe, --data); --model (recipe.cli.model) the checkpoint a finetune would start
+    from (dir or hub id, default the recipe's), `gates` (the --gate grammar) on its figures, `report` a folder for
+    its plots. Problems the preflight would stop a run for are listed in "problems", not raised."""
     from taskcli import model_loading, run as run_mod
     from taskcli import gates as gates_mod
 
-    run = run_mod.prepare(task, recipe, sets, smoke)
+    run = run_mod.prepare(task, recipe, sets, smoke, flags)
+    model, data = run.recipe.cli.model, run.recipe.cli.data
     checks = gates_mod.parse(gates or [])
     report_dir = Path(report) if report else None
     if report_dir and (report_dir.is_file() or (report_dir.is_dir() and any(report_dir.iterdir()))):

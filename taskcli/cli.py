@@ -31,17 +31,22 @@ recipes_app = typer.Typer(help="List, show and validate recipes.", no_args_is_he
 app.add_typer(recipes_app, name="recipes")
 
 SET_HELP = "Override one recipe field, e.g. `--set train.epochs=1` (repeatable; values are typed as YAML)."
-# Options shared by the commands that load a model to run it (infer, serve, eval), declared once
+# Options the commands share (finetune, eval, check, infer, serve), declared once
 TaskArg = Annotated[str, typer.Argument(help="Task name or alias (see `taskcli tasks`).")]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", rich_help_panel="Model",
-                                                 help="Model dir or hub id (default: the recipe's).")]
+                                                 help="Model dir or hub id (default: the recipe's); finetune and "
+                                                      "check start from it.")]
 RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", "-r", rich_help_panel="Model",
                                                   help="Recipe name or YAML path (default: the task's).")]
 SetOpt = Annotated[list[str], typer.Option("--set", "-s", rich_help_panel="Model", help=SET_HELP)]
 TinyOpt = Annotated[bool, typer.Option("--smoke", rich_help_panel="Model",
-                                       help="Use an untrained tiny model when no --model is given.")]
-GATE_HELP = ("Quality gate on a final metric, e.g. `--gate 'f1>=0.9'` (repeatable; adds to eval.gates): exit 3 when "
-             "one fails.")
+                                       help="Offline: an untrained tiny model when no --model is given; finetune, "
+                                            "eval, check: the bundled sample (or a few rows of --data).")]
+DataOpt = Annotated[Optional[str], typer.Option("--data", "-d", rich_help_panel="Model",
+                                                help="Dataset: hub id, file or folder (default: the recipe's).")]
+GateOpt = Annotated[list[str], typer.Option("--gate", help="Gate, e.g. `--gate 'f1>=0.9'` (repeatable): exit 3 when "
+                                            "one fails. finetune, eval: on a final metric (adds to eval.gates); "
+                                            "check: on a figure of the report.")]
 
 
 def _gates_failed(result: dict) -> None:
@@ -53,12 +58,6 @@ def _gates_failed(result: dict) -> None:
         from taskcli.gates import EXIT_FAILED
 
         raise typer.Exit(EXIT_FAILED)
-
-
-def _stderr():
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 
 def _stdout():
@@ -160,13 +159,13 @@ def _relaunch(num_processes: int) -> None:
              "--set train.epochs=1` · `taskcli finetune qa --num-processes 2`")
 @guarded
 def finetune(
-    task: str = typer.Argument(..., help="Task name or alias (see `taskcli tasks`)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Recipe name or YAML path (default: the task's)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint to start from (hub id or dir)."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset: hub id, file or folder."),
+    task: TaskArg,
+    recipe: RecipeOpt = None,
+    model: ModelOpt = None,
+    data: DataOpt = None,
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Where the model goes."),
-    set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
-    smoke: bool = typer.Option(False, "--smoke", help="Offline: tiny model + bundled sample."),
+    set_: SetOpt = [],  # noqa: B006 - typer reads the default, never mutates it
+    smoke: TinyOpt = False,
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint "
                                                        "(a finished run: only if more steps are asked for)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output dir of an earlier taskcli run "
@@ -182,7 +181,7 @@ def finetune(
                                                 help="Weight the loss per label (classification tasks)."),
     report_to: Optional[str] = typer.Option(None, "--report-to", metavar="tensorboard|wandb|mlflow|none",
                                             help="Experiment tracker(s), comma-separated."),
-    gate: list[str] = typer.Option([], "--gate", help=GATE_HELP),
+    gate: GateOpt = [],  # noqa: B006
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Fine-tune a model for TASK from a recipe."""
@@ -194,13 +193,14 @@ def finetune(
 
     # the command as typed (recorded in recipe.yaml, and the base of the resume command after Ctrl-C)
     command = "taskcli " + shlex.join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("taskcli", "__main__.py") else ""
-    # the short flags are recipe fields: they go through --set, so recipe.yaml and --dry-run show them
-    shortcuts = {"train.early_stopping_patience": early_stopping, "train.class_weights": class_weights,
-                 "train.report_to": report_to}
-    sets = [f"{key}={value}" for key, value in shortcuts.items() if value is not None] + list(set_)
-    result = finetune_mod.finetune(task, recipe=recipe, sets=sets, smoke=smoke, model=model, data=data,
-                             output_dir=output_dir, resume=resume, overwrite=overwrite, dry_run=dry_run,
-                             command=command, gates=gate, lora=lora)
+    from taskcli.recipe import command_flags
+
+    # the flags that are recipe fields are merged into the recipe (so recipe.yaml and --dry-run show them) and
+    # checked with it: a bad value is a recipe error naming the flag
+    flags = command_flags(model=model, data=data, output_dir=output_dir, lora=lora, gates=gate,
+                          early_stopping=early_stopping, class_weights=class_weights, report_to=report_to)
+    result = finetune_mod.finetune(task, recipe=recipe, sets=set_, smoke=smoke, flags=flags, resume=resume,
+                                   overwrite=overwrite, dry_run=dry_run, command=command)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if result.get("finished"):  # --resume of a run that already did the steps asked for: nothing changed
@@ -237,23 +237,24 @@ def finetune(
              "--smoke` · `taskcli eval text-classification --model my-model --data dev.csv --json`")
 @guarded
 def eval_(
-    task: str = typer.Argument(..., help="Task name or alias."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model dir or hub id (default: the recipe's)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Recipe name or YAML path."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset: hub id, file or folder."),
+    task: TaskArg,
+    model: ModelOpt = None,
+    recipe: RecipeOpt = None,
+    data: DataOpt = None,
     split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: the recipe's eval split)."),
-    set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
-    smoke: bool = typer.Option(False, "--smoke", help="Evaluate on the bundled sample (tiny model if no --model)."),
-    gate: list[str] = typer.Option([], "--gate", help=GATE_HELP),
+    set_: SetOpt = [],  # noqa: B006 - typer reads the default, never mutates it
+    smoke: TinyOpt = False,
+    gate: GateOpt = [],  # noqa: B006
     report: Optional[str] = typer.Option(None, "--report", metavar="DIR", help="Write the report's plots (PNG) "
                                                                                "into DIR (a new or empty folder)."),
     as_json: bool = typer.Option(False, "--json", help='Print {"task", "model", "split", "samples", "metrics"}.'),
 ):
     """Evaluate a model on a dataset with the task's metrics."""
     from taskcli import evaluate as evaluate_mod
+    from taskcli.recipe import command_flags
 
-    result = evaluate_mod.evaluate(task, model=model, recipe=recipe, data=data, split=split, sets=set_, smoke=smoke,
-                             gates=gate, report=report)
+    result = evaluate_mod.evaluate(task, recipe=recipe, sets=set_, smoke=smoke, split=split, report=report,
+                                   flags=command_flags(model=model, data=data, gates=gate))
     if as_json:
         print(json.dumps(result, default=float))
         return _gates_failed(result)
@@ -522,12 +523,10 @@ def check(
     task: TaskArg,
     model: ModelOpt = None,
     recipe: RecipeOpt = None,
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset: hub id, file or folder."),
+    data: DataOpt = None,
     set_: SetOpt = [],  # noqa: B006 - typer reads the default, never mutates it
-    smoke: bool = typer.Option(False, "--smoke", help="The bundled sample (or a few rows of --data), a tiny model."),
-    gate: list[str] = typer.Option([], "--gate", help="Gate on a figure of the report, e.g. `--gate "
-                                                      "'duplicates_across_splits==0'` (repeatable): exit 3 if one "
-                                                      "fails."),
+    smoke: TinyOpt = False,
+    gate: GateOpt = [],  # noqa: B006 - e.g. duplicates_across_splits==0
     report: Optional[str] = typer.Option(None, "--report", metavar="DIR",
                                          help="Write label counts and the token length histogram (PNG) into DIR."),
     probe: bool = typer.Option(True, "--probe/--no-probe", help="Time a forward+backward pass of one batch."),
@@ -536,9 +535,11 @@ def check(
     """Check a dataset before training: rows, labels, duplicates, lengths, media, and the plan (exit 1 if a run would
     stop on it, 3 if a gate fails)."""
     from taskcli import check as check_mod
+    from taskcli.recipe import command_flags
 
-    result = check_mod.check(task, recipe=recipe, data=data, sets=set_, smoke=smoke, gates=gate, report=report,
-                             probe=probe, model=model)
+    # --gate is on the report's figures here, not a recipe field
+    result = check_mod.check(task, recipe=recipe, sets=set_, smoke=smoke, gates=gate, report=report, probe=probe,
+                             flags=command_flags(model=model, data=data))
     if as_json:
         print(json.dumps(result, default=float))
     else:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from taskcli import data as data_mod
 from taskcli import preflight
+from taskcli import recipe as recipe_mod
 from taskcli.errors import TaskcliError
 from taskcli.labels import align_label_ids, check_labels, rename_labels
 from taskcli.model_loading import build_smoke_model, check_task_head, load_processor_and_model, resolve_model_source
@@ -19,20 +20,20 @@ from taskcli.training_args import training_arguments
 
 def evaluate(
     task: str,
-    model: str | None = None,
     recipe: str | None = None,
-    data: str | None = None,
-    split: str | None = None,
     sets: list[str] | None = None,
     smoke: bool = False,
-    gates: list[str] | None = None,
+    flags: list[recipe_mod.Flag] | None = None,
+    split: str | None = None,
     report: str | None = None,
 ) -> dict:
-    """Score a model; `gates` (--gate, added to eval.gates) are checked, `report` names a folder for the plots."""
+    """Score a model (--model: recipe.cli.model, else the recipe's); eval.gates (with --gate's) are checked, `report`
+    names a folder for the plots. `flags`: recipe.command_flags, merged with `sets` before the one validation."""
     from taskcli import gates as gates_mod
 
-    run = prepare(task, recipe, sets, smoke)
-    checks = gates_mod.parse([*run.recipe.eval.gates, *(gates or [])])
+    run = prepare(task, recipe, sets, smoke, flags)
+    model, data = run.recipe.cli.model, run.recipe.cli.data
+    checks = gates_mod.parse(run.recipe.eval.gates)
     report_dir = Path(report) if report else None
     if report_dir and (report_dir.is_file() or (report_dir.is_dir() and any(report_dir.iterdir()))):
         raise TaskcliError(f"report folder {report_dir} is not empty", "choose a new folder for --report")

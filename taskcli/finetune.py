@@ -32,37 +32,30 @@ def finetune(
     recipe: str | None = None,
     sets: list[str] | None = None,
     smoke: bool = False,
-    model: str | None = None,
-    data: str | None = None,
-    output_dir: str | None = None,
+    flags: list[recipe_mod.Flag] | None = None,
     resume: bool = False,
     overwrite: bool = False,
     dry_run: bool = False,
     command: str = "",
     log=None,
-    gates: list[str] | None = None,
-    lora: bool = False,
 ) -> dict:
     """Fine-tune; returns {"output_dir", "metrics", ...}. `log(renderable)` prints progress (stderr).
 
-    `gates`: extra quality gates (--gate) on top of the recipe's eval.gates; `lora`: --lora (train.lora with peft's
-    defaults unless the recipe sets it)."""
+    `flags`: the options that stand for recipe fields (recipe.command_flags: --model, --data, --output-dir, --lora,
+    --gate...), merged into the recipe with `sets` before its one validation."""
     from taskcli import gates as gates_mod
     from taskcli import provenance
 
-    run = prepare(task, recipe, sets, smoke)
-    if lora and run.recipe.train.lora is None:
-        run.recipe.train.lora = recipe_mod.LoraSection()
-    run.recipe.eval.gates = [*run.recipe.eval.gates, *(g for g in gates or [] if g not in run.recipe.eval.gates)]
+    run = prepare(task, recipe, sets, smoke, flags)
     checks = gates_mod.parse(run.recipe.eval.gates)  # a typo fails now, not after training
-    out = Path(output_dir or run.recipe.train.output_dir or default_output_dir(run))
+    out = Path(run.recipe.train.output_dir or default_output_dir(run))
     if dry_run:  # what would run: the recipe as recipe.yaml will record it (--model/--data/--set/--smoke folded in)
         return {"dry_run": True, "task": run.task.name, "recipe": run.resolved.name, "smoke": run.smoke,
                 "output_dir": str(out), "output_dir_exists": out.exists(),
-                "resolved": provenance.effective_recipe(run, model, data, out)}
+                "resolved": provenance.effective_recipe(run, out)}
     # Under DDP only rank 0 judges the folder (and clears it: start_run); other ranks would see rank 0's files.
     resume_from = check_output_dir(out, resume, overwrite) if is_main() else (newest_checkpoint(out) if resume else None)
-    job = Finetune(run, out, model, data, resume_from, log)
+    job = Finetune(run, out, run.recipe.cli.model, run.recipe.cli.data, resume_from, log)
     try:
         job.load()
         finished = job.arguments()
@@ -209,8 +202,7 @@ class Finetune:
         plots = report.write(out / "report", metrics, trainer.state.log_history) if with_report else []
         table = report_step("worst examples", worst.write, run, final.eval(), self.dsd["eval"], losses, out / "report")
         plots += [table] if table else []
-        saved = provenance.effective_recipe(run, self.model_arg, self.data_arg, out,
-                                            None if self.tiny else self.model.config.model_type)
+        saved = provenance.effective_recipe(run, out, None if self.tiny else self.model.config.model_type)
         saved["provenance"] = provenance.record(
             run, command=command, sets=sets or [], model=self.model_arg, model_desc=self.model_desc, tiny=self.tiny,
             parameters=self.parameters, device=self.device, processes=self.args.world_size, scored=self.scored,

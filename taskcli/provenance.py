@@ -32,9 +32,11 @@ def versions() -> dict[str, str]:
     return out
 
 
-def effective_recipe(run, model: str | None, data: str | None, out: Path | None, model_type: str | None = None) -> dict:
-    """The recipe as this run uses it: what `finetune --recipe OUT/recipe.yaml` needs to repeat the run."""
-    d = run.recipe.model_dump(mode="json")
+def effective_recipe(run, out: Path | None, model_type: str | None = None) -> dict:
+    """The recipe as this run uses it: what `finetune --recipe OUT/recipe.yaml` needs to repeat the run. The run's
+    --model and --data (recipe.cli) become model.checkpoint and data.dataset; `model_type`: the loaded model's."""
+    d = run.recipe.model_dump(mode="json")  # without `cli`: a recipe file never holds it
+    model, data = run.recipe.cli.model, run.recipe.cli.data
     shipped = (local_or_id(d["model"]["checkpoint"]), local_or_id(d["data"]["dataset"] or ""))
     if model:
         d["model"]["checkpoint"] = local_or_id(model)

@@ -222,6 +222,16 @@ class SmokeSection(_Strict):
     infer: dict[str, Any] = Field(default_factory=dict, description="`infer:` overrides")
 
 
+class CliSection(_Strict):
+    """--model and --data, kept as the command line gave them: they change what other fields mean (--smoke builds
+    a tiny model unless --model names one; the recipe's hub options are not a local --data's). Set by the command,
+    never by a recipe file; recipe.yaml folds them into model.checkpoint and data.dataset."""
+
+    model: str | None = Field(None, description="--model: the checkpoint to start from (finetune, check) or to "
+                                                "score (eval)")
+    data: str | None = Field(None, description="--data: hub id, file or folder")
+
+
 class Recipe(_Strict):
     task: str
     description: str = ""
@@ -234,6 +244,7 @@ class Recipe(_Strict):
     provenance: dict[str, Any] = Field(default_factory=dict, description="written by `taskcli finetune` into a run's "
                                        "recipe.yaml: what the run really used (model, data, --set, versions...); "
                                        "informational, ignored when the recipe is read")
+    cli: CliSection = Field(default_factory=CliSection, exclude=True)  # not part of a dumped recipe
     # `params` (task-specific settings) is added per task by `schema_for`.
 
     @model_validator(mode="after")
@@ -315,32 +326,88 @@ def read_yaml(path: Path) -> tuple[dict, yaml.Node | None]:
     return data, node
 
 
+def _yaml_value(text: str) -> Any:
+    """A command-line value typed as YAML (2 -> int, {a: 1} -> dict); text that is not YAML stays text."""
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
 def parse_set(item: str) -> tuple[list[str], Any]:
     """'train.epochs=3' -> (['train', 'epochs'], 3). Values are parsed as YAML, so types come out right."""
     key, sep, value = item.partition("=")
     parts = key.strip().split(".")
     if not sep or not all(p.strip() for p in parts):
         raise TaskcliError(f"bad --set '{item}'", "use --set section.key=value, e.g. --set train.epochs=2")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        parsed = value
-    return [p.strip() for p in parts], parsed
+    return [p.strip() for p in parts], _yaml_value(value)
 
 
-def apply_set(data: dict, items: list[str]) -> dict:
+@dataclass(frozen=True)
+class Flag:
+    """A command-line value for one recipe field. Flags are written into the recipe's dict before it is validated,
+    so a bad value is reported with the file's errors, named by `source` (`--set train.epochs=x`, `--early-stopping
+    0`)."""
+
+    path: tuple[str, ...]
+    value: Any
+    source: str
+    how: Literal["set", "default", "extend"] = "set"  # default: only where the recipe leaves the field unset (--lora);
+    # extend: added to the recipe's list unless there already (--gate)
+
+
+def set_flags(items: list[str]) -> list[Flag]:
+    """--set items as flags."""
+    return [Flag(tuple(parts), value, f"--set {item}") for item in items for parts, value in [parse_set(item)]]
+
+
+def command_flags(*, model: str | None = None, data: str | None = None, output_dir: str | None = None,
+                  lora: bool = False, gates: list[str] = (), early_stopping: int | None = None,
+                  class_weights: str | None = None, report_to: str | None = None) -> list[Flag]:
+    """The options that stand for a recipe field, in one table: each is merged and checked as its --set would be."""
+    flags = [
+        Flag(("cli", "model"), model, f"--model {model}"),
+        Flag(("cli", "data"), data, f"--data {data}"),
+        Flag(("train", "output_dir"), output_dir, f"--output-dir {output_dir}"),
+        Flag(("train", "early_stopping_patience"), early_stopping, f"--early-stopping {early_stopping}"),
+        # typed as YAML, as in --set: --class-weights '{pos: 2, neg: 1}' is a mapping
+        Flag(("train", "class_weights"), None if class_weights is None else _yaml_value(class_weights),
+             f"--class-weights {class_weights}"),
+        Flag(("train", "report_to"), report_to, f"--report-to {report_to}"),
+        Flag(("train", "lora"), {} if lora else None, "--lora", how="default"),  # peft's defaults
+        *(Flag(("eval", "gates"), gate, f"--gate {gate}", how="extend") for gate in gates),
+    ]
+    return [f for f in flags if f.value is not None]
+
+
+def apply_flags(data: dict, flags: list[Flag]) -> tuple[dict, list[tuple[tuple, str]]]:
+    """`data` with the flags written in (later ones win), and (field, source) for each field a flag wrote."""
     data = copy.deepcopy(data)
-    for item in items:
-        parts, value = parse_set(item)
+    written: list[tuple[tuple, str]] = []
+    for flag in flags:
         node = data
-        for part in parts[:-1]:
+        for part in flag.path[:-1]:
             if not isinstance(node.get(part), dict):
                 if part in node and node[part] is not None:
-                    raise TaskcliError(f"bad --set '{item}': '{part}' is not a section")
+                    raise TaskcliError(f"bad {flag.source}: '{part}' is not a section")
                 node[part] = {}
             node = node[part]
-        node[parts[-1]] = value
-    return data
+        key = flag.path[-1]
+        if flag.how == "default" and node.get(key) is not None:
+            continue
+        if flag.how == "extend":
+            if node.get(key) is None:
+                node[key] = []
+            have = node[key]
+            if not isinstance(have, list):  # the file's own error is reported when it is validated
+                continue
+            if flag.value not in have:
+                have.append(copy.deepcopy(flag.value))
+            written.append(((*flag.path, have.index(flag.value)), flag.source))
+            continue
+        node[key] = copy.deepcopy(flag.value)
+        written.append((flag.path, flag.source))
+    return data, written
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -357,12 +424,16 @@ def merge(base: dict, over: dict) -> dict:
 SMOKE_SECTIONS = ("train", "data", "params", "infer")  # the sections a recipe's smoke: block overrides
 
 
-def smoke_merged(data: dict) -> dict:
+def smoke_overrides(data: dict) -> dict:
+    """The recipe's smoke: block, the sections it overrides only."""
     smoke = data.get("smoke") or {}
     if not isinstance(smoke, dict):
-        return data
-    over = {k: smoke[k] for k in SMOKE_SECTIONS if isinstance(smoke.get(k), dict)}
-    return merge(data, over)
+        return {}
+    return {k: smoke[k] for k in SMOKE_SECTIONS if isinstance(smoke.get(k), dict)}
+
+
+def smoke_merged(data: dict) -> dict:
+    return merge(data, smoke_overrides(data))
 
 
 def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
@@ -382,6 +453,18 @@ def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
         else:
             break
     return line
+
+
+def _holds(data: Any, loc: tuple) -> bool:
+    """Whether the dict `data` has a value at `loc`."""
+    for key in loc:
+        if isinstance(data, dict) and key in data:
+            data = data[key]
+        elif isinstance(data, list) and isinstance(key, int) and key < len(data):
+            data = data[key]
+        else:
+            return False
+    return True
 
 
 def _section_model(ann) -> type[BaseModel] | None:
@@ -404,22 +487,22 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def _set_item_for(loc: tuple, sets: list[str]) -> str | None:
-    """The last --set item that wrote `loc` (or a section above it): errors there are the command line's."""
-    for item in reversed(sets):
-        parts = tuple(parse_set(item)[0])
+def _written_by(loc: tuple, written: list[tuple[tuple, str]]) -> int | None:
+    """Index in `written` of the last flag that wrote `loc` (or a section above or below it): its error is the
+    command line's."""
+    for i in range(len(written) - 1, -1, -1):
+        parts = written[i][0]
         n = min(len(parts), len(loc))
-        if tuple(str(p) for p in loc[:n]) == parts[:n]:
-            return item
+        if tuple(str(p) for p in loc[:n]) == tuple(str(p) for p in parts[:n]):
+            return i
     return None
 
 
 def format_errors(err: ValidationError, schema: type[BaseModel], path: Path, node,
-                  sets: list[str] | None = None, smoke: bool = False) -> list[str]:
+                  written: list[tuple[tuple, str]] = (), smoke_over: dict | None = None) -> list[str]:
     """One entry per error, in the file's line order (pydantic reports them in schema order), each followed by the
-    line it names; then errors without a line, then those of --set items (in their order). `smoke`: errors of the
-    smoke-merged recipe, found under `smoke:` in the file where they come from there."""
-    sets = sets or []
+    line it names; then errors without a line, then those of flags (in their order). `smoke_over`: the smoke:
+    overrides that were merged in; an error in a field they set is named by its line under `smoke:`."""
     try:
         source = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
@@ -428,10 +511,10 @@ def format_errors(err: ValidationError, schema: type[BaseModel], path: Path, nod
     for e in err.errors():
         loc = tuple(e["loc"])
         dotted = ".".join(str(p) for p in loc) or "(top level)"
-        line = (_line_of(node, ("smoke", *loc)) if smoke and loc and loc[0] in SMOKE_SECTIONS else None) \
-            or _line_of(node, loc)
-        item = _set_item_for(loc, sets)
-        where = f"--set {item}" if item else f"{path}:{line}" if line else str(path)
+        by = _written_by(loc, list(written))
+        in_smoke = by is None and smoke_over is not None and _holds(smoke_over, loc)
+        line = (_line_of(node, ("smoke", *loc)) if in_smoke else None) or _line_of(node, loc)
+        where = written[by][1] if by is not None else f"{path}:{line}" if line else str(path)
         if e["type"] == "extra_forbidden":
             msg = f"unknown key '{dotted}'{did_you_mean(loc[-1], _fields_at(schema, loc[:-1]))}"
         elif e["type"] == "missing":
@@ -439,57 +522,77 @@ def format_errors(err: ValidationError, schema: type[BaseModel], path: Path, nod
         else:  # a section's own check (e.g. train: fsdp with deepspeed) quotes no whole section back
             got = "" if isinstance(e.get("input"), dict) else f" (got {e.get('input')!r})"
             msg = f"'{dotted}': {e['msg'].removeprefix('Value error, ')}{got}"
-        text = f"{where}: {msg}{' (in smoke overrides)' if smoke else ''}"
-        if not item and line and line <= len(source):
+        text = f"{where}: {msg}{' (in smoke overrides)' if in_smoke else ''}"
+        if by is None and line and line <= len(source):
             text += f"\n    | {source[line - 1].rstrip()}"
-        order = (2, sets.index(item)) if item else (0, line) if line else (1, 0)
+        order = (2, by) if by is not None else (0, line) if line else (1, 0)
         found.append((order, text))
     return [text for _, text in sorted(found, key=lambda f: f[0])]  # stable: one line's errors keep their order
 
 
-def validate(task, data: dict, path: Path, node=None, sets: list[str] | None = None) -> Any:
-    """Validate a recipe dict (and its smoke-merged form) against the task's schema; all errors at once."""
+def _check_task(task, data: dict, path: Path) -> None:
     named = str(data.get("task", ""))
     if named and named not in (task.name, *task.aliases):
         raise TaskcliError(f"{path}: recipe is for task '{named}', not '{task.name}'",
                            f"run `taskcli finetune {named} --recipe {path}`, or pick a {task.name} recipe")
-    schema = schema_for(task)
-    errors: list[str] = []
-    try:
-        recipe = schema.model_validate(data)
-    except ValidationError as err:
-        recipe = None
-        errors += format_errors(err, schema, path, node, sets)
-    if not errors:
-        try:
-            schema.model_validate(smoke_merged(data))
-        except ValidationError as err:
-            errors += format_errors(err, schema, path, node, sets, smoke=True)
+
+
+def _file_errors(data: dict, path: Path, node) -> list[str]:
+    """What pydantic cannot say about a file: `cli:` is the command line's, never a recipe's."""
+    if "cli" not in data:
+        return []
+    line = _line_of(node, ("cli",))
+    return [f"{path}:{line}: 'cli' holds --model and --data as a command gave them, not a recipe key: use "
+            f"model.checkpoint and data.dataset"]
+
+
+def _raise(errors: list[str]) -> None:
     if errors:
         raise TaskcliError(
-            f"invalid recipe ({len(errors)} error{'s' * (len(errors) > 1)}):\n  " + "\n  ".join(errors),
-            None,
-        )
+            f"invalid recipe ({len(errors)} error{'s' * (len(errors) > 1)}):\n  " + "\n  ".join(errors), None)
+
+
+def _validated(schema, data: dict, path: Path, node, errors: list[str], written=(), smoke_over=None):
+    """One pydantic validation; its errors are added to `errors` (the model is None then)."""
+    try:
+        return schema.model_validate(data)
+    except ValidationError as err:
+        errors += format_errors(err, schema, path, node, written, smoke_over)
+        return None
+
+
+def validate(task, data: dict, path: Path, node=None) -> Any:
+    """`recipes validate`: a recipe file, and its smoke-merged form; all errors at once."""
+    _check_task(task, data, path)
+    schema = schema_for(task)
+    errors = _file_errors(data, path, node)
+    recipe = _validated(schema, data, path, node, errors)
+    if not errors:
+        _validated(schema, smoke_merged(data), path, node, errors, smoke_over=smoke_overrides(data))
+    _raise(errors)
     return recipe
 
 
-def resolve(task, recipe: str | None = None, sets: list[str] | None = None, smoke: bool = False) -> Resolved:
-    """Find, read, override (--set) and validate a recipe. --set wins over smoke overrides."""
+def resolve(task, recipe: str | None = None, sets: list[str] | None = None, smoke: bool = False,
+            flags: list[Flag] | None = None) -> Resolved:
+    """Find and read a recipe, write the command line into it (`flags`, then --set: the last word wins; with
+    --smoke the smoke overrides go under them), and validate it once, reporting every error at once."""
     path = find(task, recipe)
     data, node = read_yaml(path)
     shipped_recipe = path.resolve().is_relative_to(RECIPES_DIR.resolve())
     if not shipped_recipe:
         data = rebase_paths(data, path.parent)
-    sets = sets or []
-    data = apply_set(data, sets)
-    validate(task, data, path, node, sets)  # raises with every error at once
-    smoke = smoke or bool((data.get("smoke") or {}).get("enabled"))  # a smoke run's saved recipe.yaml
-    final = apply_set(smoke_merged(data), sets) if smoke else data
+    _check_task(task, data, path)
+    errors = _file_errors(data, path, node)
+    flags = [*(flags or []), *set_flags(sets or [])]
+    final, written = apply_flags(data, flags)
+    smoke = smoke or bool((final.get("smoke") or {}).get("enabled"))  # a smoke run's saved recipe.yaml
+    smoke_over = smoke_overrides(final) if smoke else None
+    if smoke:
+        final, written = apply_flags(smoke_merged(final), flags)
     schema = schema_for(task)
-    try:
-        parsed = schema.model_validate(final)
-    except ValidationError as err:  # a --set that only breaks together with smoke overrides
-        raise TaskcliError("invalid recipe:\n  " + "\n  ".join(format_errors(err, schema, path, node, sets))) from None
+    parsed = _validated(schema, final, path, node, errors, written, smoke_over)
+    _raise(errors)
     name = shipped_name(path) if shipped_recipe else str(path)
     return Resolved(recipe=parsed, name=name, path=path, raw=final, smoke=smoke)
 

@@ -109,9 +109,11 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|torch|accelerate|peft)\b")
 
 
-def prepare(task_name: str, recipe: str | None, sets: list[str] | None, smoke: bool) -> Run:
+def prepare(task_name: str, recipe: str | None, sets: list[str] | None, smoke: bool,
+            flags: list[recipe_mod.Flag] | None = None) -> Run:
+    """The task and its recipe with the command line merged in (`flags`: recipe_mod.command_flags), validated."""
     task = registry.get(task_name)
-    resolved = recipe_mod.resolve(task, recipe, sets, smoke)
+    resolved = recipe_mod.resolve(task, recipe, sets, smoke, flags)
     return Run(task=task, resolved=resolved, smoke=resolved.smoke)  # a smoke run's recipe.yaml turns smoke on
 
 
