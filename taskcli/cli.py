@@ -354,17 +354,14 @@ def infer(
                                                       "and rows go to a file or the screen)."),
 ):
     """Run a model on inputs; results come back in input order, a chunk at a time."""
-    from taskcli import inference, overlays
+    from taskcli import inference
 
+    # the flags given, by their field in the task's options model (taskcli.task.InferOptions: checked there)
     options: dict[str, Any] = {k: v for k, v in dict(
         batch_size=batch_size, top_k=top_k, question=question, context=context, max_new_tokens=max_new_tokens,
         temperature=temperature, top_p=top_p, num_beams=num_beams, do_sample=do_sample,
-        seed=seed, language=language, task=asr_task, timestamps=timestamps or None, skip_bad=skip_bad or None,
-        column=column,
-        save_maps=save_maps, threshold=threshold,
-        save_overlays=overlays.folder_for(task, save_overlays),  # a task it does not apply to is an error
-        as_json=as_json or None,
-        interactive=_interactive() or None,  # text-generation may stream one prompt's tokens to the terminal
+        seed=seed, language=language, mode=asr_task, timestamps=timestamps or None, skip_bad=skip_bad or None,
+        column=column, save_maps=save_maps, threshold=threshold, save_overlays=save_overlays,
     ).items() if v is not None}
     sets = [*set_, f"infer.precision={precision}"] if precision is not None else set_
     from taskcli import results as results_mod
@@ -376,8 +373,11 @@ def infer(
         writer = results_mod.Writer(Path(output), resume)
     elif resume or overwrite:
         raise TaskcliError(f"{'--resume' if resume else '--overwrite'} applies to an --output file", "add --output FILE")
+    # a person reading stdout in a terminal sees text-generation's one prompt as it is made (not with --json)
+    on_text = _show_text if _interactive() and not as_json else None
     run = inference.infer_stream(task, list(inputs or []), model=model, recipe=recipe, sets=sets, smoke=smoke,
-                              options=options, start=writer.done if writer else 0, chunk_size=chunk_size)
+                                 options=options, start=writer.done if writer else 0, chunk_size=chunk_size,
+                                 on_text=on_text)
     if writer:
         writer.check_continues(run.total, run.before_start)
     total, start = run.total, writer.done if writer else 0
@@ -389,18 +389,16 @@ def infer(
     done = 0
     with counting("infer", total, "inputs", start, show_progress) as advance:
         for chunk in run.chunks:
-            skipped += sum(bad for _, _, bad in chunk)
-            # a result that predict already streamed to the terminal (see _interactive) is not printed again
-            shown = [row for row in chunk if not row[1].pop("streamed", False)]
+            skipped += sum(r.bad for r in chunk)
             if writer:
-                writer.write([results_mod.row_of(item, result) for item, result, _ in chunk])
+                writer.write([r.row() for r in chunk])
                 written += len(chunk)
             elif as_json:  # line by line, so a reader that leaves early (`| head -1`) is noticed (ends quietly)
-                for item, result, _ in chunk:
-                    sys.stdout.write(results_mod.json_line(results_mod.row_of(item, result)))
+                for r in chunk:
+                    sys.stdout.write(results_mod.json_line(r.row()))
                 sys.stdout.flush()
-            else:
-                table_rows.extend(shown)
+            else:  # a result already shown as it was made (on_text) is not printed again
+                table_rows.extend(r for r in chunk if not r.streamed)
             advance(len(chunk))
             done += len(chunk)
     if writer:
@@ -416,6 +414,12 @@ def infer(
         sys.stdout.flush()
     if skipped:
         print(f"skipped {skipped} of {done} inputs (--skip-bad): their rows say why", file=sys.stderr)
+
+
+def _show_text(text: str, ended: bool) -> None:
+    """on_text for the terminal: text as it is made (the current sys.stdout, not the one at import)."""
+    sys.stdout.write(text + ("\n" if ended else ""))
+    sys.stdout.flush()
 
 
 def _interactive() -> bool:
@@ -440,17 +444,18 @@ def _abbreviated(text: str) -> str:
 
 
 def _infer_table(task_obj, done: list):
+    """The table for people of a run's Results."""
     from rich.table import Table
     from rich.text import Text  # inputs and predictions are plain text: "[/]" in a text is not rich markup
 
-    rendered = [[{"error": result["error"]}] if bad else task_obj.render(item, result) for item, result, bad in done]
+    rendered = [[{"error": r.fields["error"]}] if r.bad else task_obj.render(r.input, r.fields) for r in done]
     cols = list(dict.fromkeys(c for item_rows in rendered for row in item_rows for c in row))
     table = Table(show_header=True, header_style="bold", show_lines=True)
     table.add_column("input", overflow="fold", max_width=INPUT_SHOWN)
     for c in cols:
         table.add_column(c, overflow="fold")
-    for (item, _, _), item_rows in zip(done, rendered):
-        shown = _abbreviated(item if isinstance(item, str) else json.dumps(item, ensure_ascii=False))
+    for r, item_rows in zip(done, rendered):
+        shown = _abbreviated(r.input if isinstance(r.input, str) else json.dumps(r.input, ensure_ascii=False))
         for k, row in enumerate(item_rows or [{}]):  # an input with nothing to show (no boxes) still has its row
             table.add_row(Text(shown if k == 0 else ""), *(Text(str(row.get(c, ""))) for c in cols))
     return table

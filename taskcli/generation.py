@@ -6,24 +6,42 @@ classifiers) never reaches generate(), where its default of 1 turned sampling in
 
 from __future__ import annotations
 
-# the `infer` flags that are generate() settings (--max-new-tokens, --do-sample/--greedy, ...), and --seed
-FLAGS = ("max_new_tokens", "num_beams", "do_sample", "temperature", "top_p", "top_k")
-OPTIONS = frozenset((*FLAGS, "seed"))
+from pydantic import Field
+
+from taskcli.task import InferOptions
+
 SAMPLING_ONLY = ("temperature", "top_p", "top_k")
 
 
-def settings(run, model, options: dict, default_max_new_tokens: int | None = None) -> dict:
+class GenerationOptions(InferOptions):
+    """The `infer` flags of every generating task: generate() settings (None: the recipe's, else the model's own)
+    and --seed."""
+
+    max_new_tokens: int | None = Field(None, ge=1)
+    num_beams: int | None = Field(None, ge=1)
+    do_sample: bool | None = Field(None, json_schema_extra={"flag": "--do-sample/--greedy"})
+    temperature: float | None = Field(None, ge=0.0)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=1)  # sampling's top-k (no recipe default: infer.top_k is the classifiers')
+    seed: int | None = None
+
+
+FLAGS = tuple(name for name in GenerationOptions.model_fields if name not in InferOptions.model_fields
+              and name != "seed")  # the generate() settings among them
+
+
+def settings(run, model, options: GenerationOptions, default_max_new_tokens: int | None = None) -> dict:
     """Keyword arguments for model.generate(); applies --seed when sampling."""
     gen = dict(run.recipe.infer.generation)
-    gen.update({k: options[k] for k in FLAGS if options.get(k) is not None})
+    gen.update({k: getattr(options, k) for k in FLAGS if getattr(options, k) is not None})
     config = getattr(model, "generation_config", None)
     if not gen.get("do_sample", getattr(config, "do_sample", False)):
         for key in SAMPLING_ONLY:
             gen.pop(key, None)
-    elif options.get("seed") is not None:
+    elif options.seed is not None:
         from transformers import set_seed
 
-        set_seed(options["seed"])
+        set_seed(options.seed)
     if "max_new_tokens" not in gen:  # the model's own, else the task's default (None: generate()'s max_length)
         limit = getattr(config, "max_new_tokens", None) or default_max_new_tokens
         if limit:

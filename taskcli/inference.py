@@ -22,25 +22,29 @@ from taskcli.errors import TaskcliError
 from taskcli.inputs import BadInput, Entries, Unusable
 from taskcli.model_loading import load_for_inference
 from taskcli.run import Run, prepare
-from taskcli.task import Context, Encoded, Steps
+from taskcli.task import Context, Encoded, InferOptions, Result, Steps, flag
 
 
 def entries(ctx: Context, steps: Steps, args: list[str]):
     """CLI arguments -> (where, input) pairs in order: the task's own `read`, else text lines (inputs.Entries,
-    read lazily) or media files (a list of paths)."""
-    if steps.read is not None:
-        found = steps.read(ctx, args)
-        return found if isinstance(found, (list, Entries)) else list(found)
+    read lazily) or media files (a list of paths); then the task's `plan` of what it writes per input."""
     from taskcli import inputs
 
-    modality = ctx.run.task.modality
-    if modality == "text":
-        return inputs.text_entries(args, ctx)
-    if modality == "image":
-        from taskcli.images import expand_inputs
+    if steps.read is not None:
+        found = steps.read(ctx, args)
+        found = found if isinstance(found, (list, Entries)) else list(found)
+    elif ctx.run.task.modality.media:
+        found = [(path, path) for path in inputs.media_paths(ctx, args, ctx.run.task.modality.expand_inputs)]
     else:
-        from taskcli.audio import expand_inputs
-    return [(path, path) for path in inputs.media_paths(ctx, args, expand_inputs)]
+        found = inputs.text_entries(args, ctx)
+    _plan(ctx, steps, found)
+    return found
+
+
+def _plan(ctx: Context, steps: Steps, found) -> None:
+    """The task's plan of its files per input (media tasks: a list of paths), unusable inputs left out."""
+    if steps.plan is not None:
+        steps.plan(ctx, [raw for _, raw in found if not isinstance(raw, Unusable)])
 
 
 @dataclass
@@ -81,7 +85,7 @@ def to_model(batch, model):
     return {k: moved(v) for k, v in batch.items()}
 
 
-def predict(ctx: Context, steps: Steps, encoded: list[Encoded]) -> list[dict]:
+def predict(ctx: Context, steps: Steps, encoded: list[Encoded]) -> list[Result]:
     """Results of encoded inputs, in their order: feature rows batched by group and length (longest first, so a
     batch too big for memory fails at once), at most ctx.batch_size rows a batch."""
     import torch
@@ -98,28 +102,28 @@ def predict(ctx: Context, steps: Steps, encoded: list[Encoded]) -> list[dict]:
             with torch.inference_mode():
                 rows = steps.forward(ctx, batch)
             outputs.update(zip(part, rows))
-    return [steps.decode(ctx, enc, [outputs[(i, k)] for k in range(len(enc.features))])
-            for i, enc in enumerate(encoded)]
+    decoded = (steps.decode(ctx, enc, [outputs[(i, k)] for k in range(len(enc.features))])
+               for i, enc in enumerate(encoded))
+    return [out if isinstance(out, Result) else Result(out) for out in decoded]
 
 
-def stream(ctx: Context, steps: Steps, todo: Iterable[tuple[str, Any]], chunk_size: int) -> Iterator[list]:
-    """Lists of (input, result, is_error) in input order, a chunk at a time, reading `todo` only as far as the
-    chunk. The first chunk is one batch, each next one twice the last, up to `chunk_size`: early rows come out
-    fast, later ones get length-sorted batches."""
+def stream(ctx: Context, steps: Steps, todo: Iterable[tuple[str, Any]], chunk_size: int) -> Iterator[list[Result]]:
+    """Lists of Results (a bad input's has `bad` set) in input order, a chunk at a time, reading `todo` only as
+    far as the chunk. The first chunk is one batch, each next one twice the last, up to `chunk_size`: early rows
+    come out fast, later ones get length-sorted batches."""
     import itertools
 
-    skip_bad = bool(ctx.options.get("skip_bad"))
     size, kept, skipped, truncated = ctx.batch_size, 0, 0, 0
     todo = iter(todo)
     while chunk := list(itertools.islice(todo, size)):
         size = min(2 * size, max(chunk_size, ctx.batch_size))
-        encoded = encode(ctx, steps, chunk, skip_bad)
+        encoded = encode(ctx, steps, chunk, ctx.options.skip_bad)
         results = iter(predict(ctx, steps, [e for e in encoded if not isinstance(e, Bad)]))
-        rows = [(raw, _with_id(raw, {"error": e.reason}), True) if isinstance(e, Bad) else
-                (raw, _with_id(raw, next(results)), False) for (_, raw), e in zip(chunk, encoded)]
-        kept += sum(not bad for _, _, bad in rows)
-        skipped += sum(bad for _, _, bad in rows)
-        truncated += sum(bool(r.get("truncated")) for _, r, bad in rows if not bad)
+        rows = [_of(raw, Result({"error": e.reason}, bad=True) if isinstance(e, Bad) else next(results))
+                for (_, raw), e in zip(chunk, encoded)]
+        kept += sum(not r.bad for r in rows)
+        skipped += sum(r.bad for r in rows)
+        truncated += sum(bool(r.fields.get("truncated")) for r in rows if not r.bad)
         yield rows
     if skipped and not kept:
         raise TaskcliError(f"none of the {skipped} inputs could be used", "see the messages above")
@@ -130,50 +134,72 @@ def stream(ctx: Context, steps: Steps, todo: Iterable[tuple[str, Any]], chunk_si
               f"truncated to {limit} ({source})", file=sys.stderr)
 
 
-def _with_id(raw, result: dict) -> dict:
-    """A table row's result leads with the table's id (inputs.Table), so --json and --output rows keep it."""
-    return {"id": raw.table_id, **result} if hasattr(raw, "table_id") else result
+def _of(raw, result: Result) -> Result:
+    result.input = raw
+    return result
 
 
-def results(ctx: Context, steps: Steps, inputs: Iterable[tuple[str, Any]]) -> list[dict]:
-    """All results of (where, input) pairs at once (no chunks); a bad input raises."""
-    return predict(ctx, steps, encode(ctx, steps, list(inputs), skip_bad=False))
+def results(ctx: Context, steps: Steps, inputs: Iterable[tuple[str, Any]]) -> list[Result]:
+    """All results of (where, input) pairs at once (no chunks), the task's plan made for them first (e.g. the
+    overlays to draw); a bad input raises."""
+    pairs = list(inputs)
+    _plan(ctx, steps, pairs)
+    return [_of(raw, r) for (_, raw), r in zip(pairs, predict(ctx, steps, encode(ctx, steps, pairs, skip_bad=False)))]
 
 
 def predict_args(run, model, args: list[str], options: dict) -> list[dict]:
-    """Results of `taskcli infer` arguments (texts, files) in one piece, for callers that hold a loaded model (the
-    run report's worst examples, the benchmarks)."""
-    steps, ctx = session(run, model, dict(options))
-    return results(ctx, steps, entries(ctx, steps, args))
+    """The JSON fields of `taskcli infer` arguments' results (texts, files) in one piece, for callers that hold a
+    loaded model (the benchmarks)."""
+    steps, ctx = session(run, model, options)
+    return [r.json() for r in results(ctx, steps, entries(ctx, steps, args))]
 
 
 # ----------------------------------------------------------------------------- the session `infer` and `serve` run
 
 
-COMMON_INFER_OPTIONS = frozenset({"batch_size", "skip_bad", "as_json", "interactive", "column"})
-
-
-def flag_of(option: str) -> str:
-    return "--do-sample/--greedy" if option == "do_sample" else "--" + option.replace("_", "-")
-
-
-def check_infer_options(task, options: dict) -> None:
-    """An `infer` option the task does not read is an error naming the tasks it is for (never silently ignored)."""
-    for option in options:
-        if option in COMMON_INFER_OPTIONS or task.takes(option):
+def check_flags(task, given: dict) -> None:
+    """An `infer` option the task does not read is an error naming the flag and the tasks it is for (never
+    silently ignored), from the tasks' option models; said before the recipe or model loads."""
+    fields = task.infer_options.model_fields
+    for name in given:
+        if name in fields:
             continue
-        users = [t.name for t in registry.all_tasks() if t.takes(option)]
-        raise TaskcliError(f"{flag_of(option)} does not apply to {task.name}: it is for {', '.join(users)}",
-                           f"drop {flag_of(option)}")
+        users = [t for t in registry.all_tasks() if name in t.infer_options.model_fields]
+        shown = flag(name, users[0].infer_options.model_fields[name]) if users else "--" + name.replace("_", "-")
+        raise TaskcliError(f"{shown} does not apply to {task.name}: it is for {', '.join(t.name for t in users)}"
+                           if users else f"{shown} is not an infer option", f"drop {shown}")
 
 
-def infer_defaults(run: Run, options: dict) -> dict:
-    """The recipe's infer settings under what the command line gave: batch size, and labels per input (top_k) for
-    the tasks that rank labels; generate()'s top-k is taskcli.generation's."""
-    options.setdefault("batch_size", run.recipe.infer.batch_size)
-    if run.task.takes("top_k") and not run.task.generates:
-        options.setdefault("top_k", run.recipe.infer.top_k)
-    return options
+def options_for(run: Run, given: dict | InferOptions) -> InferOptions:
+    """The task's typed options: the flags given over the recipe's defaults (a field's `recipe` setting: batch
+    size, labels per input), validated once; a bad value is one line naming its flag."""
+    from pydantic import ValidationError
+
+    model = run.task.infer_options
+    if isinstance(given, model):
+        return given
+    given = {k: v for k, v in dict(given).items() if v is not None}
+    check_flags(run.task, given)
+    values = {}
+    for name, info in model.model_fields.items():
+        setting = (info.json_schema_extra or {}).get("recipe")
+        if setting and name not in given:
+            values[name] = _setting(run.recipe, setting)
+    try:
+        return model(**values, **given)
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else ""
+        shown = flag(name, model.model_fields[name]) if name in model.model_fields else "an infer option"
+        raise TaskcliError(f"{shown}: {first['msg'][0].lower()}{first['msg'][1:]} (got {first.get('input')!r})",
+                           f"fix {shown}") from None
+
+
+def _setting(recipe, path: str):
+    value = recipe
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
 
 
 @dataclass
@@ -185,13 +211,18 @@ class Inference:
     task: Any
     total: int | None
     before_start: Any
-    chunks: Any  # iterator of lists of (input, result, is_error)
+    chunks: Any  # iterator of lists of Results
 
 
-def session(run: Run, mdl, options: dict):
-    """(steps, context) of the task's inference for this model, with the recipe's defaults under `options`."""
+def session(run: Run, mdl, options: dict | InferOptions, on_text=None):
+    """(steps, context) of the task's inference for this model, with its typed options (the flags in a dict are
+    validated here, over the recipe's defaults). `on_text(text, ended)`: the caller's display, where a task that
+    can show text as it is made writes it (see Context.on_text)."""
+    options = options_for(run, options)
     steps = run.task.steps(run, mdl)
-    return steps, steps.setup(run, mdl, infer_defaults(run, options))
+    ctx = steps.setup(run, mdl, options)
+    ctx.on_text = on_text
+    return steps, ctx
 
 
 def infer_stream(
@@ -204,22 +235,25 @@ def infer_stream(
     options: dict | None = None,
     start: int = 0,
     chunk_size: int | None = None,
+    on_text=None,
 ) -> Inference:
     """Inference a chunk of inputs at a time, in input order (taskcli/inference.py): the model is loaded once,
     inputs are read lazily and parsed (media decoded) a chunk at a time, and each chunk's rows are handed back
     before the next begins, so the first rows come out early and memory does not grow with the input count.
-    `start` skips the inputs an --output file already holds (--resume)."""
+    `start` skips the inputs an --output file already holds (--resume). `options`: the flags given, by option field
+    name (see InferOptions); `on_text`: see `session`."""
     import itertools
 
     from taskcli import inputs as inputs_mod
 
-    options = dict(options or {})
-    check_infer_options(registry.get(task), options)
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    check_flags(registry.get(task), given)  # before the recipe: the flag is wrong whatever it says
     run = prepare(task, recipe, sets, smoke)
-    inputs_mod.check_tables(run, options, inputs)  # a table without its column is one line before the model loads
+    typed = options_for(run, given)
+    inputs_mod.check_tables(run, typed, inputs)  # a table without its column is one line before the model loads
     run, mdl = load_for_inference(task, model, recipe, sets, smoke, run)
     try:
-        steps, ctx = session(run, mdl, options)
+        steps, ctx = session(run, mdl, typed, on_text)
         found = entries(ctx, steps, inputs)
         total = len(found) if isinstance(found, list) else found.total
         todo = iter(found)
@@ -248,6 +282,6 @@ def infer(task: str, inputs: list[str], **kwargs) -> tuple[Any, list[Any], list[
     """(task, the inputs that could be used, their results in input order): `infer_stream` (same arguments) in
     one piece."""
     done = infer_stream(task, inputs, **kwargs)
-    rows = [(raw, result) for chunk in done.chunks for raw, result, bad in chunk if not bad]
-    return done.task, [raw for raw, _ in rows], [result for _, result in rows]
+    rows = [r for chunk in done.chunks for r in chunk if not r.bad]
+    return done.task, [r.input for r in rows], [r.json() for r in rows]
 

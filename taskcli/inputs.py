@@ -233,9 +233,9 @@ class Table:
         return cls.for_run(ctx.run, ctx.options)
 
     @classmethod
-    def for_run(cls, run, options: dict) -> "Table":
+    def for_run(cls, run, options) -> "Table":
         """The table reading of `run`'s task: the recipe's data.columns first, then the usual names; --column
-        NAME (options["column"]) is the main input's column. Needs the recipe only, no model."""
+        NAME (options.column) is the main input's column. Needs the recipe only, no model."""
         task, mapped = run.task, run.recipe.data.columns
         if task.modality.media:
             roles = [task.modality.column]
@@ -248,7 +248,7 @@ class Table:
             if role in mapped:
                 names = (mapped[role], *names)
             fields.append((role, tuple(dict.fromkeys(names)), i == 0 or role not in task.optional_columns))
-        column = options.get("column")
+        column = options.column
         if column:
             fields[0] = (fields[0][0], (column,), True)
         return cls(fields, mapped.get("id", "id"), task.modality.media, column)
@@ -491,7 +491,7 @@ def media_paths(ctx, args: list[str], expand: Callable[[list[str]], list[str]]) 
     return out
 
 
-def check_tables(run, options: dict, args: list[str]) -> None:
+def check_tables(run, options, args: list[str]) -> None:
     """Every table argument's header read (and its first row) before the model loads, so a missing column, an
     empty, header-only or unreadable table, or --column without a table, is one line before anything heavy."""
     table = Table.for_run(run, options)

@@ -10,6 +10,7 @@ as the model saw it), so it lines up pixel for pixel with the photo, except dete
   photo and not blended over it: blending muddies the colours that carry the depth, and one size for every task
   keeps the file an image's twin.
 
+The tasks that draw are those whose infer options have a `save_overlays` field (vision_common.OverlayOptions).
 Colours are fixed: class id k gets palette colour k % 20, the same in every image and every run. Heavy imports
 (numpy, matplotlib, Pillow) happen inside the functions, so `taskcli --help` stays light.
 """
@@ -20,22 +21,9 @@ from pathlib import Path
 
 from taskcli.errors import TaskcliError
 
-TASKS = ("object-detection", "image-segmentation", "depth-estimation")
 OPTION = "--save-overlays"
 MIN_SIDE = 512  # detection overlays: smaller images are drawn on a copy scaled up to at least this short side
 MAX_SIDE = 4096  # ... but never past this long side (a 20x10000 strip stays as it is)
-
-
-def folder_for(task: str, folder: str | None) -> str | None:
-    """The --save-overlays folder, or a one-line error for a task it does not apply to (rather than ignoring it)."""
-    if folder is None:
-        return None
-    from taskcli import registry
-
-    name = registry.get(task).name
-    if name not in TASKS:
-        raise TaskcliError(f"{OPTION} does not apply to {name}", f"it draws the predictions of {', '.join(TASKS)}")
-    return folder
 
 
 def plan(folder: str, sources: list[str], maps: dict[str, list[Path]] | None = None) -> dict[str, Path]:
@@ -52,15 +40,15 @@ def plan(folder: str, sources: list[str], maps: dict[str, list[Path]] | None = N
     return targets
 
 
-def save(path: Path | None, result: dict, draw) -> None:
-    """Writes draw() (a PIL image) to `path`, this input's overlay as plan() put it, and names it in the input's
-    result ("overlay", in --json rows). Without a path (no --save-overlays) nothing is drawn: `draw` is only
-    called when there is somewhere to write it."""
+def save(path: Path | None, draw) -> Path | None:
+    """Writes draw() (a PIL image) to `path`, this input's overlay as plan() put it, and returns the path (the
+    input's Result names it). Without a path (no --save-overlays) nothing is drawn: `draw` is only called when
+    there is somewhere to write it."""
     if path is None:
-        return
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
     draw().save(path)
-    result["overlay"] = str(path)
+    return path
 
 
 def palette(n: int):

@@ -26,10 +26,6 @@ from taskcli.errors import TaskcliError, disk_full, quoted
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 
-def row_of(item, result: dict) -> dict:
-    return {"input": item, **result}
-
-
 def json_line(row: dict) -> str:
     return json.dumps(row, ensure_ascii=False, default=float) + "\n"
 

@@ -60,6 +60,14 @@ class Run:
             kwargs["num_proc"] = self.recipe.data.num_proc
         return ds.map(fn, **kwargs)
 
+    def temp_dir(self, prefix: str) -> str:
+        """A new temporary folder, removed when the run closes (e.g. a CTC vocabulary written for its tokenizer)."""
+        import tempfile
+
+        tmp = tempfile.TemporaryDirectory(prefix=prefix)
+        self._tmp.append(tmp)
+        return tmp.name
+
     def close(self):
         for tmp in self._tmp:
             tmp.cleanup()

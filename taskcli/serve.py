@@ -5,7 +5,8 @@
 
 Inputs are what `infer --json` takes, as JSON: texts (or objects such as QA's {"question", "context"}) for text
 tasks; for image and audio tasks {"name": "photo.jpg", "base64": "..."}, the file's bytes, decoded in memory (nothing
-is written to disk). A text is never read as a path on the server: each is handed to the task as a JSON object.
+is written to disk). A text is never read as a path on the server: each is handed to the task's parse step as a JSON
+object ({"text": ...}), as infer reads a JSON line.
 
 Rows come back in input order, a bad input as {"input": ..., "error": "input 2 is empty"} in its place (as
 `infer --skip-bad`), naming the client's input index or file name. A request none of whose inputs could be used is a
@@ -96,7 +97,7 @@ class _Row:
     name: object  # what the row shows as its input
     parsed: object = None
     encoded: object = None
-    result: dict | None = None
+    result: object = None  # its task.Result
     error: str | None = None
     ours: bool = False  # error is a failure of ours, not the input's
 
@@ -127,12 +128,13 @@ class Predictor:
     """The model, and a worker thread that answers queued requests together."""
 
     def __init__(self, run, model, options: dict, max_wait_s: float, max_queue: int = Limits.max_queue):
+        """`options`: infer's flags by option field (serve gives batch_size), validated by the session."""
         from taskcli import inference
 
         self.run = run
         self.steps, self.ctx = inference.session(run, model, options)
         self.max_wait_s = max_wait_s
-        self.media = run.task.modality in ("image", "audio")
+        self.media = run.task.modality.media
         self.stats = {"requests": 0, "predict_calls": 0, "bad_inputs": 0, "internal_errors": 0}
         self.busy_since: float | None = None
         self.stopped = False  # the worker ended (it should not): requests are refused, not left waiting
@@ -209,8 +211,6 @@ class Predictor:
 
     def _read(self, inputs: list) -> list[_Row]:
         """One row per input, parsed by the task's own step (media decoded, in memory), or with its error."""
-        from taskcli import inference
-
         rows = []
         for k, value in enumerate(inputs, 1):
             try:
@@ -225,11 +225,6 @@ class Predictor:
                     rows.append(_Row(value, value if isinstance(value, dict) else {"text": value}))
             except _Bad as bad:
                 rows.append(_Row(value if not self.media else f"input {k}", error=str(bad)))
-        if not self.media:  # the task's read step, on JSON objects: never a path on the server
-            pending = [row for row in rows if row.error is None]
-            found = inference.entries(self.ctx, self.steps, [json.dumps(row.parsed) for row in pending])
-            for row, (_, raw) in zip(pending, found):
-                row.parsed = raw
         for k, row in enumerate(rows, 1):
             if row.error is None:
                 self._parse(row, f"input {k}")
@@ -279,8 +274,8 @@ class Predictor:
 
     def _reply(self, job: _Job) -> None:
         rows = job.rows
-        out = [{"input": row.name, "error": row.error} if row.error is not None else {"input": row.name, **row.result}
-               for row in rows]
+        out = [{"input": row.name, "error": row.error} if row.error is not None else
+               {"input": row.name, **row.result.json()} for row in rows]
         bad = [row for row in rows if row.error is not None]
         self.stats["requests"] += 1
         self.stats["bad_inputs"] += sum(not row.ours for row in bad)

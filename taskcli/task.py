@@ -19,7 +19,33 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Iterable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class InferOptions(BaseModel):
+    """The `infer` / `serve` options every task reads, validated once where the session starts
+    (taskcli/inference.py). A task declares a subclass with the fields its steps read (`Task.infer_options`), as
+    transformers' Pipeline._sanitize_parameters names its own: a flag given to a task whose model lacks it is
+    refused, naming the tasks whose models have it. A field's flag is `--its-name` unless its `flag` says; a field
+    with a `recipe` key takes that recipe setting when no flag gives it. Adding an infer flag = one field here or in
+    a task's model, plus its typer option in cli.py."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_size: int = Field(32, ge=1, json_schema_extra={"recipe": "infer.batch_size"})  # inputs per forward pass
+    skip_bad: bool = False  # an input that cannot be used gets an error row instead of stopping the run
+    column: str | None = None  # tables: the main input's column
+
+
+class RankedOptions(InferOptions):
+    """Tasks that rank labels (or fills): how many per input."""
+
+    top_k: int = Field(1, ge=1, json_schema_extra={"recipe": "infer.top_k"})
+
+
+def flag(name: str, info) -> str:
+    """The command-line flag of option field `name` (its FieldInfo `info`)."""
+    return (info.json_schema_extra or {}).get("flag") or "--" + name.replace("_", "-")
 
 from taskcli import modality as modality_mod
 
@@ -91,11 +117,40 @@ class Context:
 
     run: Any
     model: Any
-    options: dict  # the infer options given (and the recipe's defaults: batch_size, top_k)
-    batch_size: int  # most feature rows per forward pass
+    options: InferOptions  # the task's typed options (flags over the recipe's defaults), validated once
+    batch_size: int = 0  # most feature rows per forward pass (0: options.batch_size; audio caps it by length)
     # (limit, where it comes from) for tasks that cut long inputs: rows their decode marks "truncated" are counted
     # in one note at the end
     truncates: tuple[int, str] | None = None
+    # the caller's display, not an option: where a task that can show text as it is made (text-generation, one
+    # prompt) writes it, on_text(text, ended); None: nobody watches, results come back whole
+    on_text: Callable[[str, bool], None] | None = None
+
+    def __post_init__(self):
+        self.batch_size = self.batch_size or self.options.batch_size
+
+
+@dataclass
+class Result:
+    """One input's outcome as the loop hands it back: the task's fields (its JSON row after "input"), or a bad
+    input's {"error": why}, and what is done beside printing them, as attributes, never keys of the row. `decode`
+    returns one (or a plain dict of fields); the loop fills in `input` and `bad`."""
+
+    fields: dict
+    overlay: Any = None  # the --save-overlays picture (a Path) drawn for it: the JSON row names it last, "overlay"
+    streamed: bool = False  # already shown through Context.on_text as it was made: a table does not print it again
+    input: Any = None  # the input as read (a table's row carries its `table_id`)
+    bad: bool = False  # an input --skip-bad set aside: `fields` is {"error": why}
+
+    def json(self) -> dict:
+        """The fields of its --json / --output / serve row after "input": a table's id first, the overlay last."""
+        head = {"id": self.input.table_id} if hasattr(self.input, "table_id") else {}
+        tail = {"overlay": str(self.overlay)} if self.overlay is not None else {}
+        return {**head, **self.fields, **tail}
+
+    def row(self) -> dict:
+        """Its --json / --output row."""
+        return {"input": self.input, **self.json()}
 
 
 @dataclass
@@ -133,15 +188,15 @@ class Steps:
 
     setup -> read -> per chunk of inputs: parse each -> encode them -> collate batches -> forward -> decode each."""
 
-    # (run, model, options) -> the Context every other step gets
-    setup: Callable[[Any, Any, dict], Context]
+    # (run, model, the task's InferOptions) -> the Context every other step gets
+    setup: Callable[[Any, Any, Any], Context]
     # (ctx, input as read) -> what encode takes (a checked text, a decoded image or recording); raises
     # inputs.BadInput or one of `errors` for an input that cannot be used (an error row with --skip-bad)
     parse: Callable[[Any, Any], Any]
     # (ctx, parsed inputs of a chunk) -> one Encoded each, in order (tokenizers are fastest given many at once)
     encode: Callable[[Any, list], list[Encoded]]
-    # (ctx, encoded input, one output per feature, in order) -> the input's JSON-able result
-    decode: Callable[[Any, Any, list], dict]
+    # (ctx, encoded input, one output per feature, in order) -> the input's JSON-able fields, or a Result with them
+    decode: Callable[[Any, Any, list], dict | Result]
     # (ctx, batch from `collate`, moved to the model's device and dtype) -> one output per row, on the CPU
     forward: Callable[[Any, Any], list] = lambda ctx, batch: rows_of(ctx.model(**batch), len(next(iter(batch.values()))))
     # (ctx, features of one batch) -> dict of tensors for `forward`
@@ -150,6 +205,10 @@ class Steps:
     read: Callable[[Any, list[str]], Iterable[tuple[str, Any]]] | None = None
     # exceptions `parse` raises for one unusable input, besides inputs.BadInput (e.g. images.BadImage)
     errors: tuple[type[Exception], ...] = ()
+    # (ctx, the inputs as read, unusable ones left out) -> None: what is written per input (--save-maps,
+    # --save-overlays) planned and checked before any is parsed; run on whatever the loop is given, CLI arguments
+    # or (where, input) pairs alike
+    plan: Callable[[Any, list], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -228,19 +287,12 @@ class Task:
     before_save: Callable[[Any, Any], None] = lambda run, model: None
     # zero-argument factories of TrainerCallbacks this task adds (e.g. perplexity from eval_loss)
     callbacks: tuple[Callable[[], Any], ...] = ()
-    # `infer` options this task reads beyond the common ones (--batch-size, --skip-bad, --json, --precision); any
-    # other given to it is refused, naming the tasks it is for. A task that `generates` also takes generate()'s
-    # (taskcli.generation.OPTIONS: --max-new-tokens, --do-sample, --temperature, --top-p, --top-k, --num-beams, --seed)
-    infer_options: frozenset[str] = frozenset()
-    generates: bool = False
+    # the `infer` options this task reads (an InferOptions subclass; generating tasks share
+    # taskcli.generation.GenerationOptions); any other flag given to it is refused, naming the tasks it is for
+    infer_options: type[InferOptions] = InferOptions
     # (run) -> None: settings checked against the loaded model and processor before finetune shows or does any work
     # (e.g. a causal LM's block_size against its context), so a bad one is the only line on stderr
     check: Callable[[Any], None] = lambda run: None
 
     def __post_init__(self):
         object.__setattr__(self, "modality", modality_mod.get(self.modality))
-
-    def takes(self, option: str) -> bool:
-        from taskcli import generation
-
-        return option in self.infer_options or (self.generates and option in generation.OPTIONS)

@@ -2,8 +2,9 @@
 
 Each eval row is scored alone with the Trainer's loss (the task's own loss function, whatever it is), the
 highest losses are shown in ``worst_examples.md`` with the row's input, its reference and the model's
-prediction (the same `predict` that `taskcli infer` runs); for the vision tasks the prediction is drawn over the
-image (``worst/NAME.png``), as `infer --save-overlays` draws it.
+prediction (the eval row's input through the same inference loop that `taskcli infer` runs, one session for the
+report); for the vision tasks the prediction is drawn over the image (``worst/NAME.png``), as `infer
+--save-overlays` draws it.
 
 Only tasks whose eval features are one per example take part (not question answering, whose long contexts
 span several windows, nor the language-modelling tasks, whose features are packed blocks of text).
@@ -57,19 +58,19 @@ def _shown(value, width: int = TEXT_WIDTH) -> str:
 
 
 def _input_of(run, row: dict):
-    """What `taskcli infer` would take for this row: its text, or its file's path; None when there is no such
-    form (a decoded hub image, a sentence pair)."""
+    """The row's input as `taskcli infer` reads one: its text (a sentence pair as {"text", "text_pair"}), or its
+    file's path; None when there is none (a decoded hub image)."""
     role = next(iter(run.task.columns))
     value = row.get(role)
-    if row.get("text_pair"):  # a sentence pair has no single-text form
-        return None
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return " ".join(value)
     if isinstance(value, dict):
         value = value.get("path")
-    if isinstance(value, str) and value.strip():
-        return value if run.task.modality == "text" or Path(value).is_file() else None
-    return None
+    if not (isinstance(value, str) and value.strip()):
+        return None
+    if run.task.modality.media:
+        return value if Path(value).is_file() else None
+    return {"text": value, "text_pair": row["text_pair"]} if row.get("text_pair") else value
 
 
 def _reference(run, row: dict):
@@ -95,35 +96,39 @@ def write(run, model, examples, losses: list[tuple[int, float]], folder: Path) -
             examples = examples.cast_column(column, type(feature)(decode=False))
     folder.mkdir(parents=True, exist_ok=True)
     top = losses[:SHOWN]
-    from taskcli import inference, overlays
+    from taskcli import inference
+    from taskcli.task import RankedOptions
 
-    visual = run.task.name in overlays.TASKS  # the tasks whose predictions infer --save-overlays draws
+    kind = run.task.infer_options
+    visual = "save_overlays" in kind.model_fields  # the tasks whose predictions infer --save-overlays draws
+    options = {"batch_size": 1, **({"top_k": 1} if issubclass(kind, RankedOptions) else {}),
+               **({"save_overlays": str(folder / "worst")} if visual else {})}
+    try:
+        session, failed = inference.session(run, model, options), None
+    except Exception as err:  # noqa: BLE001 - the report must not fail a finished run; its rows say why
+        session, failed = None, f"(not predicted: {str(err).splitlines()[0][:80]})"
     lines = [f"# Worst eval examples\n\nThe {len(top)} highest-loss rows of the first {len(losses)} eval rows, "
              f"each scored alone.\n", "| # | row | loss | input | reference | prediction |", "|---|---|---|---|---|---|"]
     for rank, (index, loss) in enumerate(top, 1):
         row = examples[index]
         source = _input_of(run, row)
-        prediction = "—"
-        if source is not None:
-            options = {"batch_size": 1, "top_k": 1, "as_json": True}
-            if visual:
-                options["save_overlays"] = str(folder / "worst" / f"{rank:02d}")
+        prediction = "—" if source is None or session else failed
+        if source is not None and session:
             try:
-                result = inference.predict_args(run, model, [source], options)[0]
-                rendered = run.task.render(source, result)
+                result = inference.results(session[1], session[0], [(f"eval row {index}", source)])[0]
+                rendered = run.task.render(source, result.fields)
                 # the table cells infer would show, without its empty ones ("—" marks a row with nothing found)
                 shown_rows = [" ".join(str(v) for v in r.values() if str(v).strip() and str(v) != "—")
                               for r in rendered[:5]]
                 prediction = "; ".join(r for r in shown_rows if r) or "(nothing)"
-                if visual:
-                    drawn = sorted((folder / "worst" / f"{rank:02d}").glob("*.png"))
-                    prediction = " ".join(f"![{rank}]({p.relative_to(folder).as_posix()})" for p in drawn) or prediction
+                if result.overlay is not None:
+                    prediction = f"![{rank}]({Path(result.overlay).relative_to(folder).as_posix()})"
             except Exception as err:  # noqa: BLE001 - the report must not fail a finished run; the row says why
                 prediction = f"(not predicted: {str(err).splitlines()[0][:80]})"
         raw = source if source is not None else row.get(next(iter(run.task.columns)))
-        shown = _shown(Path(raw).name if run.task.modality != "text" and isinstance(raw, str) else raw)
+        shown = _shown(Path(raw).name if run.task.modality.media and isinstance(raw, str) else raw)
         reference = _reference(run, row)
-        if run.task.modality != "text" and isinstance(reference, str) and Path(reference).is_file():
+        if run.task.modality.media and isinstance(reference, str) and Path(reference).is_file():
             reference = Path(reference).name  # a mask or depth file
         lines.append(f"| {rank} | {index} | {loss:.4f} | {shown} | {_shown(reference)} | "
                      f"{_shown(prediction, 400) if not visual else prediction} |")

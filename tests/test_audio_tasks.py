@@ -124,9 +124,9 @@ def test_whisper_long_recording_and_timestamps(whisper_dir, tmp_path):
 
 def test_whisper_language_and_task_options(whisper_dir):
     clip = str(ASR_SAMPLE / "clip_03.flac")
-    _, _, results = inference.infer("asr", [clip], model=str(whisper_dir), options={"language": "en", "task": "transcribe"})
+    _, _, results = inference.infer("asr", [clip], model=str(whisper_dir), options={"language": "en", "mode": "transcribe"})
     assert results[0]["text"] == TRANSCRIPTS["clip_03.flac"]
-    _, _, results = inference.infer("asr", [clip], model=str(whisper_dir), options={"language": "fr", "task": "translate"})
+    _, _, results = inference.infer("asr", [clip], model=str(whisper_dir), options={"language": "fr", "mode": "translate"})
     assert isinstance(results[0]["text"], str)
 
 

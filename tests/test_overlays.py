@@ -187,5 +187,5 @@ def test_depth_overlay_is_the_depth_in_colour(cli, tmp_path, one_torch_thread):
 def test_other_tasks_refuse_save_overlays(cli, tmp_path):
     result = cli("infer", "text-classification", "--smoke", "hi", "--save-overlays", tmp_path / "o")
     assert_clean_error(result, "--save-overlays does not apply to text-classification",
-                       "object-detection, image-segmentation, depth-estimation")
+                       "it is for image-segmentation, object-detection, depth-estimation")
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()

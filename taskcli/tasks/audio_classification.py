@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli import audio
-from taskcli.task import Context, Encoded, Steps, Task
+from taskcli.task import Context, Encoded, RankedOptions, Steps, Task
 from taskcli.tasks import classification_common
 
 
@@ -95,8 +95,8 @@ class _Context(Context):
 
 def setup(run, model, options):
     fe = run.processor
-    return _Context(run, model, options, audio.infer_batch_size(fe, options["batch_size"]), fe=fe,
-                    rate=fe.sampling_rate, top_k=int(options.get("top_k") or 1), id2label=model.config.id2label)
+    return _Context(run, model, options, audio.infer_batch_size(fe, options.batch_size), fe=fe,
+                    rate=fe.sampling_rate, top_k=options.top_k, id2label=model.config.id2label)
 
 
 def encode(ctx, arrays):
@@ -114,7 +114,7 @@ STEPS = Steps(setup=setup, parse=audio.parse, encode=encode, decode=decode, erro
 
 
 TASK = Task(
-    infer_options=frozenset({"top_k"}),
+    infer_options=RankedOptions,
     name="audio-classification",
     label_column="label",
     aliases=("audio-cls", "audio-classify", "keyword-spotting"),

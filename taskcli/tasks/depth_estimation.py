@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskcli.task import Task
+from taskcli.task import Result, Task
 from taskcli.tasks import vision_common
 
 
@@ -133,8 +133,7 @@ def decode(ctx, picture, outputs):
         span = float(depth.max() - depth.min()) or 1.0  # preview: near bright, far dark
         Image.fromarray(((depth.max() - depth) / span * 255).round().astype(np.uint8)).save(png)
         result["depth"] = str(npy)
-    overlays.save(ctx.overlays.get(picture.source), result, lambda: overlays.depth(depth))
-    return result
+    return Result(result, overlay=overlays.save(ctx.overlays.get(picture.source), lambda: overlays.depth(depth)))
 
 
 STEPS = vision_common.steps(setup, decode)
@@ -146,7 +145,7 @@ def render(item, result):
 
 
 TASK = Task(
-    infer_options=frozenset({"save_maps", "save_overlays"}),
+    infer_options=vision_common.MapOptions,
     name="depth-estimation",
     aliases=("depth", "monocular-depth"),
     summary="Estimate the distance of every pixel from the camera, from one image",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskcli.errors import TaskcliError
-from taskcli.task import Context, Encoded, Steps, Task
+from taskcli.task import Context, Encoded, RankedOptions, Steps, Task
 from taskcli.tasks.lm_common import block_size, MLMParams, context_size, no_metrics, pack, perplexity_callback
 
 GENERIC_MASK = re.compile(r"<mask>|\[mask\]", re.IGNORECASE)
@@ -101,7 +101,7 @@ class _Text(Encoded):
 
 def setup(run, model, options):
     tok = run.tokenizer()
-    return _Context(run, model, options, int(options["batch_size"]), tok=tok, top_k=int(options.get("top_k") or 5),
+    return _Context(run, model, options, tok=tok, top_k=options.top_k,
                     limit=context_size(model.config, tok))
 
 
@@ -174,7 +174,7 @@ def render(text, result):
 
 TASK = Task(
     check=block_size,
-    infer_options=frozenset({"top_k"}),
+    infer_options=RankedOptions,
     name="fill-mask",
     random_eval=True,
     features_per_example=False,

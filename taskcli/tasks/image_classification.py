@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskcli.task import ROW, Task, rows_numbered
+from taskcli.task import ROW, RankedOptions, Task, rows_numbered
 from taskcli.tasks import classification_common, vision_common
 
 
@@ -87,7 +87,7 @@ class _Context(vision_common.VisionContext):
 
 def setup(run, model, options):
     return vision_common.context(_Context, run, model, options, outputs=("logits",),
-                                 top_k=int(options.get("top_k") or 1))
+                                 top_k=options.top_k)
 
 
 def decode(ctx, picture, outputs):
@@ -99,7 +99,7 @@ STEPS = vision_common.steps(setup, decode)
 
 
 TASK = Task(
-    infer_options=frozenset({"top_k"}),
+    infer_options=RankedOptions,
     name="image-classification",
     label_column="label",
     aliases=("image-cls", "image-classify", "img-cls"),

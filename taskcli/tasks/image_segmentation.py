@@ -24,7 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
-from taskcli.task import ROW, Task, rows_numbered
+from taskcli.task import ROW, Result, Task, rows_numbered
 from taskcli.tasks import vision_common
 
 
@@ -218,8 +218,8 @@ def decode(ctx, picture, outputs):
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(ids.astype(np.uint8 if ids.max() < 256 else np.int32)).save(path)
         result["mask"] = str(path)
-    overlays.save(ctx.overlays.get(picture.source), result, lambda: overlays.segmentation(image, ids))
-    return result
+    return Result(result, overlay=overlays.save(ctx.overlays.get(picture.source),
+                                                lambda: overlays.segmentation(image, ids)))
 
 
 STEPS = vision_common.steps(setup, decode)
@@ -231,7 +231,7 @@ def render(item, result):
 
 
 TASK = Task(
-    infer_options=frozenset({"save_maps", "save_overlays"}),
+    infer_options=vision_common.MapOptions,
     name="image-segmentation",
     aliases=("semantic-segmentation", "segmentation", "seg"),
     summary="Label every pixel of an image with a class (semantic segmentation)",

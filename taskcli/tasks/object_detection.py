@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
-from taskcli.task import ROW, Task, rows_numbered
+from taskcli.task import ROW, Result, Task, rows_numbered
 from taskcli.tasks import vision_common
 
 
@@ -144,8 +144,12 @@ class _Context(vision_common.VisionContext):
     class_ids: dict = field(default_factory=dict)  # label -> class id: overlay colours, as segmentation's
 
 
+class Options(vision_common.OverlayOptions):
+    threshold: float | None = Field(None, ge=0.0, le=1.0)  # keep boxes scoring at least this (default: the recipe's)
+
+
 def setup(run, model, options):
-    threshold = float(options["threshold"]) if options.get("threshold") is not None else run.params.threshold
+    threshold = options.threshold if options.threshold is not None else run.params.threshold
     id2label = model.config.id2label
     return vision_common.context(_Context, run, model, options, outputs=("logits", "pred_boxes"),
                                  threshold=threshold, class_ids={name: int(k) for k, name in id2label.items()})
@@ -166,9 +170,8 @@ def decode(ctx, picture, outputs):
                                  for k, v in enumerate(b))))}
                for s, c, b in zip(found["scores"], found["labels"], found["boxes"])]
     result = {"objects": sorted(objects, key=lambda o: -o["score"])}
-    overlays.save(ctx.overlays.get(picture.source), result,
-                  lambda: overlays.boxes(image, result["objects"], ctx.class_ids))
-    return result
+    return Result(result, overlay=overlays.save(ctx.overlays.get(picture.source),
+                                                lambda: overlays.boxes(image, result["objects"], ctx.class_ids)))
 
 
 STEPS = vision_common.steps(setup, decode)
@@ -180,7 +183,7 @@ def render(item, result):
 
 
 TASK = Task(
-    infer_options=frozenset({"threshold", "save_overlays"}),
+    infer_options=Options,
     name="object-detection",
     aliases=("detection", "detect", "od"),
     summary="Find objects in an image: labelled boxes with scores",

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
-from taskcli.task import Context, Encoded, Steps, Task
+from taskcli.task import Context, Encoded, InferOptions, Steps, Task
 
 
 class Params(BaseModel):
@@ -162,6 +162,13 @@ def metrics(run, examples, features):
     return compute
 
 
+class Options(InferOptions):
+    """One question asked of one context from the command line (besides JSON inputs): both or neither."""
+
+    question: str | None = None
+    context: str | None = None  # the text, or a file holding it
+
+
 @dataclass
 class _Context(Context):
     tok: Any = None
@@ -184,7 +191,7 @@ def setup(run, model, options):
     keys = ["input_ids", "attention_mask", "token_type_ids"]
     if "token_type_ids" not in model.forward.__code__.co_varnames:
         keys.remove("token_type_ids")
-    return _Context(run, model, options, int(options["batch_size"]), tok=tok,
+    return _Context(run, model, options, tok=tok,
                     window=min(run.recipe.data.max_length, tok.model_max_length or 512), stride=run.params.doc_stride,
                     keys=tuple(keys), ctx_seq=1 if tok.padding_side == "right" else 0,
                     max_answer_length=run.params.max_answer_length, allow_null=bool(run.params.allow_no_answer))
@@ -197,13 +204,13 @@ def read(ctx, args):
     from taskcli.inputs import text_entries
 
     options, entries = ctx.options, []
-    if options.get("question") or options.get("context"):
-        if not (options.get("question") and options.get("context")):
+    if options.question or options.context:
+        if not (options.question and options.context):
             raise TaskcliError("question-answering needs both --question and --context")
-        context = options["context"]
+        context = options.context
         if len(context) < 1024 and "\n" not in context and Path(context).suffix and Path(context).is_file():
             context = Path(context).read_text(encoding="utf-8")
-        entries.append(("--question/--context", {"question": options["question"], "context": context}))
+        entries.append(("--question/--context", {"question": options.question, "context": context}))
     return entries + text_entries(args, ctx)
 
 
@@ -255,7 +262,7 @@ def render(item, result):
 
 
 TASK = Task(
-    infer_options=frozenset({"question", "context"}),
+    infer_options=Options,
     name="question-answering",
     features_per_example=False,
     aliases=("qa", "extractive-qa"),

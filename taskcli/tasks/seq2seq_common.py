@@ -105,7 +105,7 @@ def steps(key: str, parse, read=None) -> Steps:
         from taskcli import generation
 
         max_length = run.recipe.data.max_length
-        return _Context(run, model, options, int(options["batch_size"]), (max_length, "data.max_length"),
+        return _Context(run, model, options, truncates=(max_length, "data.max_length"),
                         tok=run.tokenizer(), gen=generation.settings(run, model, options, default_max_new_tokens=128),
                         max_length=max_length, prefix=run.params.prefix, key=key)
 

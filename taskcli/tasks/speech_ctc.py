@@ -38,10 +38,10 @@ class _Recording(Encoded):
 def setup(run, model, options):
     fe = run.processor.feature_extractor
     rate = fe.sampling_rate
-    return _Context(run, model, options, audio.infer_batch_size(fe, options["batch_size"]), fe=fe, tok=run.tokenizer(),
+    return _Context(run, model, options, audio.infer_batch_size(fe, options.batch_size), fe=fe, tok=run.tokenizer(),
                     rate=rate, ratio=int(getattr(model.config, "inputs_to_logits_ratio", 320)),
                     window=int(run.params.chunk_length_s * rate), stride=int(run.params.stride_length_s * rate),
-                    timestamps=bool(options.get("timestamps")))
+                    timestamps=options.timestamps)
 
 
 def _windows(ctx, n: int) -> list[tuple[int, int, int, int]]:

@@ -22,6 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
+from taskcli.generation import GenerationOptions
 from taskcli.task import Task
 
 
@@ -39,6 +40,15 @@ class Params(BaseModel):
     chunk_length_s: float = Field(20.0, gt=0, description="CTC inference: window for long recordings")
     stride_length_s: float = Field(4.0, ge=0, description="CTC inference: overlap on each side of a window")
     freeze_feature_encoder: bool = Field(True, description="CTC: keep the convolutional feature encoder frozen")
+
+
+class Options(GenerationOptions):
+    """Speech recognition's infer options (Whisper: generate()'s too; CTC reads --timestamps only)."""
+
+    language: str | None = None  # Whisper: the spoken language (default: params.language)
+    # Whisper: transcribe, or translate to English (default: params.task); its flag is --task, Whisper's own word
+    mode: Literal["transcribe", "translate"] | None = Field(None, json_schema_extra={"flag": "--task"})
+    timestamps: bool = False  # segment (Whisper) or word (CTC) times
 
 
 # ----------------------------------------------------------------------------- text normalisation
@@ -133,11 +143,7 @@ def load_processor(run):
             raise TaskcliError(f"{run.model_source} has no CTC vocabulary (vocab.json)",
                                "fine-tune it first: `taskcli finetune asr --recipe wav2vec2` builds one from the transcripts")
         import json
-        import tempfile
-
-        tmp = tempfile.TemporaryDirectory(prefix="taskcli-vocab-")
-        run._tmp.append(tmp)
-        path = f"{tmp.name}/vocab.json"
+        path = f"{run.temp_dir('taskcli-vocab-')}/vocab.json"
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(ctc_vocab(chars), fh, ensure_ascii=False)
         tok = Wav2Vec2CTCTokenizer(path, unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|",
@@ -320,8 +326,7 @@ def render(path, result):
 
 
 TASK = Task(
-    infer_options=frozenset({"language", "task", "timestamps"}),
-    generates=True,
+    infer_options=Options,
     name="automatic-speech-recognition",
     aliases=("asr", "speech-recognition", "transcribe"),
     summary="Speech to text (Whisper seq2seq or Wav2Vec2 CTC)",

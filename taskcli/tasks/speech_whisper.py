@@ -42,19 +42,19 @@ def _gen_kwargs(run, model, options) -> dict:
 
     gen = generation.settings(run, model, options)
     if getattr(model.generation_config, "lang_to_id", None):
-        language = options.get("language", run.params.language)
+        language = options.language if options.language is not None else run.params.language
         if language is not None:
             gen["language"] = language
-        gen["task"] = options.get("task") or run.params.task
-    elif options.get("language") or options.get("task") == "translate":
+        gen["task"] = options.mode or run.params.task
+    elif options.language or options.mode == "translate":
         raise TaskcliError("--language/--task need a multilingual Whisper model", "drop them for this model")
     return gen
 
 
 def setup(run, model, options):
     fe = run.processor.feature_extractor
-    return _Context(run, model, options, int(options["batch_size"]), fe=fe, tok=run.tokenizer(),
-                    rate=fe.sampling_rate, window=fe.n_samples, timestamps=bool(options.get("timestamps")),
+    return _Context(run, model, options, fe=fe, tok=run.tokenizer(),
+                    rate=fe.sampling_rate, window=fe.n_samples, timestamps=options.timestamps,
                     precision=float(getattr(fe, "hop_length", 160)) * 2 / fe.sampling_rate,
                     gen=_gen_kwargs(run, model, options))
 

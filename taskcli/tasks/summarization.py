@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
+from taskcli.generation import GenerationOptions
 from taskcli.metrics import rouge  # light: the scorer's own imports happen when it runs
 from taskcli.task import Task
 from taskcli.tasks import seq2seq_common as s2s
@@ -75,7 +76,7 @@ def render(text, result):
 
 
 TASK = Task(
-    generates=True,
+    infer_options=GenerationOptions,
     name="summarization",
     aliases=("summarize", "sum"),
     summary="Abstractive summarization (encoder-decoder)",

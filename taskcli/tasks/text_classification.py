@@ -9,7 +9,7 @@ from taskcli.errors import TaskcliError
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskcli.task import Context, Encoded, Steps, Task
+from taskcli.task import Context, Encoded, RankedOptions, Steps, Task
 
 SCORE = "score"  # the single output of a regression head
 
@@ -133,11 +133,11 @@ def setup(run, model, options):
     tok = run.tokenizer()
     limit = min(tok.model_max_length or 512, getattr(model.config, "max_position_embeddings", 512) or 512)
     regression = _regression_head(run, model.config)
-    return _Context(run, model, options, int(options["batch_size"]), (limit, "the model's maximum"), tok=tok,
+    return _Context(run, model, options, truncates=(limit, "the model's maximum"), tok=tok,
                     limit=limit, id2label=model.config.id2label, regression=regression,
                     sigmoid=not regression and (model.config.num_labels == 1 or
                                                 model.config.problem_type == "multi_label_classification"),
-                    top_k=min(int(options.get("top_k") or 1), len(model.config.id2label)))
+                    top_k=min(options.top_k, len(model.config.id2label)))
 
 
 def _regression_head(run, config) -> bool:
@@ -199,7 +199,7 @@ def render(item, result):
 
 
 TASK = Task(
-    infer_options=frozenset({"top_k"}),
+    infer_options=RankedOptions,
     name="text-classification",
     label_column="label",
     aliases=("text-cls", "sentiment", "classification"),

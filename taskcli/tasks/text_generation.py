@@ -2,18 +2,18 @@
 
 Eval reports loss and perplexity. Infer decodes with the recipe's `infer.generation` settings, overridden by
 --max-new-tokens / --temperature / --top-p / --top-k / --num-beams / --do-sample|--greedy / --seed; greedy
-results equal `pipeline("text-generation")`'s. When stdout is a terminal (options["interactive"], decided by the CLI)
-and neither --json nor beam search is asked for, a single prompt streams its tokens to stdout as they come; its
-result is then marked "streamed": True, and the CLI drops that mark and does not print the text again.
+results equal `pipeline("text-generation")`'s. When the caller watches (Context.on_text: the CLI's terminal, not
+--json) and there is a single prompt and no beam search, its tokens are shown through on_text as they come; its
+Result is then `streamed`, and the CLI does not print the text again.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskcli.task import Context, Encoded, Steps, Task
+from taskcli.generation import GenerationOptions
+from taskcli.task import Context, Encoded, Result, Steps, Task
 from taskcli.tasks.lm_common import block_size, CausalCollator, LMParams, context_size, no_metrics, pack, perplexity_callback
 
 def load_processor(run):
@@ -48,7 +48,7 @@ class _Context(Context):
     tok: Any = None
     gen: dict = field(default_factory=dict)  # generate()'s settings (taskcli.generation)
     limit: int = 1024  # the model's context, in tokens: prompt + new tokens must fit
-    # stream the prompt's tokens to stdout: a person watches it (not --json, no beams) and there is one prompt
+    # show the prompt's tokens through on_text as they come: someone watches, no beams, and there is one prompt
     stream: bool = False
 
 
@@ -62,16 +62,15 @@ def setup(run, model, options):
 
     tok = run.tokenizer()
     gen = generation.settings(run, model, options, default_max_new_tokens=50)
-    watched = bool(options.get("interactive")) and not options.get("as_json") and gen.get("num_beams", 1) == 1
-    return _Context(run, model, options, int(options["batch_size"]), tok=tok, gen=gen,
-                    limit=context_size(model.config, tok), stream=watched)
+    return _Context(run, model, options, tok=tok, gen=gen, limit=context_size(model.config, tok))
 
 
 def read(ctx, args):
-    """The arguments' lines; streaming stays on only when they are one prompt."""
+    """The arguments' lines; shown as they are made only when someone watches and they are one prompt."""
     from taskcli.inputs import text_entries
 
     todo = text_entries(args, ctx)
+    ctx.stream = ctx.on_text is not None and ctx.gen.get("num_beams", 1) == 1
     if ctx.stream:
         total = getattr(todo, "total", None)
         if total is None:  # stdin: counted by reading it (only when a person watches stdout)
@@ -107,29 +106,29 @@ def encode(ctx, prompts):
 
 def forward(ctx, batch):
     """Per row, the new tokens generate() added after the prompt."""
-    seqs = ctx.model.generate(**batch, streamer=_stdout_streamer(ctx.tok) if ctx.stream else None, **ctx.gen)
+    seqs = ctx.model.generate(**batch, streamer=_streamer(ctx.tok, ctx.on_text) if ctx.stream else None, **ctx.gen)
     width = batch["input_ids"].shape[1]
     return list(seqs[:, width:].cpu())
 
 
 def decode(ctx, enc, outputs):
     new = ctx.tok.decode(outputs[0], skip_special_tokens=True)
-    # a streamed result was shown as it came: the CLI drops the mark and does not print it again
-    return {"generated_text": enc.text + new, **({"streamed": True} if ctx.stream else {})}
+    # a streamed result was shown as it came: the CLI does not print it again
+    return Result({"generated_text": enc.text + new}, streamed=ctx.stream)
 
 
 STEPS = Steps(setup=setup, read=read, parse=parse, encode=encode, forward=forward, decode=decode)
 
 
-def _stdout_streamer(tok):
+def _streamer(tok, on_text):
+    """generate()'s streamer, handing each finished piece of text to the caller's on_text(text, ended)."""
     from transformers import TextStreamer
 
-    class StdoutStreamer(TextStreamer):
+    class Streamer(TextStreamer):
         def on_finalized_text(self, text: str, stream_end: bool = False):
-            sys.stdout.write(text + ("\n" if stream_end else ""))  # the current sys.stdout, not the one at import
-            sys.stdout.flush()
+            on_text(text, stream_end)
 
-    return StdoutStreamer(tok, skip_prompt=False, skip_special_tokens=True)
+    return Streamer(tok, skip_prompt=False, skip_special_tokens=True)
 
 
 def render(prompt, result):
@@ -138,7 +137,7 @@ def render(prompt, result):
 
 TASK = Task(
     check=block_size,
-    generates=True,
+    infer_options=GenerationOptions,
     name="text-generation",
     features_per_example=False,
     aliases=("causal-lm", "clm"),

@@ -135,7 +135,7 @@ def _window(run, model, tok) -> tuple[int, int]:
 def setup(run, model, options):
     tok = run.tokenizer()
     window, stride = _window(run, model, tok)
-    return _Context(run, model, options, int(options["batch_size"]), tok=tok, window=window, stride=stride)
+    return _Context(run, model, options, tok=tok, window=window, stride=stride)
 
 
 def parse(ctx, item):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
+from taskcli.generation import GenerationOptions
 from taskcli.metrics import bleu_chrf  # light: the scorer's own imports happen when it runs
 from taskcli.task import Task
 from taskcli.tasks import seq2seq_common as s2s
@@ -129,7 +130,7 @@ def render(text, result):
 
 
 TASK = Task(
-    generates=True,
+    infer_options=GenerationOptions,
     name="translation",
     aliases=("translate", "mt"),
     summary="Machine translation (encoder-decoder)",

@@ -1,5 +1,6 @@
-"""Pieces shared by the image tasks: loading the image processor, and infer's steps over image files (read the
-paths and plan what is written for them, decode each image, batch them through the processor and the model)."""
+"""Pieces shared by the image tasks: loading the image processor, their infer options (the files written per
+image), and infer's steps over image files (plan what is written for them, decode each image, batch them through
+the processor and the model)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from taskcli import images
-from taskcli.task import Context, Encoded, Steps
+from taskcli.task import Context, Encoded, InferOptions, Steps
+
+
+class OverlayOptions(InferOptions):
+    """Tasks whose predictions can be drawn (taskcli/overlays.py)."""
+
+    save_overlays: str | None = None  # DIR: each image with its prediction drawn, DIR/NAME.png
+
+
+class MapOptions(OverlayOptions):
+    """Tasks that give a map per image (segmentation's class ids, depth in metres)."""
+
+    save_maps: str | None = None  # DIR: segmentation DIR/NAME.png (class ids), depth DIR/NAME.npy + a .png preview
 
 
 def load_processor(run):
@@ -44,24 +57,21 @@ class Picture(Encoded):
     image: Any = None  # RGB PIL image as the model saw it (EXIF applied): post-processing's size, overlays
 
 
-def context(cls: type[VisionContext], run, model, options: dict, **fields) -> VisionContext:
-    return cls(run, model, options, int(options["batch_size"]), processor=run.processor,
-               id2label=model.config.id2label, **fields)
+def context(cls: type[VisionContext], run, model, options: InferOptions, **fields) -> VisionContext:
+    return cls(run, model, options, processor=run.processor, id2label=model.config.id2label, **fields)
 
 
-def read(ctx: VisionContext, args: list[str]) -> list[tuple[str, str]]:
-    """Image paths from the arguments, with their --save-maps and --save-overlays files planned and checked
-    before any image is decoded: nothing already there is overwritten, and no work is wasted on a run that
-    would stop at a clash."""
-    from taskcli import files, inputs, overlays
+def plan(ctx: VisionContext, sources: list[str]) -> None:
+    """The --save-maps and --save-overlays files of these images planned and checked before any is decoded:
+    nothing already there is overwritten, and no work is wasted on a run that would stop at a clash."""
+    from taskcli import files, overlays
 
-    paths = inputs.media_paths(ctx, args, ctx.run.task.modality.expand_inputs)  # a table's rows too
-    usable = [p for p in paths if not isinstance(p, inputs.Unusable)]  # (a table row without a path: an error row)
-    if ctx.options.get("save_maps") and ctx.map_suffixes:
-        ctx.maps = files.output_paths(ctx.options["save_maps"], usable, ctx.map_suffixes)
-    if ctx.options.get("save_overlays"):
-        ctx.overlays = overlays.plan(ctx.options["save_overlays"], usable, ctx.maps)
-    return [(path, path) for path in paths]
+    # (image-classification's options have neither field)
+    maps, drawn = getattr(ctx.options, "save_maps", None), getattr(ctx.options, "save_overlays", None)
+    if maps and ctx.map_suffixes:
+        ctx.maps = files.output_paths(maps, sources, ctx.map_suffixes)
+    if drawn:
+        ctx.overlays = overlays.plan(drawn, sources, ctx.maps)
 
 
 def parse(ctx: VisionContext, path: str) -> tuple[str, Any]:
@@ -94,7 +104,8 @@ def forward(ctx: VisionContext, batch: dict) -> list:
     return rows_of(type(output)(**kept) if kept else output, len(batch["pixel_values"]))
 
 
-def steps(setup: Callable[[Any, Any, dict], VisionContext], decode: Callable[[Any, Picture, list], dict]) -> Steps:
-    """An image task's Steps: its own setup and decode around the shared read/parse/encode/collate/forward."""
-    return Steps(setup=setup, read=read, parse=parse, encode=encode, collate=collate, forward=forward,
+def steps(setup: Callable[[Any, Any, Any], VisionContext], decode: Callable[[Any, Picture, list], Any]) -> Steps:
+    """An image task's Steps: its own setup and decode around the shared plan/parse/encode/collate/forward (the
+    files themselves are read as every image task's are: taskcli/inference.py's entries)."""
+    return Steps(setup=setup, plan=plan, parse=parse, encode=encode, collate=collate, forward=forward,
                  decode=decode, errors=(images.BadImage,))
