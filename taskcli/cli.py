@@ -699,5 +699,62 @@ def recipes_validate(paths: list[str] = typer.Argument(..., help="Recipe YAML fi
         raise typer.Exit(1)
 
 
+
+@app.command(epilog="Examples: `taskcli export ner --model runs/ner` · `taskcli export ner --model runs/ner "
+             "--quantize int8 -o runs/ner-int8 --tolerance 0.01`")
+@guarded
+def export(
+    task: TaskArg,
+    model: str = typer.Option(..., "--model", "-m", help="The fine-tuned model folder to export."),
+    fmt: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="Also write an int8 model (dynamic "
+                                                                    "quantization), the one infer then runs."),
+    out: Optional[str] = typer.Option(None, "--output", "-o", help="Output folder (default MODEL-onnx; new or empty)."),
+    tolerance: float = typer.Option(0.005, "--tolerance", help="Most a metric may move against the PyTorch model "
+                                                               "(absolute) before export exits 3."),
+    recipe: RecipeOpt = None,
+    data: DataOpt = None,
+    set_: SetOpt = [],  # noqa: B006
+    smoke: TinyOpt = False,
+    as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON."),
+):
+    """Export a fine-tuned model to ONNX (and int8), scored against the PyTorch model on the same rows (exit 3 if a
+    metric moved by more than --tolerance)."""
+    from taskcli import export as export_mod
+
+    if fmt != "onnx":
+        from taskcli.errors import TaskcliError
+
+        raise TaskcliError(f"unknown --format {fmt!r}", "use --format onnx")
+    result = export_mod.export(task, model, out, quantize, tolerance, recipe, data, set_, smoke)
+    if as_json:
+        print(json.dumps(result, default=float))
+    else:
+        out_ = _stdout()
+        out_.print(f"[bold]{result['task']}[/] · {result['model']} -> {result['output']} "
+                   f"({', '.join(result['files'].values())}) · {result['samples']} rows of {result['data']}",
+                   highlight=False)
+        _print_parity(out_, result)
+    _gates_failed({"gates_failed": result["parity_failed"]})
+
+
+
+def _print_parity(out, result: dict) -> None:
+    """export's scores: one row per metric, one column per format, and the largest output difference."""
+    from rich.table import Table
+
+    from taskcli.metrics import scalar_metrics
+
+    formats = list(result["metrics"])
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("metric", overflow="fold")
+    for fmt in formats:
+        table.add_column(fmt, justify="right", no_wrap=True)
+    for key in scalar_metrics(result["metrics"]["torch"]):
+        table.add_row(key, *(_number(result["metrics"][f].get(key)) for f in formats))
+    table.add_row("largest output difference", "–", *(f"{result['max_abs_diff'][f]:.3g}" for f in formats[1:]))
+    out.print(table)
+
+
 def run() -> None:
     app()

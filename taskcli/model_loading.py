@@ -69,7 +69,12 @@ def resolve_model_source(run: Run, model: str | None, default: str) -> str:
 def load_processor_and_model(run: Run, labels: list[str] | None):
     try:
         run.processor = run.task.load_processor(run)
-        model = run.task.load_model(run, run.model_source, labels)
+        if labels is None and Path(run.model_source, "taskcli-export.json").is_file():
+            from taskcli import onnx_model  # a `taskcli export` folder: ONNX Runtime runs the forward
+
+            model = onnx_model.load(run.model_source)
+        else:
+            model = run.task.load_model(run, run.model_source, labels)
     except TaskcliError:
         raise
     except Exception as err:  # noqa: BLE001 - unreachable hub, unknown id, missing package, damaged weights...

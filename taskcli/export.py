@@ -1,0 +1,279 @@
+"""`taskcli export`: a fine-tuned model to ONNX (fp32, and int8 with --quantize int8), checked by a parity gate.
+
+The exporter is torch.onnx.export with dynamo=True (torch.export), every axis Dim.AUTO: the axes that vary (batch,
+sequence, an image's padded size) stay symbolic, the ones the model fixes stay fixed. TorchScript export
+(dynamo=False) is deprecated since torch 2.9; transformers 5's own `transformers.exporters.OnnxExporter` wraps the
+same torch.onnx.export in patches, is marked experimental and warns of version drift here (see README: Export).
+
+The gate: the exported model and the PyTorch one are scored on the same rows by the same Trainer evaluation as
+`taskcli eval` (the recipe's eval split, --data, or with --smoke the bundled sample); a metric that moves by more
+than --tolerance is one line and exit 3, as a failed --gate. The largest output difference is reported too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from taskcli import registry
+from taskcli.errors import TaskcliError
+from taskcli.onnx_model import MANIFEST, ONNX_EXTRA
+
+DEFAULT_TOLERANCE = 0.005  # absolute, on F1/accuracy-like metrics
+NOT_SCORES = {"loss"}  # the exported graph has no loss for most tasks (the Trainer then reads NaN)
+# Why the generating tasks do not export yet: generate() loops over a decoder with a KV cache, which needs an
+# exported decoder-with-past graph and a generation loop around ONNX Runtime; taskcli has neither yet.
+GENERATING = ("it generates text token by token (generate() with a KV cache), and taskcli exports single-pass "
+              "models only so far")
+
+
+def require_packages() -> None:
+    """The [onnx] extra, named in one line when a package of it is missing."""
+    missing = [name for name in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise TaskcliError(f"export needs {', '.join(missing)}, not installed", ONNX_EXTRA)
+
+
+def check_exportable(task, model: str) -> None:
+    """Generating tasks (and Whisper, an encoder-decoder ASR model) are refused in one line, before anything loads."""
+    from taskcli.generation import GenerationOptions
+
+    if issubclass(task.infer_options, GenerationOptions):  # text-generation, summarization, translation
+        raise TaskcliError(f"{task.name} does not export yet: {GENERATING}",
+                           "export a single-pass task's model (taskcli tasks lists them)")
+    config = Path(model, "config.json")
+    if config.is_file() and json.loads(config.read_text()).get("is_encoder_decoder"):
+        raise TaskcliError(f"{model} is an encoder-decoder model (e.g. Whisper), which does not export yet: {GENERATING}",
+                           "export a CTC speech model (wav2vec2, HuBERT) instead")
+
+
+def output_folder(model: str, out: str | None) -> Path:
+    """OUT, default MODEL-onnx; never a folder holding something already (nothing a user made is overwritten)."""
+    folder = Path(out) if out else Path(str(Path(model)).rstrip("/") + "-onnx")
+    if folder.is_file() or (folder.is_dir() and any(folder.iterdir())):
+        raise TaskcliError(f"output folder {folder} is not empty", "choose a new folder with -o")
+    return folder
+
+
+def export(task: str, model: str, out: str | None = None, quantize: str | None = None,
+           tolerance: float = DEFAULT_TOLERANCE, recipe: str | None = None, data: str | None = None,
+           sets: list[str] | None = None, smoke: bool = False) -> dict:
+    """Export `model` to OUT and score it against the PyTorch model; `parity_failed` lists the moved metrics."""
+    from taskcli.recipe import command_flags
+    from taskcli.run import prepare, quiet_libraries
+
+    require_packages()
+    task_obj = registry.get(task)
+    if not Path(model).is_dir():
+        raise TaskcliError(f"no such model folder: {model}", "pass a `taskcli finetune` output dir")
+    check_exportable(task_obj, model)
+    if quantize not in (None, "int8"):
+        raise TaskcliError(f"unknown --quantize {quantize!r}", "use --quantize int8")
+    folder = output_folder(model, out)
+    # the model's own recipe (its eval split, max_length, labels) unless --recipe says otherwise
+    if recipe is None and Path(model, "recipe.yaml").is_file():
+        recipe = str(Path(model, "recipe.yaml"))
+    run = prepare(task, recipe, sets, smoke, command_flags(model=model, data=data))
+    quiet_libraries()
+    try:
+        return _export(run, model, data, folder, quantize, tolerance)
+    finally:
+        run.close()
+
+
+def _export(run, model: str, data: str | None, folder: Path, quantize: str | None, tolerance: float) -> dict:
+    from transformers import set_seed
+
+    from taskcli import onnx_model
+    from taskcli.evaluate import load_eval_data, load_scored_model
+    from taskcli.trainer import build_features, make_trainer, strip_prefix
+    from taskcli.training_args import training_arguments
+
+    dsd = load_eval_data(run, data, None)
+    _, mdl = load_scored_model(run, model, dsd)
+    if run.seq2seq:  # (an encoder-decoder config was refused above; a config that hides it is caught here)
+        raise TaskcliError(f"{model} generates, which does not export yet: {GENERATING}",
+                           "export a single-pass model")
+    mdl.eval()
+    features = build_features(run, dsd["eval"], False)
+    with tempfile.TemporaryDirectory(prefix="taskcli-export-") as tmp:
+        args = training_arguments(run, tmp, for_eval=True)
+        trainer = make_trainer(run, mdl, args, None, features, dsd["eval"])
+        batches = [_inputs(b, trainer.label_names) for _, b in zip(range(8), trainer.get_eval_dataloader())]
+        set_seed(run.recipe.train.seed)  # random eval-time masking (fill-mask) draws the same masks for each model
+        scores = {"torch": strip_prefix(trainer.evaluate())}
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        outputs, output_class = export_graph(mdl, batches[0], folder / "model.onnx")
+        files = {"onnx": "model.onnx"}
+        if quantize:
+            quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
+            files["onnx-int8"] = "model.int8.onnx"
+        seconds = time.perf_counter() - started
+        write_folder(run, mdl, model, folder, files, outputs, output_class, quantize)
+        diffs = {}
+        for fmt, file in files.items():
+            exported = onnx_model.load(folder, file)
+            diffs[fmt] = largest_difference(mdl, exported, batches)
+            trainer = make_trainer(run, exported, args, None, features, dsd["eval"])
+            set_seed(run.recipe.train.seed)
+            scores[fmt] = strip_prefix(trainer.evaluate())
+    failed = [line for fmt in files for line in parity_lines(scores["torch"], scores[fmt], fmt, tolerance)]
+    result = {"task": run.task.name, "model": model, "output": str(folder), "files": files,
+              "exporter": f"torch.onnx.export(dynamo=True) {_version('torch')}", "export_seconds": round(seconds, 1),
+              "data": run.data_info.source, "split": run.data_info.eval_split, "samples": len(dsd["eval"]),
+              "tolerance": tolerance, "metrics": scores, "max_abs_diff": diffs, "parity_failed": failed}
+    write_card(folder, result)
+    _update_manifest(folder, {"parity": {k: result[k] for k in ("data", "split", "samples", "tolerance", "metrics",
+                                                                "max_abs_diff", "parity_failed")}})
+    return result
+
+
+def _inputs(batch: dict, label_names) -> dict:
+    """A Trainer eval batch without its labels: what the model's forward reads."""
+    import torch
+
+    return {k: v for k, v in batch.items() if torch.is_tensor(v) and k not in label_names and k != "labels"}
+
+
+def export_graph(mdl, sample: dict, path: Path) -> tuple[list[str], str]:
+    """`mdl` on `sample`'s inputs to an ONNX file (Dim.AUTO on every axis); returns the output names (the model
+    output's fields, in order) and the output class's import path, which the exported model returns too."""
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    import torch
+
+    with torch.inference_mode():
+        reference = mdl(**sample)
+    names = [k for k, v in reference.items() if k != "loss"]
+    if not all(torch.is_tensor(reference[k]) for k in names):
+        raise TaskcliError(f"{type(mdl).__name__}'s outputs are not all tensors ({', '.join(names)})",
+                           "this model does not export yet")
+    auto = torch.export.Dim.AUTO
+    shapes = {k: {i: auto for i in range(v.dim())} for k, v in sample.items()}
+    # torch.onnx prints its progress and warns about ops it skips; a failure raises and is reported below
+    logger = logging.getLogger("torch.onnx")  # "torchvision is not installed. Skipping torchvision::nms" etc.
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(mdl, (), kwargs=dict(sample), dynamo=True, dynamic_shapes=shapes,
+                                        input_names=list(sample), output_names=names)
+        except Exception as err:  # noqa: BLE001 - the exporter's errors are long; name the model and the cause
+            import os
+
+            if os.environ.get("TASKCLI_DEBUG") == "1":
+                raise
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            raise TaskcliError(f"{type(mdl).__name__} did not export to ONNX: {first}",
+                               "TASKCLI_DEBUG=1 shows the exporter's trace") from None
+        finally:
+            logger.setLevel(level)
+    program.save(str(path))
+    cls = type(reference)
+    return names, f"{cls.__module__}.{cls.__qualname__}"
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantization (weights int8, activations quantized per batch): no calibration data needed."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+
+def largest_difference(mdl, exported, batches: list[dict]) -> float:
+    """The largest absolute difference between the two models' outputs (every field, up to 8 eval batches)."""
+    import torch
+
+    worst = 0.0
+    with torch.inference_mode():
+        for batch in batches:
+            a, b = mdl(**batch), exported(**batch)
+            for key, value in a.items():
+                if torch.is_tensor(value) and key != "loss" and key in b:
+                    worst = max(worst, float((value.float() - b[key].float()).abs().max()))
+    return worst
+
+
+def parity_lines(reference: dict, exported: dict, fmt: str, tolerance: float) -> list[str]:
+    """One line per score that moved by more than `tolerance`, as a failed --gate reads."""
+    from taskcli.metrics import scalar_metrics
+
+    lines = []
+    for key, value in scalar_metrics(reference).items():
+        other = exported.get(key)
+        if key in NOT_SCORES or value is None or not isinstance(other, (int, float)):
+            continue
+        if abs(other - value) > tolerance:
+            lines.append(f"parity failed: {key} = {other:.6g} for {fmt}, {value:.6g} for torch: moved "
+                         f"{abs(other - value):.4g}, more than --tolerance {tolerance:g}")
+    return lines
+
+
+def write_folder(run, mdl, model: str, folder: Path, files: dict, outputs: list[str], output_class: str,
+                 quantize: str | None) -> None:
+    """Beside the graph: config.json (labels), the tokenizer/processor, the source's recipe.yaml, and the manifest
+    saying what the folder came from and which graph `infer`/`eval`/`serve` run."""
+    from taskcli import provenance
+
+    mdl.config.save_pretrained(folder)
+    run.processor.save_pretrained(str(folder))
+    if Path(model, "recipe.yaml").is_file():
+        shutil.copy(Path(model, "recipe.yaml"), folder / "recipe.yaml")
+    manifest = {"task": run.task.name, "source": str(Path(model).resolve()), "format": "onnx",
+                "model_file": files["onnx-int8" if quantize else "onnx"], "files": files,
+                "quantize": quantize, "outputs": outputs, "output_class": output_class,
+                "exporter": "torch.onnx.export(dynamo=True)",
+                "versions": {**provenance.versions(), **{n: _version(n) for n in ("onnx", "onnxruntime",
+                                                                                   "onnxscript")}}}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)
+
+
+def _update_manifest(folder: Path, extra: dict) -> None:
+    path = folder / MANIFEST
+    path.write_text(json.dumps({**json.loads(path.read_text()), **extra}, indent=2, default=float) + "\n")
+
+
+def write_card(folder: Path, result: dict) -> None:
+    """OUT/README.md: what was exported from what, and the parity numbers."""
+    from taskcli.metrics import scalar_metrics
+
+    formats = list(result["metrics"])
+    keys = [k for k in scalar_metrics(result["metrics"]["torch"]) if k not in NOT_SCORES]
+    rows = "\n".join(f"| {k} | " + " | ".join(_cell(result["metrics"][f].get(k)) for f in formats) + " |" for k in keys)
+    diffs = ", ".join(f"{f} {d:.3g}" for f, d in result["max_abs_diff"].items())
+    verdict = "FAILED: " + "; ".join(result["parity_failed"]) if result["parity_failed"] else \
+        f"passed: no metric moved by more than {result['tolerance']:g}"
+    folder.joinpath("README.md").write_text(f"""# {result['task']} · ONNX export of {result['model']}
+
+Exported by `taskcli export` ({result['exporter']}). Files: {', '.join(result['files'].values())};
+`taskcli infer|eval|serve {result['task']} --model {folder}` runs `{json.loads((folder / MANIFEST).read_text())['model_file']}` with ONNX Runtime.
+
+## Parity with the PyTorch model
+
+Scored on {result['samples']} rows of {result['data']} (split {result['split']}), the same rows and evaluation as
+`taskcli eval`. Parity {verdict}. Largest absolute output difference: {diffs}.
+
+| metric | {' | '.join(formats)} |
+|---|{'---|' * len(formats)}
+{rows}
+""")
+
+
+def _cell(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "–" if value is None else str(value)

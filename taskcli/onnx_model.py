@@ -1,0 +1,121 @@
+"""A `taskcli export` folder run by ONNX Runtime, shaped like the PyTorch model it came from, so the task's Steps and
+the Trainer's evaluation use it unchanged: `config`, `device`, `dtype`, `main_input_name`, and `model(**batch)`
+returning the model's own output class (logits, pred_boxes, ...) as torch tensors on the CPU.
+
+Only the forward changes: tokenizers, processors and post-processing are the task's as for the PyTorch model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import types
+from pathlib import Path
+
+import torch
+
+MANIFEST = "taskcli-export.json"  # what export wrote (not transformers.exporters' export.json)
+ONNX_EXTRA = "pip install 'taskcli[onnx]'"
+
+
+def is_exported(source) -> bool:
+    return (Path(source) / MANIFEST).is_file()
+
+
+def manifest(folder) -> dict:
+    return json.loads((Path(folder) / MANIFEST).read_text())
+
+
+def session(path: Path, threads: int | None = None):
+    """An ONNX Runtime CPU session using as many threads as torch would (fair side-by-side timings)."""
+    from taskcli.errors import TaskcliError
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise TaskcliError("running an exported (ONNX) model needs onnxruntime, which is not installed",
+                           ONNX_EXTRA) from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.log_severity_level = 3  # its warnings about unused initializers are not the user's to act on
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxModel(torch.nn.Module):
+    """One ONNX graph of an exported folder. Load it with `load`, which names the class after the PyTorch one and
+    gives `forward` that class's signature: the Trainer finds the label columns (find_labels) and the columns to
+    keep from them, as it does for the PyTorch model."""
+
+    def __init__(self, folder, file: str | None = None):
+        super().__init__()
+        from transformers import AutoConfig
+
+        folder = Path(folder)
+        self.folder, self.meta = folder, manifest(folder)
+        self.file = file or self.meta["model_file"]
+        self.config = AutoConfig.from_pretrained(folder)
+        self.session = session(folder / self.file)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        module, name = self.meta["output_class"].rsplit(".", 1)
+        self.output_class = getattr(importlib.import_module(module), name)
+        self._arch = architecture(self.config)
+        self.main_input_name = getattr(self._arch, "main_input_name", "input_ids")
+
+    @property
+    def device(self):
+        return torch.device("cpu")
+
+    @property
+    def dtype(self):
+        return torch.float32
+
+    def run(self, batch: dict):
+        """The graph on a batch of torch tensors: inputs it does not take (labels...) are left out."""
+        missing = [n for n in self.input_names if n not in batch]
+        if missing:
+            from taskcli.errors import TaskcliError
+
+            raise TaskcliError(f"the exported model in {self.folder} needs input {missing[0]}, which the batch lacks",
+                               "export the model again with this taskcli version")
+        feeds = {n: batch[n].detach().cpu().numpy() for n in self.input_names}
+        values = self.session.run(None, feeds)
+        out = {n: torch.from_numpy(v) for n, v in zip(self.output_names, values)}
+        if any("label" in k or k in ("start_positions", "end_positions") for k in batch) and \
+                "loss" in self.output_class.__dataclass_fields__:
+            # the graph has no loss (exported without labels): the Trainer reads one when labels are given
+            out = {"loss": torch.tensor(float("nan")), **out}
+        return self.output_class(**out)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            # config-only helpers of the PyTorch class the task's steps call (CTC's _get_feat_extract_output_lengths)
+            fn = getattr(self.__dict__.get("_arch"), name, None) if name.startswith("_get_") else None
+            if inspect.isfunction(fn):
+                return types.MethodType(fn, self)
+            raise
+
+
+def architecture(config):
+    """The PyTorch class the model was saved from (config.architectures[0])."""
+    import transformers
+
+    return getattr(transformers, (config.architectures or ["PreTrainedModel"])[0])
+
+
+def load(folder, file: str | None = None) -> OnnxModel:
+    """The exported model in `folder` (its manifest's model file, or `file`), as a class named after the PyTorch
+    one ('OnnxDistilBertForTokenClassification') with that class's forward signature."""
+    from transformers import AutoConfig
+
+    arch = architecture(AutoConfig.from_pretrained(folder))
+
+    def forward(self, **batch):
+        return self.run(batch)
+
+    forward.__signature__ = inspect.signature(arch.forward)
+    cls = type(f"Onnx{arch.__name__}", (OnnxModel,), {"forward": forward})
+    return cls(folder, file)
