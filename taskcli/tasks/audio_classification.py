@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli import audio
 from taskcli.task import Context, Encoded, RankedOptions, Steps, Task
-from taskcli.tasks import classification_common
+from taskcli.tasks import classification_common, label_sets
 
 
 class Params(BaseModel):
@@ -54,7 +54,7 @@ def preprocess(run, ds, training):
     def encode(row):
         array = audio.load(row["audio"], rate)
         values = fe(array, sampling_rate=rate, max_length=max_len, truncation=True).input_values[0]
-        return {"input_values": values, "labels": classification_common.label_id(row["label"], index)}
+        return {"input_values": values, "labels": label_sets.label_id(row["label"], index)}
 
     return run.map(ds, encode, remove_columns=ds.column_names)
 

@@ -3,28 +3,12 @@ names from the data, accuracy/F1 metrics, and top-k results as the Hub pipelines
 
 from __future__ import annotations
 
-from taskcli.errors import TaskcliError
+from taskcli.tasks import label_sets
 
 
 def class_names(dsd, kind: str) -> list[str]:
-    """ClassLabel names of the 'label' column, else the sorted distinct string labels."""
-    split = "train" if "train" in dsd else next(iter(dsd))
-    feature = dsd[split].features.get("label")
-    if hasattr(feature, "names"):
-        return list(feature.names)
-    found = {v for ds in dsd.values() for v in ds["label"]}
-    if all(isinstance(v, int) for v in found):
-        raise TaskcliError(f"{kind} labels are integers without names", "set data.labels in the recipe (names in id order)")
-    return sorted(str(v) for v in found)
-
-
-def label_id(value, index: dict[str, int]) -> int:
-    """A row's label (ClassLabel id or name) -> id; unknown names are a clear error."""
-    if isinstance(value, int):
-        return value
-    if str(value) not in index:
-        raise TaskcliError(f"unknown label '{value}' in the data", f"known labels: {', '.join(index)}")
-    return index[str(value)]
+    """ClassLabel names of the 'label' column, else the sorted distinct labels."""
+    return label_sets.names(dsd, lambda features: features.get("label"), lambda ds: ds["label"], f"{kind} labels")
 
 
 def metrics(run, examples, features):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.task import ROW, RankedOptions, Task, rows_numbered
-from taskcli.tasks import classification_common, vision_common
+from taskcli.tasks import classification_common, label_sets, vision_common
 
 
 class Params(BaseModel):
@@ -58,7 +58,7 @@ def preprocess(run, ds, training):
         out = [images.load(x) for x in batch["image"]]
         if augment:
             out = [augmented(x, scale, clock.rng(row)) for x, row in zip(out, batch[ROW])]
-        return {"image": out, "labels": [classification_common.label_id(v, index) for v in batch["label"]]}
+        return {"image": out, "labels": [label_sets.label_id(v, index) for v in batch["label"]]}
 
     ds = ds.select_columns(["image", "label"])
     return (rows_numbered(ds) if augment else ds).with_transform(transform)

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskcli.errors import TaskcliError
 from taskcli.task import ROW, Result, Task, rows_numbered
-from taskcli.tasks import vision_common
+from taskcli.tasks import label_sets, vision_common
 
 
 class Params(BaseModel):
@@ -28,17 +27,12 @@ class Params(BaseModel):
 
 
 def labels(run, dsd) -> list[str]:
-    split = "train" if "train" in dsd else next(iter(dsd))
-    feature = dsd[split].features.get("objects")
-    category = feature.get("category") if isinstance(feature, dict) else getattr(feature, "feature", {}).get("category")
-    inner = getattr(category, "feature", category)  # Sequence(ClassLabel) or List(ClassLabel)
-    if hasattr(inner, "names"):
-        return list(inner.names)
-    found = {c for ds in dsd.values() for objs in ds["objects"] for c in objs["category"]}
-    if found and all(isinstance(c, int) for c in found):
-        raise TaskcliError("object categories are integers without names",
-                           "set data.labels in the recipe (names in id order)")
-    return sorted(str(c) for c in found)
+    def category(features):  # objects: {category: List(ClassLabel)} or List({category: ClassLabel})
+        objects = features.get("objects")
+        return objects.get("category") if isinstance(objects, dict) else getattr(objects, "feature", {}).get("category")
+
+    return label_sets.names(dsd, category, lambda ds: (c for objs in ds["objects"] for c in objs["category"]),
+                            "object categories")
 
 
 def load_model(run, source, label_names):
@@ -58,13 +52,6 @@ def preprocess(run, ds, training):
     index = {n: i for i, n in enumerate(run.labels or [])}
     flip = training and run.params.augment
 
-    def category_id(value) -> int:
-        if isinstance(value, int):
-            return value
-        if str(value) not in index:
-            raise TaskcliError(f"unknown object category '{value}' in the data", f"known: {', '.join(index)}")
-        return index[str(value)]
-
     clock = run.clock
 
     def transform(batch):
@@ -77,8 +64,8 @@ def preprocess(run, ds, training):
             if flip and clock.rng(batch[ROW][k]).random() < 0.5:
                 image = ImageOps.mirror(image)
                 boxes = [[image.width - x - w, y, w, h] for x, y, w, h in boxes]
-            anns = [{"bbox": b, "category_id": category_id(c), "area": b[2] * b[3], "iscrowd": 0}
-                    for b, c in zip(boxes, objects["category"]) if b[2] > 0 and b[3] > 0]
+            anns = [{"bbox": b, "category_id": label_sets.label_id(c, index, "object category"), "area": b[2] * b[3],
+                     "iscrowd": 0} for b, c in zip(boxes, objects["category"]) if b[2] > 0 and b[3] > 0]
             out_images.append(image)
             out_targets.append(anns)
         return {"image": out_images, "objects": out_targets}

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskcli.task import Context, Encoded, Steps, Task
+from taskcli.tasks import label_sets
 
 # Byte-level BPE tokenizers need this to take pre-split words.
 _PREFIX_SPACE_TYPES = {"roberta", "gpt2", "bart", "longformer", "deberta", "mpnet"}
@@ -25,15 +26,9 @@ class Params(BaseModel):
 
 
 def labels(run, dsd) -> list[str]:
-    feature = dsd["train" if "train" in dsd else "eval"].features["tags"]
-    inner = getattr(feature, "feature", None)
-    if inner is not None and hasattr(inner, "names"):
-        return list(inner.names)
-    found = {tag for ds in dsd.values() for row in ds["tags"] for tag in row}
-    if all(isinstance(t, int) for t in found):
-        raise TaskcliError("NER tags are integers without names", "set data.labels in the recipe (names in id order)")
     # "O" first, then by entity type with B- before I-: a stable, readable id order.
-    return sorted(found, key=lambda t: (t != "O", t[2:] if t[:2] in ("B-", "I-") else t, t))
+    return label_sets.names(dsd, lambda features: features["tags"], lambda ds: (t for row in ds["tags"] for t in row),
+                            "NER tags", order=lambda t: (t != "O", t[2:] if t[:2] in ("B-", "I-") else t, t))
 
 
 def load_processor(run):
@@ -49,10 +44,7 @@ def load_processor(run):
 def _tag_ids(index: dict, tags):
     if tags and isinstance(tags[0], int):
         return tags
-    try:
-        return [index[t] for t in tags]
-    except KeyError as err:
-        raise TaskcliError(f"unknown NER tag {err} in the data", f"known tags: {', '.join(index)}") from None
+    return [label_sets.label_id(t, index, "NER tag") for t in tags]
 
 
 def preprocess(run, ds, training):
