@@ -256,7 +256,7 @@ class Task:
     # role -> common column names tried in order when the recipe's `data.columns` column is absent from the data
     column_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # role -> the columns an infer table is read from, where the parse step reads another key first
-    # (text-generation: {"text": ("prompt", "text")}); default: inputs._TEXT_ROLES' usual names. Or (params) -> that
+    # (text-generation: {"text": ("prompt", "text")}); default: tables.TEXT_ROLES' usual names. Or (params) -> that
     # dict, where the columns depend on the recipe (translation: one named for params.source_lang); a (column, key)
     # pair reads a key of a nested record
     infer_columns: dict[str, tuple] | Callable[[Any], dict[str, tuple]] = field(default_factory=dict)
