@@ -43,7 +43,9 @@ def check_exportable(task, model: str) -> None:
     """Generating tasks (and Whisper, an encoder-decoder ASR model) are refused in one line, before anything loads."""
     from taskcli.generation import GenerationOptions
 
-    if issubclass(task.infer_options, GenerationOptions):  # text-generation, summarization, translation
+    # text-generation, summarization, translation; speech recognition's CTC head (an alt_auto_model) is single-pass,
+    # its Whisper models are caught by their config below
+    if issubclass(task.infer_options, GenerationOptions) and not task.alt_auto_models:
         raise TaskcliError(f"{task.name} does not export yet: {GENERATING}",
                            "export a single-pass task's model (taskcli tasks lists them)")
     config = Path(model, "config.json")

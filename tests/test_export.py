@@ -1,0 +1,120 @@
+"""taskcli export (issue 20): ONNX export of smoke-trained models, the exported folder run by infer/eval, and the
+parity gate that fails when the exported model scores differently."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_clean_error, same_rows
+
+pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.slow
+
+NER_TEXTS = ["Alice works for Acme in Paris .", "Bob lives in Berlin"]
+
+
+@pytest.fixture(scope="module")
+def ner_onnx(trained, cli, tmp_path_factory, one_torch_thread):
+    """The smoke NER model exported (fp32), with export's --json report."""
+    model = trained("token-classification")
+    out = tmp_path_factory.mktemp("ner") / "onnx"
+    result = cli("export", "ner", "--model", model, "-o", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    return model, out, json.loads(result.stdout)
+
+
+def test_export_writes_a_runnable_folder_with_dynamic_axes(ner_onnx):
+    import onnx
+
+    model, out, report = ner_onnx
+    names = {p.name for p in out.iterdir()}
+    assert {"model.onnx", "config.json", "tokenizer.json", "recipe.yaml", "taskcli-export.json", "README.md"} <= names
+    manifest = json.loads((out / "taskcli-export.json").read_text())
+    assert manifest["source"] == str(Path(model).resolve()) and manifest["model_file"] == "model.onnx"
+    assert json.loads((out / "config.json").read_text())["id2label"] == json.loads(
+        (Path(model) / "config.json").read_text())["id2label"]
+    graph = onnx.load(str(out / "model.onnx")).graph
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    # batch and sequence are symbolic: any batch of any length runs
+    assert all(isinstance(d, str) for d in dims["input_ids"]), dims
+    assert report["parity_failed"] == [] and report["max_abs_diff"]["onnx"] < 1e-4
+    assert report["metrics"]["onnx"]["f1"] == pytest.approx(report["metrics"]["torch"]["f1"], abs=0.005)
+    assert "Parity passed" in (out / "README.md").read_text()
+
+
+def test_exported_model_infers_and_evaluates_as_the_torch_one(ner_onnx, cli):
+    model, out, _ = ner_onnx
+    rows = {}
+    for name, folder in (("torch", model), ("onnx", out)):
+        result = cli("infer", "ner", *NER_TEXTS, "--model", folder, "--json")
+        assert result.exit_code == 0, result.stderr
+        rows[name] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert same_rows(rows["torch"], rows["onnx"], tol=1e-4), rows
+    scores = {}
+    for name, folder in (("torch", model), ("onnx", out)):
+        result = cli("eval", "ner", "--model", folder, "--smoke", "--json")
+        assert result.exit_code == 0, result.stderr
+        scores[name] = json.loads(result.stdout)["metrics"]
+    assert scores["onnx"]["f1"] == pytest.approx(scores["torch"]["f1"], abs=1e-6)
+
+
+def test_gate_fails_on_a_perturbed_export(trained, cli, tmp_path, monkeypatch, one_torch_thread):
+    """A graph whose largest weight matrix is scaled scores worse: export exits 3, one line per moved metric."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from taskcli import export as export_mod
+
+    real = export_mod.export_graph
+
+    def perturbed(mdl, sample, path):
+        found = real(mdl, sample, path)
+        graph = onnx.load(str(path))
+        weights = max(graph.graph.initializer, key=lambda t: np.prod(t.dims))
+        weights.CopyFrom(numpy_helper.from_array(-3 * numpy_helper.to_array(weights), weights.name))
+        onnx.save(graph, str(path))
+        return found
+
+    monkeypatch.setattr(export_mod, "export_graph", perturbed)
+    result = cli("export", "ner", "--model", trained("token-classification"), "-o", tmp_path / "out")
+    assert result.exit_code == 3, result.stderr
+    lines = [l for l in result.stderr.splitlines() if l.startswith("parity failed: ")]
+    assert lines and any(l.startswith("parity failed: f1 = ") for l in lines), result.stderr
+    assert "more than --tolerance 0.005" in lines[0]
+    assert "largest output difference" in result.stdout
+    assert "FAILED" in (tmp_path / "out" / "README.md").read_text()  # kept, and says so
+
+
+def test_missing_extra_is_one_line(cli, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    (tmp_path / "config.json").write_text("{}")
+    result = cli("export", "ner", "--model", tmp_path)
+    assert_clean_error(result, "onnxruntime", "pip install 'taskcli[onnx]'")
+
+
+@pytest.mark.parametrize("task", ["text-generation", "summarization", "translation"])
+def test_generating_tasks_say_why_they_do_not_export(cli, tmp_path, task):
+    (tmp_path / "config.json").write_text("{}")
+    result = cli("export", task, "--model", tmp_path)
+    assert_clean_error(result, "does not export yet", "token by token")
+
+
+def test_whisper_says_why_it_does_not_export(cli, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "whisper", "is_encoder_decoder": True}))
+    result = cli("export", "asr", "--model", tmp_path)
+    assert_clean_error(result, "encoder-decoder", "does not export yet")
+
+
+def test_existing_output_folder_is_not_overwritten(cli, tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep")
+    result = cli("export", "ner", "--model", tmp_path / "model", "-o", tmp_path / "out")
+    assert_clean_error(result, "not empty")
+    assert (tmp_path / "out" / "mine.txt").read_text() == "keep"
