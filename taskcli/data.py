@@ -7,80 +7,13 @@ needs: ``train`` and ``eval`` (carved from train, seeded, when the data has no e
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from taskcli import modality as modality_mod
 from taskcli import splits as splits_mod
+from taskcli.data_files import READERS, json_field, local_files, sample_path
 from taskcli.errors import TaskcliError
-
-SAMPLES_DIR = Path(__file__).parent / "samples"
-
-# file suffix -> datasets builder name and default reader options
-_READERS = {
-    ".csv": ("csv", {}),
-    ".tsv": ("csv", {"delimiter": "\t", "quoting": 3}),  # GLUE TSVs are unquoted (csv.QUOTE_NONE)
-    ".json": ("json", {}),
-    ".jsonl": ("json", {}),
-    ".parquet": ("parquet", {}),
-    ".txt": ("text", {}),
-}
-
-
-def sample_path(task, recipe=None) -> Path:
-    """The bundled smoke sample: the recipe's `smoke.sample` if it names one, else the task's."""
-    name = getattr(getattr(recipe, "smoke", None), "sample", None) or task.sample
-    path = SAMPLES_DIR / name
-    if not path.exists():
-        raise TaskcliError(f"smoke sample not found: {name}", f"samples: {', '.join(sorted(p.name for p in SAMPLES_DIR.iterdir()))}")
-    return path
-
-
-def _local_files(path: Path) -> tuple[str, dict[str, list[str]] | list[str], dict]:
-    """Builder, data_files and reader options for a local file or folder."""
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in _READERS and p.is_file())
-        if not files:
-            raise TaskcliError(
-                f"no data files in {path}", f"expected {', '.join(_READERS)} files (or a split name per file)"
-            )
-    else:
-        files = [path]
-    suffixes = {p.suffix.lower() for p in files}
-    if len(suffixes) > 1:
-        raise TaskcliError(f"mixed file types in {path}: {', '.join(sorted(suffixes))}", "keep one format per folder")
-    suffix = suffixes.pop() or ".txt"  # an extension-less file (e.g. WikiExtractor's wiki_00) is plain text
-    if suffix not in _READERS:
-        raise TaskcliError(
-            f"unsupported data file type '{suffix}': {path}", f"use one of {', '.join(_READERS)}"
-        )
-    builder, options = _READERS[suffix]
-    # Files named after splits (train.csv, validation.jsonl, dev.tsv...) become those splits.
-    by_split = {split: [str(p) for p in group] for split, group in splits_mod.by_split(files).items()}
-    return builder, by_split, dict(options)
-
-
-def _json_field(path: Path, encoding: str = "utf-8") -> str | None:
-    """'data' for whole-document JSON like SQuAD's {"version":..., "data": [...]}; None for JSON Lines."""
-    with path.open(encoding=encoding) as fh:
-        first = fh.readline()
-    try:
-        json.loads(first)
-        return None  # first line is a complete record: JSON Lines
-    except json.JSONDecodeError:
-        pass
-    try:
-        doc = json.loads(path.read_text(encoding=encoding))
-    except json.JSONDecodeError as err:
-        raise TaskcliError(f"{path} is not valid JSON or JSON Lines: {err}") from None
-    if isinstance(doc, dict):
-        lists = [k for k, v in doc.items() if isinstance(v, list)]
-        if len(lists) == 1:
-            return lists[0]
-        raise TaskcliError(f"{path}: cannot tell which key holds the records", "set data.field in the recipe")
-    return None
-
 
 def load_raw(ref: str, recipe, modality=None, reader=None, streaming: bool = False, wanted=None, findings=None):
     """A DatasetDict from a hub id or a local path, before column mapping.
@@ -102,7 +35,7 @@ def load_raw(ref: str, recipe, modality=None, reader=None, streaming: bool = Fal
             dsd = reader(recipe, path)
         if dsd is not None:
             return dsd
-        builder, files, options = _local_files(path)
+        builder, files, options = local_files(path)
         from taskcli import preflight
 
         with findings.timed() if findings else contextlib.nullcontext():
@@ -111,7 +44,7 @@ def load_raw(ref: str, recipe, modality=None, reader=None, streaming: bool = Fal
             options["encoding"] = data.encoding
         options.update(data.read_options)
         if builder == "json":
-            key = data.field or _json_field(Path(next(iter(files.values()))[0]), data.encoding or "utf-8")
+            key = data.field or json_field(Path(next(iter(files.values()))[0]), data.encoding or "utf-8")
             if key:
                 options["field"] = key
         try:
@@ -178,7 +111,7 @@ def _absolute_paths(dsd, base: Path):
 
 
 def looks_like_path(ref: str) -> bool:
-    return ref.startswith((".", "/", "~")) or Path(ref).suffix.lower() in _READERS or ref.count("/") > 1
+    return ref.startswith((".", "/", "~")) or Path(ref).suffix.lower() in READERS or ref.count("/") > 1
 
 
 @dataclass
@@ -225,18 +158,7 @@ def load(run, ref: str | None, eval_split_name: str | None = None, findings=None
                            f"drop data.streaming ({run.task.modality} rows are decoded lazily from the datasets cache "
                            "anyway)")
     if run.smoke and ref is None and not is_local(data.dataset):
-        path = sample_path(run.task, recipe)
-        raw = load_raw(str(path), recipe, run.task.modality, run.task.read_data, findings=findings)
-        sample = _rename(raw[next(iter(raw))], run)
-        limit = recipe.smoke.max_samples
-        sample = sample.select(range(min(limit, len(sample))))
-        _checked(datasets.DatasetDict(train=sample, eval=sample), run)
-        sample = preflight.scan(run, {"train": sample}, {"train": None}, findings)["train"]
-        run.data_info = DataInfo(str(path), "train", "eval", "the bundled smoke sample itself (train = eval: a smoke "
-                                 "run checks that the model memorises it)", len(sample), len(sample), findings.notes,
-                                 findings.seconds)
-        train = _shuffled_stream(sample.to_iterable_dataset(), run) if data.streaming else sample
-        return StreamedDict(train=train, eval=sample) if data.streaming else datasets.DatasetDict(train=train, eval=sample)
+        return _load_sample(run, findings)
     ref = ref or data.dataset
     if not ref:
         raise TaskcliError("no data given", "pass --data PATH|ID or set data.dataset in the recipe")
@@ -246,14 +168,7 @@ def load(run, ref: str | None, eval_split_name: str | None = None, findings=None
     raw = load_raw(ref, recipe, run.task.modality, run.task.read_data,
                    wanted=_eval_split_only(eval_split_name, data) if only_eval else None, findings=findings)
     splits = {}
-    train_name = _train_split_of(raw, data)
-    carve_asked = eval_split_name == splits_mod.CARVED and splits_mod.CARVED not in raw
-    if eval_split_name and eval_split_name not in raw and not (carve_asked and train_name):
-        extra = ", eval (carved from train)" if train_name and not _eval_split_of(raw, data, train_name) else ""
-        raise TaskcliError(f"split '{eval_split_name}' not in {ref}", f"splits: {', '.join(raw)}{extra}")
-    eval_name = None if carve_asked else eval_split_name or _eval_split_of(raw, data, train_name)
-    if not train_name and not eval_name:
-        raise TaskcliError(f"no usable split in {ref}", f"splits found: {', '.join(raw)}; set data.train_split")
+    train_name, eval_name = _split_names(raw, ref, data, eval_split_name)
     if train_name:
         splits["train"] = raw[train_name]
     if eval_name:
@@ -270,17 +185,58 @@ def load(run, ref: str | None, eval_split_name: str | None = None, findings=None
                                "give more data, or a separate validation file")
         splits["train"], splits["eval"], made = carve(splits["train"], data.eval_fraction, recipe.train.seed,
                                                       run.task.label_column)
-    if run.smoke:  # --smoke with --data: a few rows only
-        splits = {k: v.select(range(min(recipe.smoke.max_samples, len(v)))) for k, v in splits.items()}
-    if data.max_train_samples and "train" in splits:
-        splits["train"] = splits["train"].select(range(min(data.max_train_samples, len(splits["train"]))))
-    if data.max_eval_samples:
-        splits["eval"] = splits["eval"].select(range(min(data.max_eval_samples, len(splits["eval"]))))
+    splits = _limited(splits, run)
     if eval_name and eval_name == train_name:
         made += " (the training rows: a model fine-tuned on them scores higher there than on unseen data)"
     run.data_info = DataInfo(ref, train_name, eval_name or splits_mod.CARVED, made, len(splits.get("train", ())),
                              len(splits["eval"]), findings.notes, findings.seconds)
     return datasets.DatasetDict(splits)
+
+
+def _load_sample(run, findings):
+    """--smoke without --data: the bundled sample as both train and eval, a smoke run checks the model memorises it."""
+    import datasets
+
+    from taskcli import preflight
+
+    recipe, data = run.recipe, run.recipe.data
+    path = sample_path(run.task, recipe)
+    raw = load_raw(str(path), recipe, run.task.modality, run.task.read_data, findings=findings)
+    sample = _rename(raw[next(iter(raw))], run)
+    limit = recipe.smoke.max_samples
+    sample = sample.select(range(min(limit, len(sample))))
+    _checked(datasets.DatasetDict(train=sample, eval=sample), run)
+    sample = preflight.scan(run, {"train": sample}, {"train": None}, findings)["train"]
+    run.data_info = DataInfo(str(path), "train", "eval", "the bundled smoke sample itself (train = eval: a smoke "
+                             "run checks that the model memorises it)", len(sample), len(sample), findings.notes,
+                             findings.seconds)
+    train = _shuffled_stream(sample.to_iterable_dataset(), run) if data.streaming else sample
+    return StreamedDict(train=train, eval=sample) if data.streaming else datasets.DatasetDict(train=train, eval=sample)
+
+
+def _split_names(raw, ref: str, data, eval_split_name: str | None) -> tuple[str | None, str | None]:
+    """(train split, eval split) of the data as read; eval None: carve one from train."""
+    train_name = _train_split_of(raw, data)
+    carve_asked = eval_split_name == splits_mod.CARVED and splits_mod.CARVED not in raw
+    if eval_split_name and eval_split_name not in raw and not (carve_asked and train_name):
+        extra = ", eval (carved from train)" if train_name and not _eval_split_of(raw, data, train_name) else ""
+        raise TaskcliError(f"split '{eval_split_name}' not in {ref}", f"splits: {', '.join(raw)}{extra}")
+    eval_name = None if carve_asked else eval_split_name or _eval_split_of(raw, data, train_name)
+    if not train_name and not eval_name:
+        raise TaskcliError(f"no usable split in {ref}", f"splits found: {', '.join(raw)}; set data.train_split")
+    return train_name, eval_name
+
+
+def _limited(splits: dict, run) -> dict:
+    """--smoke with --data: a few rows only; data.max_train_samples / max_eval_samples."""
+    recipe, data = run.recipe, run.recipe.data
+    if run.smoke:
+        splits = {k: v.select(range(min(recipe.smoke.max_samples, len(v)))) for k, v in splits.items()}
+    if data.max_train_samples and "train" in splits:
+        splits["train"] = splits["train"].select(range(min(data.max_train_samples, len(splits["train"]))))
+    if data.max_eval_samples:
+        splits["eval"] = splits["eval"].select(range(min(data.max_eval_samples, len(splits["eval"]))))
+    return splits
 
 
 def split_sources(ref: str | None, splits) -> dict[str, str | None]:
@@ -292,7 +248,7 @@ def split_sources(ref: str | None, splits) -> dict[str, str | None]:
     if path.is_file():
         return {name: str(path) for name in splits}
     try:
-        _, by_split, _ = _local_files(path)
+        _, by_split, _ = local_files(path)
     except TaskcliError:
         return out
     for name in splits:

@@ -5,10 +5,6 @@ from __future__ import annotations
 import os
 
 from taskcli.errors import TaskcliError, quoted
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from taskcli.run import Run
 
 
 def world_size() -> int:
@@ -21,10 +17,11 @@ def is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def check_processes_agree(run: Run, model: str | None, data: str | None) -> None:
+def check_processes_agree(run, model: str | None, data: str | None) -> None:
     """Every process of a distributed run (every node of a multi-node one) must train the same recipe on the same
     label set: a node with another recipe file, taskcli version or data snapshot would average gradients of a
-    different model into everyone's. Compared once, before any model is loaded; a mismatch names the field."""
+    different model into everyone's. Compared once, before any model is loaded; a mismatch names the field. (`run`:
+    a taskcli.run.Run; not imported, so that the modules below the run can ask world_size.)"""
     if world_size() < 2:
         return
     import torch.distributed as dist

@@ -5,9 +5,8 @@ text, an image or recording that does not open, a file that will not decode), or
 line and in the run header, what a user could have meant either way (labels that differ only in spaces or case,
 float labels that are class ids, train rows repeated in eval, a plan too short to learn).
 
-`data.load` calls `files` before reading local files and `scan` on the rows as read (before an eval split is
-carved, so row numbers are the file's); the engine calls `check` on the splits the run uses. `taskcli check`
-runs the same scan with `collect=True`: problems are listed instead of raised.
+`data.load` calls `files` before reading local files and `scan` on the rows as read (before an eval split is carved,
+so row numbers are the file's); finetune/eval call `check` on the splits they use; `taskcli check` lists problems.
 """
 
 from __future__ import annotations
@@ -398,12 +397,12 @@ def planned_steps(args, train_rows: int | None) -> tuple[int, str]:
 
 def plan(recipe, train_rows: int) -> tuple[int, int]:
     """(optimizer steps per epoch, total) as the Trainer counts them, from the recipe alone."""
-    import os
     from types import SimpleNamespace
 
+    from taskcli.distributed import world_size
+
     t = recipe.train
-    args = SimpleNamespace(max_steps=t.max_steps, per_device_train_batch_size=t.batch_size,
-                           world_size=int(os.environ.get("WORLD_SIZE", "1")),
+    args = SimpleNamespace(max_steps=t.max_steps, per_device_train_batch_size=t.batch_size, world_size=world_size(),
                            gradient_accumulation_steps=t.gradient_accumulation_steps, num_train_epochs=t.epochs)
     total, _ = planned_steps(args, train_rows)
     args.max_steps = -1

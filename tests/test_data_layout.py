@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from taskcli import conll, data, files, modality, provenance, registry, splits
+from taskcli import conll, data, data_files, files, modality, provenance, registry, splits
 
 PACKAGE = Path(data.__file__).parent
 
@@ -22,7 +22,7 @@ def test_each_split_alias_resolves_the_same_everywhere(tmp_path, alias):
     table = tmp_path / "table"
     table.mkdir()
     (table / f"{name}.csv").write_text("text,label\nhi,a\n")
-    assert list(data._local_files(table)[1]) == [want]
+    assert list(data_files.local_files(table)[1]) == [want]
     tagged = tmp_path / "conll"
     tagged.mkdir()
     (tagged / f"{name}.conll").write_text("EU B-ORG\n")
@@ -36,7 +36,7 @@ def test_each_split_alias_resolves_the_same_everywhere(tmp_path, alias):
 def test_a_name_that_is_no_split_is_train(tmp_path):
     (tmp_path / "reviews.csv").write_text("text,label\nhi,a\n")
     (tmp_path / "sentences.conll").write_text("EU B-ORG\n")
-    assert list(data._local_files(tmp_path)[1]) == ["train"]
+    assert list(data_files.local_files(tmp_path)[1]) == ["train"]
     assert list(conll.files(tmp_path)) == ["train"]
 
 
