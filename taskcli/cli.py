@@ -711,7 +711,8 @@ def export(
                                                                     "quantization), the one infer then runs."),
     out: Optional[str] = typer.Option(None, "--output", "-o", help="Output folder (default MODEL-onnx; new or empty)."),
     tolerance: float = typer.Option(0.005, "--tolerance", help="Most a metric may move against the PyTorch model "
-                                                               "(absolute) before export exits 3."),
+                                                               "before export exits 3: absolute for 0..1 scores, "
+                                                               "relative for larger ones (perplexity)."),
     recipe: RecipeOpt = None,
     data: DataOpt = None,
     set_: SetOpt = [],  # noqa: B006
@@ -754,6 +755,45 @@ def _print_parity(out, result: dict) -> None:
         table.add_row(key, *(_number(result["metrics"][f].get(key)) for f in formats))
     table.add_row("largest output difference", "–", *(f"{result['max_abs_diff'][f]:.3g}" for f in formats[1:]))
     out.print(table)
+
+
+
+@app.command(epilog="Examples: `taskcli benchmark ner --model runs/ner` · `taskcli benchmark ner --model runs/ner "
+             "--formats torch,onnx-int8 --data dev.jsonl --json`")
+@guarded
+def benchmark(
+    task: TaskArg,
+    model: str = typer.Option(..., "--model", "-m", help="The fine-tuned model folder."),
+    formats: str = typer.Option("torch,onnx,onnx-int8", "--formats", help="Comma-separated: torch, onnx, onnx-int8."),
+    tolerance: float = typer.Option(0.005, "--tolerance", help="Most a metric may move against torch fp32 to pass "
+                                                               "(as export's)."),
+    recipe: RecipeOpt = None,
+    data: DataOpt = None,
+    set_: SetOpt = [],  # noqa: B006
+    smoke: TinyOpt = False,
+    as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+):
+    """One table across formats: size on disk, the task's main metric, ms per input (p50/p95), inputs/s, and
+    pass/fail against the PyTorch fp32 metric (exit 3 if a format fails)."""
+    from taskcli import benchmark as benchmark_mod
+
+    result = benchmark_mod.benchmark(task, model, formats, data, tolerance, recipe, set_, smoke)
+    if as_json:
+        print(json.dumps(result, default=float))
+    else:
+        from rich.table import Table
+
+        out = _stdout()
+        out.print(f"[bold]{result['task']}[/] · {result['model']} · {result['samples']} rows of {result['data']}",
+                  highlight=False)
+        table = Table(show_header=True, header_style="bold")
+        for name in ("format", "size MB", result["rows"][0]["metric"], "ms/input p50", "p95", "inputs/s", "parity"):
+            table.add_column(name, justify="left" if name == "format" else "right", no_wrap=True)
+        for row in result["rows"]:
+            table.add_row(row["format"], f"{row['size_mb']:.1f}", _number(row["value"]), f"{row['ms_p50']:.2f}",
+                          f"{row['ms_p95']:.2f}", f"{row['inputs_per_s']:.1f}", row["parity"])
+        out.print(table)
+    _gates_failed({"gates_failed": [line for row in result["rows"] for line in row["failed"]]})
 
 
 def run() -> None:

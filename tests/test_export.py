@@ -118,3 +118,31 @@ def test_existing_output_folder_is_not_overwritten(cli, tmp_path):
     result = cli("export", "ner", "--model", tmp_path / "model", "-o", tmp_path / "out")
     assert_clean_error(result, "not empty")
     assert (tmp_path / "out" / "mine.txt").read_text() == "keep"
+
+
+def test_benchmark_table_across_formats(trained, cli, one_torch_thread):
+    result = cli("benchmark", "ner", "--model", trained("token-classification"), "--json")
+    assert result.exit_code == 0, result.stderr
+    table = json.loads(result.stdout)
+    assert [r["format"] for r in table["rows"]] == ["torch", "onnx", "onnx-int8"]
+    for row in table["rows"]:
+        assert row["metric"] == "f1" and 0 <= row["value"] <= 1 and row["size_mb"] > 0
+        assert 0 < row["ms_p50"] <= row["ms_p95"] and row["inputs_per_s"] > 0
+    assert [r["parity"] for r in table["rows"]] == ["–", "pass", "pass"]
+    int8, fp32 = table["rows"][2], table["rows"][1]
+    assert int8["size_mb"] < fp32["size_mb"]  # int8 weights
+
+
+def test_benchmark_unknown_format(cli, tmp_path):
+    result = cli("benchmark", "ner", "--model", tmp_path, "--formats", "torch,onxx")
+    assert_clean_error(result, "unknown format 'onxx'", "did you mean 'onnx'")
+
+
+def test_tolerance_is_absolute_on_scores_and_relative_above_one():
+    from taskcli.export import parity_lines
+
+    torch_scores = {"f1": 0.80, "perplexity": 11.14, "loss": 0.3}
+    moved = parity_lines(torch_scores, {"f1": 0.79, "perplexity": 11.17, "loss": float("nan")}, "onnx-int8", 0.005)
+    assert len(moved) == 1 and moved[0].startswith("parity failed: f1 = 0.79 for onnx-int8, 0.8 for torch")
+    assert parity_lines(torch_scores, {"f1": 0.80, "perplexity": 11.3, "loss": 0.3}, "onnx", 0.005)[0].startswith(
+        "parity failed: perplexity")
