@@ -699,20 +699,25 @@ def recipes_validate(paths: list[str] = typer.Argument(..., help="Recipe YAML fi
         raise typer.Exit(1)
 
 
+# export and benchmark
+SavedModelOpt = Annotated[str, typer.Option(..., "--model", "-m", help="The fine-tuned model folder (a `taskcli "
+                                                                      "finetune` output).")]
+ToleranceOpt = Annotated[float, typer.Option("--tolerance", help="Most a metric may move against the PyTorch fp32 "
+                                             "model before the command exits 3: absolute for 0..1 scores, relative "
+                                             "for larger ones (perplexity).")]
+
 
 @app.command(epilog="Examples: `taskcli export ner --model runs/ner` · `taskcli export ner --model runs/ner "
              "--quantize int8 -o runs/ner-int8 --tolerance 0.01`")
 @guarded
 def export(
     task: TaskArg,
-    model: str = typer.Option(..., "--model", "-m", help="The fine-tuned model folder to export."),
+    model: SavedModelOpt,
     fmt: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="Also write an int8 model (dynamic "
                                                                     "quantization), the one infer then runs."),
     out: Optional[str] = typer.Option(None, "--output", "-o", help="Output folder (default MODEL-onnx; new or empty)."),
-    tolerance: float = typer.Option(0.005, "--tolerance", help="Most a metric may move against the PyTorch model "
-                                                               "before export exits 3: absolute for 0..1 scores, "
-                                                               "relative for larger ones (perplexity)."),
+    tolerance: ToleranceOpt = 0.005,
     recipe: RecipeOpt = None,
     data: DataOpt = None,
     set_: SetOpt = [],  # noqa: B006
@@ -763,10 +768,9 @@ def _print_parity(out, result: dict) -> None:
 @guarded
 def benchmark(
     task: TaskArg,
-    model: str = typer.Option(..., "--model", "-m", help="The fine-tuned model folder."),
+    model: SavedModelOpt,
     formats: str = typer.Option("torch,onnx,onnx-int8", "--formats", help="Comma-separated: torch, onnx, onnx-int8."),
-    tolerance: float = typer.Option(0.005, "--tolerance", help="Most a metric may move against torch fp32 to pass "
-                                                               "(as export's)."),
+    tolerance: ToleranceOpt = 0.005,
     recipe: RecipeOpt = None,
     data: DataOpt = None,
     set_: SetOpt = [],  # noqa: B006
