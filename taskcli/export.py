@@ -45,7 +45,9 @@ def check_exportable(task, model: str) -> None:
 
     # text-generation, summarization, translation; speech recognition's CTC head (an alt_auto_model) is single-pass,
     # its Whisper models are caught by their config below
-    if issubclass(task.infer_options, GenerationOptions) and not task.alt_auto_models:
+    if not issubclass(task.infer_options, GenerationOptions):
+        return  # (DETR's config says is_encoder_decoder too, and predicts in one pass)
+    if not task.alt_auto_models:
         raise TaskcliError(f"{task.name} does not export yet: {GENERATING}",
                            "export a single-pass task's model (taskcli tasks lists them)")
     config = Path(model, "config.json")
@@ -203,7 +205,10 @@ def quantize_int8(src: Path, dst: Path) -> None:
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        # the linear layers (MatMul/Gemm: most of a transformer's work); convolutions stay fp32: wav2vec2's
+        # weight-normed conv weight is computed in the graph, which quantize_dynamic refuses ("Expected ... to be an
+        # initializer")
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
     finally:
         root.setLevel(level)
 
