@@ -13,6 +13,7 @@ rest, the same for all 13 tasks:
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
@@ -182,9 +183,9 @@ def options_for(run: Run, given: dict | InferOptions) -> InferOptions:
     check_flags(run.task, given)
     values = {}
     for name, info in model.model_fields.items():
-        setting = (info.json_schema_extra or {}).get("recipe")
+        setting = (info.json_schema_extra or {}).get("recipe")  # e.g. "infer.top_k"
         if setting and name not in given:
-            values[name] = _setting(run.recipe, setting)
+            values[name] = functools.reduce(getattr, setting.split("."), run.recipe)
     try:
         return model(**values, **given)
     except ValidationError as err:
@@ -193,13 +194,6 @@ def options_for(run: Run, given: dict | InferOptions) -> InferOptions:
         shown = flag(name, model.model_fields[name]) if name in model.model_fields else "an infer option"
         raise TaskcliError(f"{shown}: {first['msg'][0].lower()}{first['msg'][1:]} (got {first.get('input')!r})",
                            f"fix {shown}") from None
-
-
-def _setting(recipe, path: str):
-    value = recipe
-    for part in path.split("."):
-        value = getattr(value, part)
-    return value
 
 
 @dataclass
