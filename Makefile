@@ -28,8 +28,12 @@ demo: install
 		"Yesterday Hiro Tanaka met Emma Weber in Berlin ." \
 		"Initech opened a new office in Lisbon ."
 
+# Test files run in parallel worker processes (pytest-xdist), a whole file per worker so module fixtures train
+# once; tests/conftest.py gives each worker its share of the cores, shares `trained` models between workers and
+# starts the slowest files first. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= auto
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
 bench: install
 	$(BIN)/python bench/run.py

@@ -1,6 +1,8 @@
 """Shared test setup: offline Hugging Face libraries, the CLI runner, real-format sample data."""
 
+import hashlib
 import os
+import shutil
 
 # Before any Hugging Face import: tests never touch the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -8,6 +10,11 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The run report (plots, worst examples) costs seconds per fine-tune; the tests of the report turn it on (report_on).
 os.environ["TASKCLI_REPORT"] = "0"
+# Under pytest-xdist (make test: -n 2) each worker gets its share of the cores, before torch is imported: two
+# workers each spinning the default thread per core on 2 cores made tiny trainings several times slower.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 from pathlib import Path  # noqa: E402
 
@@ -37,6 +44,19 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+# Under pytest-xdist (make test: --dist loadfile) files are handed to the workers in this order: the slowest
+# (measured) first, so no long file starts last and leaves the other worker idle at the end. The Hub replay builds
+# its cache and runs two driver processes; test_training launches two-process trainings.
+SLOW_FIRST = ("test_replay.py", "test_training.py", "test_detection.py", "test_audio_tasks.py",
+              "test_serve_faults.py", "test_preprocess.py", "test_provenance.py", "test_serve.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a plain run keeps the file order
+        rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
+
+
 class Cli:
     """Runs `taskcli ...` in-process; returns click's Result (stdout, stderr, exit_code)."""
 
@@ -54,22 +74,35 @@ def cli() -> Cli:
     return Cli()
 
 
+def shared_dir(tmp_path_factory) -> Path:
+    """A folder all pytest-xdist workers of this run share (the run's own temp folder without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, cli):
-    """finetune --smoke once per (task, recipe), shared by eval/infer/parity tests."""
-    cache: dict = {}
+    """finetune --smoke once per (task, recipe, extra args) for the whole run, shared by eval/infer/parity tests.
+    Under pytest-xdist the first worker to ask trains it while the others wait on its lock, then all read it."""
+    from filelock import FileLock
+
+    root = shared_dir(tmp_path_factory) / "trained"
+    root.mkdir(exist_ok=True)
 
     def get(task: str, recipe: str | None = None, *extra) -> Path:
-        key = (task, recipe, extra)
-        if key not in cache:
-            out = tmp_path_factory.mktemp(task + (recipe or ""))
-            args = ["finetune", task, "--smoke", "--output-dir", out, "--overwrite", *extra]
-            if recipe:
-                args += ["--recipe", recipe]
-            result = cli(*args)
-            assert result.exit_code == 0, result.stderr
-            cache[key] = out
-        return cache[key]
+        key = "\0".join([task, recipe or "", *map(str, extra)])
+        out = root / f"{task}-{recipe or 'default'}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+        done = out.with_name(out.name + ".done")  # beside the model folder, so its listing stays the run's own
+        with FileLock(out.with_name(out.name + ".lock")):
+            if not done.is_file():
+                shutil.rmtree(out, ignore_errors=True)  # a failed attempt's leftovers
+                args = ["finetune", task, "--smoke", "--output-dir", out, "--overwrite", *extra]
+                if recipe:
+                    args += ["--recipe", recipe]
+                result = cli(*args)
+                assert result.exit_code == 0, result.stderr
+                done.touch()
+        return out
 
     return get
 
