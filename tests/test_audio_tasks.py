@@ -37,10 +37,8 @@ def finetune_smoke(task, recipe, out):
 
 
 @pytest.fixture(scope="module")
-def whisper_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("whisper") / "model"
-    finetune_smoke("asr", "whisper", out)
-    return out
+def whisper_dir(trained):
+    return trained("automatic-speech-recognition")  # the default recipe, whisper: one training shared with others
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +49,8 @@ def ctc_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cls_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cls") / "model"
-    finetune_smoke("audio-classification", "wav2vec2", out)
-    return out
+def cls_dir(trained):
+    return trained("audio-classification")  # the default recipe, wav2vec2: one training shared with others
 
 
 def eval_smoke(task, recipe, model):

@@ -27,10 +27,8 @@ def finetune(cli, out, *extra):
 
 
 @pytest.fixture(scope="module")
-def vit_dir(cli, tmp_path_factory):
-    out = tmp_path_factory.mktemp("vit") / "model"
-    finetune(cli, out)
-    return out
+def vit_dir(trained):
+    return trained("image-classification")  # one smoke training, shared with the infer-table and serve tests
 
 
 # ----------------------------------------------------------------------------- smoke: learns, evals, infers

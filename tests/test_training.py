@@ -20,9 +20,24 @@ def _finetune(out, *extra, processes=1):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The one-process run at batch 8 that the two-process and two-node runs are compared with, run once per
+    weights setting: (its output folder, its --json result)."""
+    runs = {}
+
+    def get(*weights):
+        if weights not in runs:
+            out = tmp_path_factory.mktemp("one") / "one"
+            runs[weights] = out, _finetune(out, "--set", "train.batch_size=8", *weights)
+        return runs[weights]
+
+    return get
+
+
 @pytest.mark.parametrize("weights", [[], ["--class-weights", "auto"]], ids=["plain", "class-weights"])
-def test_two_processes_match_one_at_the_same_global_batch(cli, tmp_path, weights):
-    one = _finetune(tmp_path / "one", "--set", "train.batch_size=8", *weights)
+def test_two_processes_match_one_at_the_same_global_batch(cli, tmp_path, weights, one_process):
+    one_dir, one = one_process(*weights)
     two = _finetune(tmp_path / "two", "--set", "train.batch_size=4", *weights, processes=2)
     assert (one["processes"], two["processes"]) == (1, 2)
     assert one["global_batch_size"] == two["global_batch_size"] == 8
@@ -30,8 +45,8 @@ def test_two_processes_match_one_at_the_same_global_batch(cli, tmp_path, weights
         assert two["metrics"][name] == pytest.approx(one["metrics"][name], abs=1e-4), name
     # The eval loss logged during a DDP run averages per-shard batches, so compare the two models on equal
     # footing: the same single-process eval of each saved model.
-    evals = [json.loads(cli("eval", "ner", "--model", tmp_path / d, "--smoke", "--json").stdout)["metrics"]
-             for d in ("one", "two")]
+    evals = [json.loads(cli("eval", "ner", "--model", d, "--smoke", "--json").stdout)["metrics"]
+             for d in (one_dir, tmp_path / "two")]
     for name in ("loss", "precision", "recall", "f1", "accuracy"):
         assert evals[1][name] == pytest.approx(evals[0][name], abs=1e-4), name
 
@@ -61,8 +76,8 @@ def _two_nodes(out, per_node=lambda rank: []):
     return results
 
 
-def test_two_nodes_match_one_process_at_the_same_global_batch(tmp_path):
-    one = _finetune(tmp_path / "one", "--set", "train.batch_size=8")
+def test_two_nodes_match_one_process_at_the_same_global_batch(tmp_path, one_process):
+    _, one = one_process()
     (rc0, out0, err0), (rc1, out1, err1) = _two_nodes(tmp_path / "two")
     assert rc0 == 0 and rc1 == 0, err0[-2000:] + err1[-2000:]
     two = json.loads(out0.strip().splitlines()[-1])
