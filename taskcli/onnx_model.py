@@ -42,6 +42,14 @@ def session(path: Path, threads: int | None = None):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+_NUMPY_TYPES = {"tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(float)": "float32",
+                "tensor(float16)": "float16", "tensor(bool)": "bool"}
+
+
+def _as_type(array, dtype: str | None):
+    return array if dtype is None or array.dtype == dtype else array.astype(dtype)
+
+
 class OnnxModel(torch.nn.Module):
     """One ONNX graph of an exported folder. Load it with `load`, which names the class after the PyTorch one and
     gives `forward` that class's signature: the Trainer finds the label columns (find_labels) and the columns to
@@ -57,6 +65,8 @@ class OnnxModel(torch.nn.Module):
         self.config = AutoConfig.from_pretrained(folder)
         self.session = session(folder / self.file)
         self.input_names = [i.name for i in self.session.get_inputs()]
+        # the dtype each input was exported with: infer's collate may give int32 where eval's gave int64 (audio masks)
+        self.input_types = {i.name: _NUMPY_TYPES.get(i.type) for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
         module, name = self.meta["output_class"].rsplit(".", 1)
         self.output_class = getattr(importlib.import_module(module), name)
@@ -79,7 +89,7 @@ class OnnxModel(torch.nn.Module):
 
             raise TaskcliError(f"the exported model in {self.folder} needs input {missing[0]}, which the batch lacks",
                                "export the model again with this taskcli version")
-        feeds = {n: batch[n].detach().cpu().numpy() for n in self.input_names}
+        feeds = {n: _as_type(batch[n].detach().cpu().numpy(), self.input_types[n]) for n in self.input_names}
         values = self.session.run(None, feeds)
         out = {n: torch.from_numpy(v) for n, v in zip(self.output_names, values)}
         if any("label" in k or k in ("start_positions", "end_positions") for k in batch) and \

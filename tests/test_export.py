@@ -146,3 +146,35 @@ def test_tolerance_is_absolute_on_scores_and_relative_above_one():
     assert len(moved) == 1 and moved[0].startswith("parity failed: f1 = 0.79 for onnx-int8, 0.8 for torch")
     assert parity_lines(torch_scores, {"f1": 0.80, "perplexity": 11.3, "loss": 0.3}, "onnx", 0.005)[0].startswith(
         "parity failed: perplexity")
+
+
+SAMPLES = Path(__file__).resolve().parent.parent / "taskcli" / "samples"
+QA = json.loads((SAMPLES / "question-answering.jsonl").read_text().splitlines()[0])
+# task, recipe, infer arguments: every single-pass task (token-classification is covered above)
+SINGLE_PASS = [
+    ("text-classification", None, ["I loved this film ."]),
+    ("question-answering", None, ["--question", QA["question"], "--context", QA["context"]]),
+    ("fill-mask", None, ["Alice walked to the <mask> and bought 3 apples ."]),
+    ("image-classification", None, [SAMPLES / "image-classification" / "cat" / "cat_00.jpg"]),
+    ("object-detection", None, [SAMPLES / "object-detection" / "images" / "det_00.jpg"]),
+    ("image-segmentation", None, [SAMPLES / "image-segmentation" / "images" / "seg_00.jpg"]),
+    ("depth-estimation", None, [SAMPLES / "depth-estimation" / "images" / "scene_00.png"]),
+    ("audio-classification", None, [SAMPLES / "audio-classification" / "yes" / "yes_00.flac"]),
+    ("automatic-speech-recognition", "wav2vec2", [SAMPLES / "automatic-speech-recognition" / "clip_01.flac"]),
+]
+
+
+@pytest.mark.parametrize("task,recipe,inputs", SINGLE_PASS, ids=[t for t, _, _ in SINGLE_PASS])
+def test_every_single_pass_task_exports_and_infers_the_same(task, recipe, inputs, trained, cli, tmp_path,
+                                                             one_torch_thread):
+    """The smoke model of each task passes the gate, and `infer --model OUT` gives the torch model's rows."""
+    model = trained(task, recipe)
+    result = cli("export", task, "--model", model, "-o", tmp_path / "onnx", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["max_abs_diff"]["onnx"] < 1e-3
+    rows = []
+    for folder in (model, tmp_path / "onnx"):
+        result = cli("infer", task, *inputs, "--model", folder, "--json")
+        assert result.exit_code == 0, result.stderr
+        rows.append([json.loads(line) for line in result.stdout.splitlines()])
+    assert rows[0] and same_rows(rows[0], rows[1], tol=1e-3), rows
