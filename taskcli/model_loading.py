@@ -69,7 +69,10 @@ def resolve_model_source(run: Run, model: str | None, default: str) -> str:
 def load_processor_and_model(run: Run, labels: list[str] | None):
     try:
         run.processor = run.task.load_processor(run)
-        if labels is None and Path(run.model_source, "taskcli-export.json").is_file():
+        if Path(run.model_source, "taskcli-export.json").is_file():
+            if labels is not None:  # finetune, check: the graph has no gradients
+                raise TaskcliError(f"{run.model_source} is an exported (ONNX) model, which does not train",
+                                   "pass the model it was exported from (its taskcli-export.json names it)")
             from taskcli import onnx_model  # a `taskcli export` folder: ONNX Runtime runs the forward
 
             model = onnx_model.load(run.model_source)

@@ -59,6 +59,12 @@ def test_exported_model_infers_and_evaluates_as_the_torch_one(ner_onnx, cli):
     assert scores["onnx"]["f1"] == pytest.approx(scores["torch"]["f1"], abs=1e-6)
 
 
+def test_an_exported_model_does_not_train(ner_onnx, cli, tmp_path):
+    _, out, _ = ner_onnx
+    result = cli("finetune", "ner", "--smoke", "--model", out, "--output-dir", tmp_path / "run")
+    assert_clean_error(result, "is an exported (ONNX) model, which does not train")
+
+
 def test_gate_fails_on_a_perturbed_export(trained, cli, tmp_path, monkeypatch, one_torch_thread):
     """A graph whose largest weight matrix is scaled scores worse: export exits 3, one line per moved metric."""
     import numpy as np
