@@ -1,6 +1,6 @@
 """`taskcli benchmark`: one table across formats (torch fp32, ONNX fp32, ONNX int8) of a fine-tuned model: size on
-disk, the task's main metric on the same rows, ms per input (p50/p95), inputs/s, and pass/fail against the PyTorch
-metric with --tolerance. The exported models are `taskcli export`'s (in a temporary folder), scored by its gate."""
+disk, the seconds the model takes to load, the task's main metric on the same rows, ms per input (p50/p95), inputs/s,
+and pass/fail against the PyTorch metric with --tolerance. The exported models are `taskcli export`'s (in a temporary folder), scored by its gate."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def benchmark(task: str, model: str, formats: str = ",".join(FORMATS), data: str
             rows.append({"format": fmt, "precision": "int8" if fmt.endswith("int8") else "fp32",
                          "size_mb": round(sum(p.stat().st_size for p in files[fmt] if p.is_file()) / 2**20, 2),
                          "metric": metric, "value": scores.get(metric),
-                         **timings(loaded[fmt], loaded["batches"]),
+                         "load_s": round(loaded["load_seconds"][fmt], 2), **timings(loaded[fmt], loaded["batches"]),
                          "max_abs_diff": report["max_abs_diff"].get(fmt, 0.0),
                          "parity": "–" if fmt == "torch" else "fail" if failed else "pass", "failed": failed})
     return {"task": report["task"], "model": model, "data": report["data"], "split": report["split"],

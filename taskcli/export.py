@@ -94,7 +94,8 @@ def export(task: str, model: str, out: str | None = None, quantize: str | None =
 
 def _export(run, model: str, data: str | None, folder: Path, quantize: str | None, tolerance: float,
             loaded: dict | None = None) -> dict:
-    """Export and score; `loaded` (benchmark) receives each format's loaded model and every eval batch."""
+    """Export and score; `loaded` (benchmark) receives each format's loaded model, every eval batch and the seconds
+    each model took to load (with its tokenizer/processor for torch)."""
     from transformers import set_seed
 
     from taskcli import onnx_model
@@ -103,7 +104,9 @@ def _export(run, model: str, data: str | None, folder: Path, quantize: str | Non
     from taskcli.training_args import training_arguments
 
     dsd = load_eval_data(run, data, None)
+    started = time.perf_counter()
     _, mdl = load_scored_model(run, model, dsd)
+    load_seconds = {"torch": time.perf_counter() - started}
     if run.seq2seq:  # (an encoder-decoder config was refused above; a config that hides it is caught here)
         raise TaskcliError(f"{model} generates, which does not export yet: {GENERATING}",
                            "export a single-pass model")
@@ -129,7 +132,9 @@ def _export(run, model: str, data: str | None, folder: Path, quantize: str | Non
         write_folder(run, mdl, model, folder, files, outputs, output_class, quantize)
         diffs = {}
         for fmt, file in files.items():
+            started = time.perf_counter()
             exported = onnx_model.load(folder, file)
+            load_seconds[fmt] = time.perf_counter() - started
             diffs[fmt] = largest_difference(mdl, exported, batches)
             trainer = make_trainer(run, exported, args, None, features, dsd["eval"])
             set_seed(run.recipe.train.seed)
@@ -137,7 +142,7 @@ def _export(run, model: str, data: str | None, folder: Path, quantize: str | Non
             if loaded is not None:
                 loaded[fmt] = exported
     if loaded is not None:
-        loaded.update(torch=mdl, batches=every)
+        loaded.update(torch=mdl, batches=every, load_seconds=load_seconds)
     failed = [line for fmt in files for line in parity_lines(scores["torch"], scores[fmt], fmt, tolerance)]
     result = {"task": run.task.name, "model": model, "output": str(folder), "files": files,
               "exporter": f"torch.onnx.export(dynamo=True) {_version('torch')}", "export_seconds": round(seconds, 1),

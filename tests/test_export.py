@@ -133,7 +133,7 @@ def test_benchmark_table_across_formats(trained, cli, one_torch_thread):
     assert [r["format"] for r in table["rows"]] == ["torch", "onnx", "onnx-int8"]
     for row in table["rows"]:
         assert row["metric"] == "f1" and 0 <= row["value"] <= 1 and row["size_mb"] > 0
-        assert 0 < row["ms_p50"] <= row["ms_p95"] and row["inputs_per_s"] > 0
+        assert 0 < row["ms_p50"] <= row["ms_p95"] and row["inputs_per_s"] > 0 and row["load_s"] > 0
     assert [r["parity"] for r in table["rows"]] == ["–", "pass", "pass"]
     int8, fp32 = table["rows"][2], table["rows"][1]
     assert int8["size_mb"] < fp32["size_mb"]  # int8 weights
