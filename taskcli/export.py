@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -121,9 +122,15 @@ def _export(run, model: str, data: str | None, folder: Path, quantize: str | Non
         batches = every[:8]
         set_seed(run.recipe.train.seed)  # random eval-time masking (fill-mask) draws the same masks for each model
         scores = {"torch": strip_prefix(trainer.evaluate())}
+        made = not folder.exists()
         folder.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        outputs, output_class = export_graph(mdl, batches[0], folder / "model.onnx")
+        try:
+            outputs, output_class = export_graph(mdl, batches[0], folder / "model.onnx")
+        except TaskcliError:
+            if made:  # nothing of the user's was there: leave no empty folder behind
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
         files = {"onnx": "model.onnx"}
         if quantize:
             quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
@@ -180,9 +187,11 @@ def export_graph(mdl, sample: dict, path: Path) -> tuple[list[str], str]:
     auto = torch.export.Dim.AUTO
     shapes = {k: {i: auto for i in range(v.dim())} for k, v in sample.items()}
     # torch.onnx prints its progress and warns about ops it skips; a failure raises and is reported below
-    logger = logging.getLogger("torch.onnx")  # "torchvision is not installed. Skipping torchvision::nms" etc.
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    # "torchvision is not installed. Skipping torchvision::nms", onnx_ir's "Attribute type is ambiguous ..." (audio)
+    loggers = {logging.getLogger(name): logging.getLogger(name).level for name in ("torch.onnx", "onnx_ir",
+                                                                                    "onnxscript")}
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         try:
@@ -193,11 +202,13 @@ def export_graph(mdl, sample: dict, path: Path) -> tuple[list[str], str]:
 
             if os.environ.get("TASKCLI_DEBUG") == "1":
                 raise
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # torch.onnx colours its messages
+            first = text.splitlines()[0][:200] if text else type(err).__name__
             raise TaskcliError(f"{type(mdl).__name__} did not export to ONNX: {first}",
                                "TASKCLI_DEBUG=1 shows the exporter's trace") from None
         finally:
-            logger.setLevel(level)
+            for logger, level in loggers.items():
+                logger.setLevel(level)
     program.save(str(path))
     cls = type(reference)
     return names, f"{cls.__module__}.{cls.__qualname__}"
