@@ -7,6 +7,7 @@ import json
 import pytest
 
 import taskcli.cli
+import taskcli.display
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,9 +35,9 @@ def test_a_long_input_is_abbreviated_in_an_80_column_table_and_whole_in_json(cli
 
 
 def test_a_short_input_is_shown_as_it_is_and_a_long_path_keeps_its_file_name():
-    assert taskcli.cli._abbreviated("I loved every minute of it .") == "I loved every minute of it ."
+    assert taskcli.display.abbreviated("I loved every minute of it .") == "I loved every minute of it ."
     path = "/home/someone/datasets/speech_commands/validation/recordings/yes/0a7c2a8d_nohash_0.flac"
-    shown = taskcli.cli._abbreviated(path)
+    shown = taskcli.display.abbreviated(path)
     assert shown.startswith("…") and shown.endswith("yes/0a7c2a8d_nohash_0.flac") and len(shown) <= 58
 
 
@@ -47,7 +48,7 @@ def test_per_class_tables_fit_80_columns_and_keep_every_name_and_number_whole():
     metrics = {"accuracy": 0.5, "f1_macro": 0.2468, "eval_samples_per_second": 1234.5678,
                "per_class": {n: {"precision": 0.123456, "recall": 0.5, "f1": 0.25, "support": 12} for n in names}}
     buf = io.StringIO()
-    taskcli.cli._print_metrics(Console(width=80, file=buf), metrics)
+    taskcli.display.print_metrics(Console(width=80, file=buf), metrics)
     text = buf.getvalue()
     assert _widest(text) <= 80, text
     cells = [line.split("│")[1].strip() for line in text.splitlines() if line.startswith("│")]
@@ -64,7 +65,7 @@ def test_a_single_prompt_is_shown_once(cli, monkeypatch, interactive):
     args = ["infer", "text-generation", "--smoke", "Once upon a time", "--max-new-tokens", "8", "--greedy"]
     expected = json.loads(cli(*args, "--json").stdout)["generated_text"]
     assert len(expected) > len("Once upon a time")
-    monkeypatch.setattr(taskcli.cli, "_interactive", lambda: interactive)
+    monkeypatch.setattr(taskcli.display, "interactive", lambda: interactive)
     result = cli(*args)
     assert result.exit_code == 0, result.stderr
     assert (result.stdout + result.stderr).count(expected.strip()) == 1, (result.stdout, result.stderr)
@@ -74,7 +75,7 @@ def test_a_single_prompt_is_shown_once(cli, monkeypatch, interactive):
 
 
 def test_json_never_streams(cli, monkeypatch):
-    monkeypatch.setattr(taskcli.cli, "_interactive", lambda: True)
+    monkeypatch.setattr(taskcli.display, "interactive", lambda: True)
     result = cli("infer", "text-generation", "--smoke", "Once upon a time", "--max-new-tokens", "8", "--json")
     assert result.exit_code == 0, result.stderr
     row = json.loads(result.stdout)  # exactly one JSON line, no streamed text before it
@@ -93,7 +94,7 @@ def test_per_class_scores_that_are_single_numbers_get_a_table():
 
     from rich.console import Console
 
-    from taskcli.cli import _print_metrics
+    from taskcli.display import print_metrics as _print_metrics
 
     buf = io.StringIO()
     _print_metrics(Console(file=buf, width=80), {"mean_iou": 0.5, "per_class_iou": {"road": 0.75, "sky": None}})
