@@ -223,7 +223,7 @@ def test_translation_reads_its_source_languages_column_and_wmts_nested_records(t
     task = registry.get("translation")
     run = SimpleNamespace(task=task, recipe=SimpleNamespace(data=SimpleNamespace(columns={})),
                           params=task.params(source_lang="de"))
-    table = Table.for_run(run, {})
+    table = Table.for_run(run, task.infer_options())  # the typed options, no --column
     assert table.fields == [("source", ("source", "de", "text", ("translation", "de")), True)]
     for name, rows in (("wmt.jsonl", [{"translation": {"en": "Good morning", "de": "Guten Morgen"}}]),
                        ("pairs.csv", [{"en": "Good morning", "de": "Guten Morgen"}])):
