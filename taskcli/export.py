@@ -17,7 +17,6 @@ import itertools
 import json
 import re
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -122,21 +121,7 @@ def _export(run, model: str, data: str | None, folder: Path, quantize: str | Non
         batches = every[:8]
         set_seed(run.recipe.train.seed)  # random eval-time masking (fill-mask) draws the same masks for each model
         scores = {"torch": strip_prefix(trainer.evaluate())}
-        made = not folder.exists()
-        folder.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        try:
-            outputs, output_class = export_graph(mdl, batches[0], folder / "model.onnx")
-        except TaskcliError:
-            if made:  # nothing of the user's was there: leave no empty folder behind
-                shutil.rmtree(folder, ignore_errors=True)
-            raise
-        files = {"onnx": "model.onnx"}
-        if quantize:
-            quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
-            files["onnx-int8"] = "model.int8.onnx"
-        seconds = time.perf_counter() - started
-        write_folder(run, mdl, model, folder, files, outputs, output_class, quantize)
+        files, seconds = _write_exports(run, mdl, model, folder, batches[0], quantize)
         diffs = {}
         for fmt, file in files.items():
             started = time.perf_counter()
@@ -159,6 +144,27 @@ def _export(run, model: str, data: str | None, folder: Path, quantize: str | Non
     _update_manifest(folder, {"parity": {k: result[k] for k in ("data", "split", "samples", "tolerance", "metrics",
                                                                 "max_abs_diff", "parity_failed")}})
     return result
+
+
+def _write_exports(run, mdl, model: str, folder: Path, batch: dict, quantize: str | None) -> tuple[dict, float]:
+    """The graph (and its int8 twin) written into `folder` with what infer needs beside it: ({format: file}, the
+    seconds the export took). A failed export leaves no folder it made."""
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    try:
+        outputs, output_class = export_graph(mdl, batch, folder / "model.onnx")
+    except TaskcliError:
+        if made:  # nothing of the user's was there: leave no empty folder behind
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    files = {"onnx": "model.onnx"}
+    if quantize:
+        quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
+        files["onnx-int8"] = "model.int8.onnx"
+    seconds = time.perf_counter() - started
+    write_folder(run, mdl, model, folder, files, outputs, output_class, quantize)
+    return files, seconds
 
 
 def _inputs(batch: dict, label_names) -> dict:
