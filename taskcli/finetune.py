@@ -76,7 +76,7 @@ def finetune(
                 * args.gradient_accumulation_steps}
     except Exception as err:
         if disk_full(err) and not isinstance(err, TaskcliError):
-            raise no_space_left(err, [out, *(Path(t.name) for t in run._tmp)], job.began) from err
+            raise no_space_left(err, [out, *run.temp_dirs()], job.began) from err
         raise
     finally:
         run.close()

@@ -5,7 +5,6 @@ the task-head check (no random head is ever scored), and the model made ready fo
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from taskcli import data as data_mod
@@ -44,10 +43,9 @@ def build_smoke_model(run: Run, dsd=None) -> str:
 
     if dsd is None:
         dsd = data_mod.load(run, None)
-    tmp = tempfile.TemporaryDirectory(prefix="taskcli-smoke-")
-    run._tmp.append(tmp)
-    tiny.build(run.recipe.model.type, Path(tmp.name), smoke_texts(dsd), run.recipe.smoke.config, run.recipe.train.seed)
-    return tmp.name
+    folder = run.temp_dir("taskcli-smoke-")
+    tiny.build(run.recipe.model.type, Path(folder), smoke_texts(dsd), run.recipe.smoke.config, run.recipe.train.seed)
+    return folder
 
 
 def resolve_model_source(run: Run, model: str | None, default: str) -> str:

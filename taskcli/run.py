@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from taskcli import data as data_mod
@@ -67,6 +68,10 @@ class Run:
         tmp = tempfile.TemporaryDirectory(prefix=prefix)
         self._tmp.append(tmp)
         return tmp.name
+
+    def temp_dirs(self) -> list[Path]:
+        """The run's temporary folders so far (a full disk is searched there for the file being written)."""
+        return [Path(t.name) for t in self._tmp]
 
     def close(self):
         for tmp in self._tmp:

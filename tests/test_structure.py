@@ -110,3 +110,16 @@ def _strings(node) -> bool:
     """A string constant, or a tuple/list/set of them (`modality in ("image", "audio")`)."""
     items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
     return bool(items) and all(isinstance(i, ast.Constant) and isinstance(i.value, str) for i in items)
+
+
+def test_modules_and_functions_stay_readable():
+    """Issue 19's measures: no module over 450 lines, no function over 60 (split by concern when one grows)."""
+    big, long = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > 450:
+            big.append(f"{path.relative_to(PACKAGE)} ({text.count(chr(10))} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
+    assert not big and not long, f"modules over 450 lines: {big}; functions over 60 lines: {long}"
