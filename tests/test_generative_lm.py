@@ -47,10 +47,10 @@ def test_text_generation_infer_equals_pipeline_greedy(cli, trained):
 
 
 def test_text_generation_streams_a_single_prompt_and_sampling_is_seeded(cli, trained, monkeypatch):
-    import taskcli.cli
+    import taskcli.display
 
     out = trained("text-generation")
-    monkeypatch.setattr(taskcli.cli, "_interactive", lambda: True)  # stdout is a terminal
+    monkeypatch.setattr(taskcli.display, "interactive", lambda: True)  # stdout is a terminal
     shown = cli("infer", "clm", "Alice walked to the", "--model", out, "--max-new-tokens", "8")
     assert shown.exit_code == 0, shown.stderr
     assert shown.stdout.startswith("Alice walked to the")  # streamed to stdout as generated, and no table after
