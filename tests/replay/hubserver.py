@@ -8,13 +8,19 @@ transformers and datasets then take the same code paths as for a user online —
 tree listings, the loading-script check — against recorded repos.
 
 Only what those libraries call is served: ``resolve`` (HEAD/GET), ``api/{models,datasets}/ID[/revision/R]``,
-``api/.../tree/R[/path]`` and ``api/.../paths-info/R``. Anything else is a 404 with the Hub's error code.
+``api/.../tree/R[/path]`` and ``api/.../paths-info/R``; and for uploads (``taskcli push``) what
+``HfApi.create_repo`` and ``create_commit`` send: ``api/repos/create``, ``api/validate-yaml``,
+``api/.../preupload/R`` (every file "regular": its bytes go base64 in the commit) and ``api/.../commit/R`` (NDJSON),
+which writes a new snapshot into the cache folder, so what was pushed downloads back like any recorded repo.
+Anything else is a 404 with the Hub's error code.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,11 +52,18 @@ def blob_id(path: Path) -> str:
 
 
 class ReplayHub:
-    """`with ReplayHub(cache_dir) as url:` serves the cache at `url` until the block ends."""
+    """`with ReplayHub(cache_dir) as url:` serves the cache at `url` until the block ends.
 
-    def __init__(self, cache_dir: Path):
+    An empty `cache_dir` is a Hub with no repos, for upload tests. `token`: the one write token the upload
+    routes accept (others get 401; None: any Bearer token). `fail`: {"create" | "preupload" | "commit": status}
+    answers that upload step with that HTTP error, as a Hub that refuses or breaks would."""
+
+    def __init__(self, cache_dir: Path, token: str | None = None, fail: dict[str, int] | None = None):
         self.cache_dir = Path(cache_dir)
+        self.token, self.fail = token, dict(fail or {})
         self.requests: list[str] = []  # "METHOD path -> status", for tests and debugging
+        self.created: dict[str, dict] = {}  # repo id -> the create request's JSON body (visibility...)
+        self.commits: list[dict] = []  # {"repo", "revision", "summary", "description", "paths", "oid"} per commit
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -90,7 +103,9 @@ class ReplayHub:
         parts = [unquote(p) for p in url.path.strip("/").split("/")]
         query = parse_qs(url.query)
         try:
-            if parts[:1] == ["api"] and len(parts) >= 3 and parts[1] in ("models", "datasets"):
+            if parts[:1] == ["api"] and parts[1:] in (["repos", "create"], ["validate-yaml"]):
+                status = self._upload_api(h, parts[1])
+            elif parts[:1] == ["api"] and len(parts) >= 3 and parts[1] in ("models", "datasets"):
                 status = self._api(h, parts[1][:-1], parts[2:], query, head)
             elif "resolve" in parts:
                 kind = "dataset" if parts[0] == "datasets" else "model"
@@ -127,6 +142,8 @@ class ReplayHub:
             length = int(h.headers.get("Content-Length") or 0)
             form = parse_qs(h.rfile.read(length).decode()) if length else {}
             return self._paths_info(h, repo, tail[0], form.get("paths", []))
+        if verb in ("preupload", "commit") and tail and h.command == "POST":
+            return self._upload_api(h, verb, repo, "/".join(tail))
         return self._error(h, 404, "EntryNotFound", f"unsupported API call {verb}")
 
     # ------------------------------------------------------------------ endpoints
@@ -202,6 +219,74 @@ class ReplayHub:
             h.wfile.write(data)
         return 200
 
+    # ------------------------------------------------------------------ uploads
+
+    def _upload_api(self, h, step: str, repo: Repo | None = None, revision: str = "main") -> int:
+        """create / validate-yaml / preupload / commit, after the token check and any injected failure."""
+        body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        auth = h.headers.get("Authorization") or ""
+        if not auth.startswith("Bearer ") or (self.token is not None and auth != f"Bearer {self.token}"):
+            return self._error(h, 401, "Unauthorized", "Invalid credentials in Authorization header")
+        key = "create" if step == "repos" else step
+        if key in self.fail:
+            return self._error(h, self.fail[key], "Injected", f"{key} failed (replay hub: injected {self.fail[key]})")
+        if step == "validate-yaml":
+            return self._json(h, {"errors": [], "warnings": []})
+        if step == "repos":
+            return self._create(h, json.loads(body))
+        assert repo is not None
+        if step == "preupload":
+            files = json.loads(body)["files"]
+            root = self._snapshot(repo, revision)
+            return self._json(h, {"files": [
+                {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
+                 "oid": blob_id(root / f["path"]) if root and (root / f["path"]).is_file() else None}
+                for f in files]})
+        return self._commit(h, repo, revision, [json.loads(line) for line in body.splitlines() if line.strip()])
+
+    def _snapshot(self, repo: Repo, revision: str) -> Path | None:
+        commit = repo.commit(revision)
+        return repo.folder / "snapshots" / commit if commit else None
+
+    def _create(self, h, payload: dict) -> int:
+        kind = payload.get("type") or "model"
+        repo_id = "/".join(filter(None, [payload.get("organization"), payload["name"]]))
+        url = f"{self.url}/{'datasets/' if kind == 'dataset' else ''}{repo_id}"
+        folder = self.cache_dir / f"{kind}s--{repo_id.replace('/', '--')}"
+        if folder.is_dir():  # the Hub's 409 carries the url too (create_repo(exist_ok=True) reads it)
+            return self._error(h, 409, "Conflict", f"You already created this {kind} repo: {repo_id}", url=url)
+        (folder / "refs").mkdir(parents=True)
+        (folder / "snapshots").mkdir()
+        self.created[repo_id] = payload
+        return self._json(h, {"url": url, "name": repo_id, "id": repo_id})
+
+    def _commit(self, h, repo: Repo, revision: str, lines: list[dict]) -> int:
+        """Apply the NDJSON commit to a copy of the revision's snapshot: a new snapshot and ref."""
+        header = next(line["value"] for line in lines if line["key"] == "header")
+        unsupported = [line["key"] for line in lines if line["key"] not in ("header", "file", "deletedFile")]
+        if unsupported:
+            return self._error(h, 400, "BadRequest", f"replay hub: {unsupported[0]} is not supported")
+        files = {line["value"]["path"]: base64.b64decode(line["value"]["content"])
+                 for line in lines if line["key"] == "file"}
+        oid = hashlib.sha1(json.dumps([repo.id, revision, header, len(self.commits)]).encode()
+                           + b"".join(files.values())).hexdigest()
+        new = repo.folder / "snapshots" / oid
+        old = self._snapshot(repo, revision)
+        if old is not None:
+            shutil.copytree(old, new)
+        for line in lines:
+            if line["key"] == "deletedFile":
+                (new / line["value"]["path"]).unlink(missing_ok=True)
+        for path, data in files.items():
+            (new / path).parent.mkdir(parents=True, exist_ok=True)
+            (new / path).write_bytes(data)
+        new.mkdir(parents=True, exist_ok=True)
+        (repo.folder / "refs" / revision).write_text(oid)
+        self.commits.append({"repo": repo.id, "revision": revision, "summary": header.get("summary"),
+                             "description": header.get("description"), "paths": sorted(files), "oid": oid})
+        prefix = f"{self.url}/{'datasets/' if repo.kind == 'dataset' else ''}{repo.id}"
+        return self._json(h, {"commitUrl": f"{prefix}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None})
+
     # ------------------------------------------------------------------ responses
 
     @staticmethod
@@ -216,8 +301,8 @@ class ReplayHub:
         return 200
 
     @staticmethod
-    def _error(h, status: int, code: str, message: str) -> int:
-        data = json.dumps({"error": message}).encode()
+    def _error(h, status: int, code: str, message: str, **extra) -> int:
+        data = json.dumps({"error": message, **extra}).encode()
         h.send_response(status)
         h.send_header("X-Error-Code", code)
         h.send_header("X-Error-Message", message)
