@@ -15,9 +15,10 @@ from typing import Any, Optional
 import typer
 
 from taskcli import __version__, cli_catalog, display
+from taskcli import push as push_mod  # (light: huggingface_hub loads when a push runs)
 from taskcli.cli_common import (AsJsonOpt, AsrTaskOpt, BatchSizeOpt, ChunkSizeOpt, ColumnOpt, ContextOpt, DataOpt, DoSampleOpt, GateOpt,
                                InputsArg, LanguageOpt, MaxNewTokensOpt, ModelOpt, NumBeamsOpt, OutputOpt, OverwriteOpt, PrecisionOpt,
-                               QuestionOpt, RecipeOpt, ResumeOpt, SaveMapsOpt, SaveOverlaysOpt, SavedModelOpt, SeedOpt, SetOpt,
+                               PrivateOpt, PushToHubOpt, QuestionOpt, RecipeOpt, ResumeOpt, SaveMapsOpt, SaveOverlaysOpt, SavedModelOpt, SeedOpt, SetOpt,
                                ShowProgressOpt, SkipBadOpt, TaskArg, TemperatureOpt, ThresholdOpt, TimestampsOpt, TinyOpt, ToleranceOpt,
                                TopKOpt, TopPOpt, gates_failed, guarded)
 from taskcli.serve import Limits as ServeLimits  # (light: FastAPI loads when serve runs)
@@ -76,7 +77,8 @@ def _relaunch(num_processes: int) -> None:
 
 
 @app.command(epilog="Examples: `taskcli finetune ner --smoke` · `taskcli finetune text-classification --recipe bert "
-             "--set train.epochs=1` · `taskcli finetune qa --num-processes 2`")
+             "--set train.epochs=1` · `taskcli finetune qa --num-processes 2` · "
+             "`taskcli finetune ner --gate 'f1>=0.8' --push-to-hub my-name/ner-distilbert`")
 @guarded
 def finetune(
     task: TaskArg,
@@ -102,17 +104,15 @@ def finetune(
     report_to: Optional[str] = typer.Option(None, "--report-to", metavar="tensorboard|wandb|mlflow|none",
                                             help="Experiment tracker(s), comma-separated."),
     gate: GateOpt = [],  # noqa: B006
+    push_to_hub: PushToHubOpt = None,
+    private: PrivateOpt = False,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Fine-tune a model for TASK from a recipe."""
+    token = push_mod.ready(push_to_hub) if push_to_hub and not dry_run else None  # no token: said before training
     if num_processes > 1 and "WORLD_SIZE" not in os.environ and not dry_run:
         _relaunch(num_processes)
     from taskcli import finetune as finetune_mod
-
-    import shlex
-
-    # the command as typed (recorded in recipe.yaml, and the base of the resume command after Ctrl-C)
-    command = "taskcli " + shlex.join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("taskcli", "__main__.py") else ""
     from taskcli.recipe import command_flags
 
     # the flags that are recipe fields are merged into the recipe (so recipe.yaml and --dry-run show them) and
@@ -120,7 +120,7 @@ def finetune(
     flags = command_flags(model=model, data=data, output_dir=output_dir, lora=lora, gates=gate,
                           early_stopping=early_stopping, class_weights=class_weights, report_to=report_to)
     result = finetune_mod.finetune(task, recipe=recipe, sets=set_, smoke=smoke, flags=flags, resume=resume,
-                                   overwrite=overwrite, dry_run=dry_run, command=command)
+                                   overwrite=overwrite, dry_run=dry_run, command=_typed_command())
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if result.get("finished"):  # --resume of a run that already did the steps asked for: nothing changed
@@ -132,11 +132,41 @@ def finetune(
         return
     if dry_run and not as_json:  # for people: the recipe as recipe.yaml will hold it (usable as a --recipe file)
         return display.print_dry_run(result)
+    unpushed = push_mod.after_finetune(result, push_to_hub, private, token, _log)
     if as_json or dry_run:
         print(json.dumps(result, indent=None if as_json else 2, default=float))
-        return gates_failed(result)
+        return gates_failed(result, unpushed)
     display.print_finetune(result)
-    gates_failed(result)
+    gates_failed(result, unpushed)
+
+
+def _typed_command() -> str:
+    """The command as typed (recorded in recipe.yaml, and the base of the resume command after Ctrl-C)."""
+    import shlex
+
+    return "taskcli " + shlex.join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("taskcli", "__main__.py") else ""
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@app.command(epilog="Examples: `taskcli push runs/ner my-name/ner-distilbert` · `taskcli push runs/ner "
+             "my-org/ner --private --json` · log in first: `hf auth login` (or set HF_TOKEN)")
+@guarded
+def push(
+    folder: Path = typer.Argument(..., metavar="DIR", help="A finished run's folder (a `taskcli finetune` output)."),
+    repo_id: str = typer.Argument(..., metavar="ORG/NAME", help="The Hub model repo (made if new)."),
+    private: PrivateOpt = False,
+    as_json: bool = typer.Option(False, "--json", help="Print the push as JSON (repo, url, commit, files...)."),
+):
+    """Push a finished run to the Hugging Face Hub: model, tokenizer/processor, recipe.yaml, metrics, model card and
+    report, in one commit; never the checkpoint-* folders or optimizer states."""
+    result = push_mod.push(folder, repo_id, private, log=_log)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        display.print_pushed(result)
 
 
 @app.command(name="eval", epilog="Examples: `taskcli eval ner --model runs/token-classification-distilbert-smoke "

@@ -10,10 +10,11 @@ from typing import Annotated, Optional
 
 import typer
 
-def gates_failed(result: dict) -> None:
-    """One stderr line per failed gate, then exit 3 (the results are printed already)."""
+def gates_failed(result: dict, then: str | None = None) -> None:
+    """One stderr line per failed gate, and `then` (e.g. what was not pushed), then exit 3 (the results are
+    printed already)."""
     failed = result.get("gates_failed") or []
-    for line in failed:
+    for line in failed + ([then] if failed and then else []):
         print(line, file=sys.stderr)
     if failed:
         from taskcli.gates import EXIT_FAILED
@@ -86,6 +87,15 @@ DataOpt = Annotated[Optional[str], typer.Option("--data", "-d", rich_help_panel=
 GateOpt = Annotated[list[str], typer.Option("--gate", help="Gate, e.g. `--gate 'f1>=0.9'` (repeatable): exit 3 when "
                                             "one fails. finetune, eval: on a final metric (adds to eval.gates); "
                                             "check: on a figure of the report.")]
+
+# finetune --push-to-hub and push
+PushToHubOpt = Annotated[Optional[str], typer.Option("--push-to-hub", metavar="ORG/NAME", rich_help_panel="Hub",
+                                                     help="Push the finished run to this Hub model repo (made if "
+                                                          "new): not when a --gate fails. Needs `hf auth login` or "
+                                                          "HF_TOKEN.")]
+PrivateOpt = Annotated[bool, typer.Option("--private", rich_help_panel="Hub",
+                                          help="Make the Hub repo private (when it is made; an existing repo keeps "
+                                               "its visibility).")]
 
 # export and benchmark
 SavedModelOpt = Annotated[str, typer.Option(..., "--model", "-m", help="The fine-tuned model folder (a `taskcli "

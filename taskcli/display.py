@@ -223,3 +223,12 @@ def print_finetune(result: dict) -> None:
         if "stopped_early_at" in scored else ""
     print_metrics(out, result["metrics"],
                   title=f"eval metrics ({scored['checkpoint']}{best}, step {scored['step']}{stopped})")
+    if result.get("pushed"):
+        print_pushed(result["pushed"])
+
+
+def print_pushed(pushed: dict) -> None:
+    """A push's result for people: where it went, the commit, how much."""
+    stdout().print(f"[bold green]pushed[/] {pushed['folder']} to {pushed['url']}  ({len(pushed['files'])} files, "
+                   f"{pushed['bytes'] / 1e6:.1f} MB; commit {pushed['commit'][:8]}: {pushed['message']})",
+                   highlight=False, soft_wrap=True)

@@ -30,6 +30,11 @@ def _chain(err: BaseException) -> list[BaseException]:
     return out
 
 
+def network_error(err: BaseException) -> bool:
+    """Whether the network (no connection, a timeout), not an answer from the Hub, is why `err` happened."""
+    return bool({type(e).__name__ for e in _chain(err)} & set(_NETWORK_TYPES))
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return (text.splitlines() or [type(err).__name__])[0][:200]
@@ -110,7 +115,7 @@ def load_error(kind: str, ref: str, err: BaseException, revision: str | None = N
         return TaskcliError(f"the weight file {weight_file(ref, revision)} is damaged or truncated "
                             f"({_first_line(chain[-1])})",
                             "delete it and download it again (`hf cache delete`), or re-run the finetune that wrote it")
-    if names & set(_NETWORK_TYPES) or _offline() or "couldn't reach" in text.lower() \
+    if network_error(err) or _offline() or "couldn't reach" in text.lower() \
             or "couldn't connect" in text.lower():
         return TaskcliError(
             f"cannot reach the Hugging Face Hub to load {kind} '{ref}' and it is not in the local cache",
