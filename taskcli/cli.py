@@ -123,6 +123,7 @@ def finetune(
                                    overwrite=overwrite, dry_run=dry_run, command=_typed_command())
     if int(os.environ.get("RANK", "0")) != 0:
         return
+    unpushed = push_mod.after_finetune(result, push_to_hub, private, token, _log)
     if result.get("finished"):  # --resume of a run that already did the steps asked for: nothing changed
         print(f"the run in {result['output_dir']} is finished (step {result['step']} of {result['planned']}): "
               "nothing to resume; ask for more steps (train.epochs or train.max_steps) to continue it",
@@ -132,7 +133,6 @@ def finetune(
         return
     if dry_run and not as_json:  # for people: the recipe as recipe.yaml will hold it (usable as a --recipe file)
         return display.print_dry_run(result)
-    unpushed = push_mod.after_finetune(result, push_to_hub, private, token, _log)
     if as_json or dry_run:
         print(json.dumps(result, indent=None if as_json else 2, default=float))
         return gates_failed(result, unpushed)

@@ -161,7 +161,12 @@ def hub_error(err: BaseException, repo_id: str, step: str, endpoint: str) -> Tas
 def after_finetune(result: dict, repo_id: str | None, private: bool, token: str | None, log=None) -> str | None:
     """finetune --push-to-hub: push the run unless a gate failed; returns the line to print after the failed
     gates' lines then (the exit code stays the gates')."""
-    if not repo_id or result.get("dry_run") or result.get("finished"):
+    if not repo_id or result.get("dry_run"):
+        return None
+    if result.get("finished"):  # --resume with no steps left: no gates were checked, nothing is pushed
+        if log:
+            log(f"note: nothing was pushed to {repo_id} (nothing was trained); push the finished run with "
+                f"`taskcli push {result['output_dir']} {repo_id}`")
         return None
     if result.get("gates_failed"):
         return f"nothing was pushed to {repo_id}: a gate failed"

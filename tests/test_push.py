@@ -127,6 +127,17 @@ def test_a_failed_gate_pushes_nothing(hub, cli, tmp_path, one_torch_thread):
     assert (tmp_path / "run" / "model.safetensors").is_file()  # the run itself is kept
 
 
+def test_resume_of_a_finished_run_pushes_nothing(hub, cli, pushed_run, one_torch_thread):
+    out, _ = pushed_run
+    before = _tree(out)
+    result = cli("finetune", "text-classification", "--smoke", "-o", out, "--set", "train.max_steps=4", "--resume",
+                 "--push-to-hub", "me/resumed")
+    assert result.exit_code == 0, result.stderr
+    assert f"nothing was pushed to me/resumed (nothing was trained); push the finished run with `taskcli push {out} " \
+           "me/resumed`" in result.stderr
+    assert "me/resumed" not in hub.created and _tree(out) == before
+
+
 def test_no_token_is_one_line_before_any_training(hub, cli, tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         _online(mp, hub.url, token=None)
