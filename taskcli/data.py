@@ -183,7 +183,7 @@ def load(run, ref: str | None, eval_split_name: str | None = None, findings=None
         if len(splits["train"]) < 2:
             raise TaskcliError(f"{ref} has {len(splits['train'])} row(s): too few to carve an eval split",
                                "give more data, or a separate validation file")
-        splits["train"], splits["eval"], made = carve(splits["train"], data.eval_fraction, recipe.train.seed,
+        splits["train"], splits["eval"], made = carve(splits["train"], data.eval_fraction, run.seed,
                                                       run.task.label_column)
     splits = _limited(splits, run)
     if eval_name and eval_name == train_name:
@@ -329,7 +329,7 @@ def _shuffled_stream(ds, run):
     already trained: with a stream that ends, a resume past the end of a pass skipped into the wrong pass."""
     if next(iter(ds.take(1)), None) is None:
         raise TaskcliError("the train split is empty", "check the data files / split names")
-    return ds.repeat(None).shuffle(seed=run.recipe.train.seed, buffer_size=run.recipe.data.shuffle_buffer)
+    return ds.repeat(None).shuffle(seed=run.seed, buffer_size=run.recipe.data.shuffle_buffer)
 
 
 def _materialised(stream):

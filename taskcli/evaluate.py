@@ -38,8 +38,6 @@ def evaluate(
     if report_dir and (report_dir.is_file() or (report_dir.is_dir() and any(report_dir.iterdir()))):
         raise TaskcliError(f"report folder {report_dir} is not empty", "choose a new folder for --report")
     quiet_libraries()
-    from transformers import set_seed
-
     try:
         dsd = load_eval_data(run, data, split)
         tiny, mdl = load_scored_model(run, model, dsd)
@@ -47,7 +45,7 @@ def evaluate(
         features = build_features(run, dsd["eval"], False)
         with tempfile.TemporaryDirectory(prefix="taskcli-eval-") as tmp:
             trainer = make_trainer(run, mdl, training_arguments(run, tmp, for_eval=True), None, features, dsd["eval"])
-            set_seed(run.recipe.train.seed)  # as finetune's final eval: random eval-time masking agrees
+            run.reseed()  # as finetune's final eval: random eval-time masking agrees
             metrics = strip_prefix(trainer.evaluate())
         plots = write_report(run, report_dir, metrics, trainer, mdl, features, dsd["eval"]) if report_dir else []
         info = run.data_info

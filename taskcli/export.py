@@ -96,8 +96,6 @@ def _export(run, model: str, data: str | None, folder: Path, quantize: str | Non
             loaded: dict | None = None) -> dict:
     """Export and score; `loaded` (benchmark) receives each format's loaded model, every eval batch and the seconds
     each model took to load (with its tokenizer/processor for torch)."""
-    from transformers import set_seed
-
     from taskcli import onnx_model
     from taskcli.evaluate import load_eval_data, load_scored_model
     from taskcli.trainer import build_features, make_trainer, strip_prefix
@@ -119,7 +117,7 @@ def _export(run, model: str, data: str | None, folder: Path, quantize: str | Non
         every = [_inputs(b, trainer.label_names) for b in
                  itertools.islice(trainer.get_eval_dataloader(), None if loaded is not None else 8)]
         batches = every[:8]
-        set_seed(run.recipe.train.seed)  # random eval-time masking (fill-mask) draws the same masks for each model
+        run.reseed()  # random eval-time masking (fill-mask) draws the same masks for each model
         scores = {"torch": strip_prefix(trainer.evaluate())}
         files, seconds = _write_exports(run, mdl, model, folder, batches[0], quantize)
         diffs = {}
@@ -129,7 +127,7 @@ def _export(run, model: str, data: str | None, folder: Path, quantize: str | Non
             load_seconds[fmt] = time.perf_counter() - started
             diffs[fmt] = largest_difference(mdl, exported, batches)
             trainer = make_trainer(run, exported, args, None, features, dsd["eval"])
-            set_seed(run.recipe.train.seed)
+            run.reseed()
             scores[fmt] = strip_prefix(trainer.evaluate())
             if loaded is not None:
                 loaded[fmt] = exported

@@ -98,9 +98,7 @@ class Finetune:
         one; class weights and LoRA."""
         run = self.run
         quiet_libraries()
-        from transformers import set_seed
-
-        set_seed(run.recipe.train.seed)
+        run.reseed()
         self.dsd = data_mod.load(run, self.data_arg)
         preflight.check(run, self.dsd, self.data_arg)  # its notes are printed with the run header
         run.labels = run.recipe.data.labels or run.task.labels(run, data_mod.countable(self.dsd))
@@ -154,7 +152,6 @@ class Finetune:
         run = self.run
         self.progress = RichProgress(log=self.log) if is_main() else None
         self.evaluations = Evaluations()
-        run.clock.seed = run.recipe.train.seed
         self.trainer = make_trainer(run, self.model, self.args, self.train_features, self.eval_features,
                                     self.dsd["eval"], weights=self.weights,
                                     callbacks=[self.evaluations, EpochTicker(run.clock), *filter(None, [self.progress])])
@@ -169,9 +166,7 @@ class Finetune:
         """The kept model's metrics: its training-time evaluation, else one pass now."""
         metrics = kept_model_metrics(self.run, self.trainer, self.evaluations.by_step)
         if metrics is None:  # no evaluation scored the kept model yet (eval_strategy no), or eval draws at random
-            from transformers import set_seed
-
-            set_seed(self.run.recipe.train.seed)  # same random state as `taskcli eval` (e.g. MLM masks): same numbers
+            self.run.reseed()  # same random state as `taskcli eval` (e.g. MLM masks): same numbers
             metrics = strip_prefix(self.trainer.evaluate())  # the best (or, with eval_strategy=no, the last) model
         self.scored = scored_checkpoint(self.trainer)
         return metrics

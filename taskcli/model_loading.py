@@ -44,7 +44,7 @@ def build_smoke_model(run: Run, dsd=None) -> str:
     if dsd is None:
         dsd = data_mod.load(run, None)
     folder = run.temp_dir("taskcli-smoke-")
-    tiny.build(run.recipe.model.type, Path(folder), smoke_texts(dsd), run.recipe.smoke.config, run.recipe.train.seed)
+    tiny.build(run.recipe.model.type, Path(folder), smoke_texts(dsd), run.recipe.smoke.config, run.seed)
     return folder
 
 

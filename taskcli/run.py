@@ -41,6 +41,22 @@ class Run:
     def params(self):
         return self.resolved.recipe.params
 
+    def __post_init__(self):
+        self.clock.seed = self.seed
+
+    @property
+    def seed(self) -> int:
+        """train.seed, the one seed every random draw of a run derives from: the library RNGs (`reseed`), the carved
+        eval split, a stream's shuffle, MLM masks, training augmentations (`clock`) and the smoke model's weights."""
+        return self.recipe.train.seed
+
+    def reseed(self) -> None:
+        """Python, NumPy and torch RNGs back to the run's seed: before loading and training, and before an evaluation
+        that draws at random (fill-mask's masks), so eval, finetune's score and export's parity see the same draws."""
+        from transformers import set_seed
+
+        set_seed(self.seed)
+
     def tokenizer(self):
         """The text tokenizer, whether `processor` is a tokenizer or a multimodal processor."""
         return getattr(self.processor, "tokenizer", self.processor)

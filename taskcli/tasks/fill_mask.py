@@ -32,7 +32,7 @@ def preprocess(run, ds, training):
         return blocks
     # Eval blocks are masked once, here: every evaluation (in training, `taskcli eval`, a resumed run's) scores the
     # same positions, whatever the epoch or the random state. Plain values in the closure: datasets hashes it.
-    tok, probability, seed = run.tokenizer(), run.params.mlm_probability, run.recipe.train.seed
+    tok, probability, seed = run.tokenizer(), run.params.mlm_probability, run.seed
 
     def mask(batch):
         import torch
@@ -49,7 +49,7 @@ def preprocess(run, ds, training):
 
 
 def collator(run):
-    return keyed_masks(run.tokenizer(), run.params.mlm_probability, run.recipe.train.seed, run.clock)
+    return keyed_masks(run.tokenizer(), run.params.mlm_probability, run.seed, run.clock)
 
 
 def keyed_masks(tok, probability: float, seed: int, clock=None):
