@@ -75,8 +75,10 @@ def _split_stats(run, ds) -> dict:
     role = run.task.label_column
     if (role, "label") in preflight.checked_roles(run.task) and role in ds.column_names:
         names = getattr(ds.features[role], "names", None)
-        counts = Counter(names[v] if names and isinstance(v, int) else str(v)
-                         for v in preflight.column_values(ds, role) if v is not None)
+        names = names or getattr(getattr(ds.features[role], "feature", None), "names", None)
+        counts = Counter(names[v] if names and isinstance(v, int) else str(v)  # multi-label: each label of a row
+                         for row in preflight.column_values(ds, role) if row is not None
+                         for v in (row if isinstance(row, list) else [row]))
         out["labels"] = dict(counts.most_common())
         out["imbalance"] = round(max(counts.values()) / min(counts.values()), 3) if counts else None
     modality = run.task.modality

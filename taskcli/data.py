@@ -374,7 +374,8 @@ def carve(ds, fraction: float, seed: int, stratify_by: str | None):
 
 def _rename(ds, run):
     """Dataset columns -> the task's column roles, per `data.columns` (role: column); a role whose mapped
-    column is absent takes the first of the task's `column_aliases` present (e.g. `words` for `tokens`)."""
+    column is absent takes the first of the task's `column_aliases` present (e.g. `words` for `tokens`); a
+    multi-label layout read into a list of labels per row."""
     names = ds.column_names
     mapping = {col: role for role, col in run.recipe.data.columns.items() if col != role and col in names}
     for role, aliases in run.task.column_aliases.items():
@@ -390,7 +391,10 @@ def _rename(ds, run):
             f"data.columns: '{unknown[0]}' is not a column role of {run.task.name}{did_you_mean(unknown[0], run.task.columns)}",
             f"roles: {', '.join(run.task.columns)}",
         )
-    return ds.rename_columns(mapping) if mapping else ds
+    from taskcli import multilabel
+
+    # several labels per row (a list, a separated string, 0/1 columns) -> a list in the label column
+    return multilabel.gather(ds.rename_columns(mapping) if mapping else ds, run)
 
 
 def _checked(dsd, run):

@@ -169,6 +169,7 @@ class Finetune:
             self.run.reseed()  # same random state as `taskcli eval` (e.g. MLM masks): same numbers
             metrics = strip_prefix(self.trainer.evaluate())  # the best (or, with eval_strategy=no, the last) model
         self.scored = scored_checkpoint(self.trainer)
+        self.run.learned.threshold = metrics.get("threshold")  # multi-label: the kept model's, for its config
         return metrics
 
     def save(self, metrics: dict, train_loss: float, command: str, sets: list[str] | None) -> None:

@@ -69,8 +69,8 @@ def align_label_ids(ds, labels: list[str]):
 
 def class_weights(run: Run, train_rows) -> list[float] | None:
     """train.class_weights as one weight per label id: 'auto' balances the training label counts
-    (n_rows / (n_classes * n_label), scikit-learn's 'balanced'; a label with no row gets 1), a mapping names them
-    (unnamed labels get 1)."""
+    (n_rows / (n_classes * n_label), scikit-learn's 'balanced'; a label with no row gets 1; multi-label: BCE's
+    pos_weight, n_negative / n_positive), a mapping names them (unnamed labels get 1)."""
     wanted = run.recipe.train.class_weights
     if wanted is None:
         return None
@@ -96,6 +96,10 @@ def class_weights(run: Run, train_rows) -> list[float] | None:
     for value in train_rows[run.task.label_column]:
         for v in value if isinstance(value, list) else [value]:
             counts[v if isinstance(v, int) else index.get(str(v), -1)] += 1
+    if run.learned.multi_label:  # BCE's pos_weight: a label's negative rows over its positive ones
+        from taskcli.multilabel import pos_weight
+
+        return pos_weight(counts, len(train_rows), len(names))
     total = sum(c for i, c in counts.items() if 0 <= i < len(names))
     present = sum(1 for i in range(len(names)) if counts[i])
     return [total / (present * counts[i]) if counts[i] else 1.0 for i in range(len(names))]

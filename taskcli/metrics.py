@@ -66,6 +66,39 @@ def classification(preds, refs, labels: list[str]) -> dict:
     }
 
 
+THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # the multi-label threshold search: 0.05 ... 0.95
+
+
+def multi_label(scores, refs, labels: list[str], threshold: float | None = None) -> dict:
+    """Multi-label scores (scikit-learn) of per-label scores [rows, labels] against 0/1 references: micro and macro
+    F1, subset accuracy (every label of a row right) and per-label precision/recall/F1/support, at `threshold`, or
+    at the one of THRESHOLDS with the best micro F1 (ties: the nearest 0.5), which `threshold` records. The macro
+    average is over the labels present in the references or the predictions, as `classification`'s."""
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+    scores, refs = np.asarray(scores, dtype=np.float64), np.asarray(refs).astype(int)
+
+    def micro(t):
+        return float(f1_score(refs, (scores >= t).astype(int), average="micro", zero_division=0))
+
+    if threshold is None:
+        threshold = max(THRESHOLDS, key=lambda t: (micro(t), -abs(t - 0.5)))
+    preds = (scores >= threshold).astype(int)
+    p, r, f, s = precision_recall_fscore_support(refs, preds, average=None, labels=list(range(len(labels))),
+                                                 zero_division=0)
+    present = (refs.sum(axis=0) + preds.sum(axis=0)) > 0
+    return {
+        "f1_micro": micro(threshold),
+        "f1_macro": float(f[present].mean()) if present.any() else 0.0,
+        "subset_accuracy": float(accuracy_score(refs, preds)),
+        "threshold": float(threshold),
+        "f1_micro_at_half": micro(0.5),
+        "per_class": {str(labels[i]): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                                       "support": int(s[i])} for i in range(len(labels))},
+    }
+
+
 def segmentation(confusion, labels: list[str]) -> dict:
     """Semantic segmentation scores from a pixel confusion matrix [true, predicted] (ignored pixels left out).
 

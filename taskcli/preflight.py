@@ -97,9 +97,9 @@ def _decodes(path: Path, encoding: str, chunk: int = 1 << 20) -> None:
 # ----------------------------------------------------------------------------- rows
 
 
-def _blank_rows(column) -> list[int]:
-    """Rows of an Arrow column that are blank: null, NaN, a string of spaces only, an empty list (vectorised:
-    100k rows in milliseconds)."""
+def _blank_rows(column, empty_list: bool = True) -> list[int]:
+    """Rows of an Arrow column that are blank: null, NaN, a string of spaces only, an empty list unless `empty_list`
+    is False (a multi-label row may have no label) (vectorised: 100k rows in milliseconds)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -107,7 +107,7 @@ def _blank_rows(column) -> list[int]:
     mask = pc.is_null(column, nan_is_null=pa.types.is_floating(kind))
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         mask = pc.or_(mask, pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(column)), 0))
-    elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+    elif (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and empty_list:
         mask = pc.or_(mask, pc.equal(pc.list_value_length(column), 0))
     return pc.indices_nonzero(pc.fill_null(mask, True)).to_pylist()
 
@@ -200,7 +200,7 @@ def _scan(run, splits: dict, sources: dict, findings: Findings, names: dict, off
             if role not in ds.column_names:
                 continue
             if kind in ("label", "text"):
-                bad = [(i, "blank") for i in _blank_rows(_arrow_column(ds, role))]
+                bad = [(i, "blank") for i in _blank_rows(_arrow_column(ds, role), empty_list=kind == "text")]
                 what = f"blank {'label' if kind == 'label' else 'text'}"
                 if bad and len(bad) == len(ds):
                     where = _file_or_split(sources.get(split), names.get(split) or split)
@@ -307,8 +307,8 @@ def row_ok(run, row: dict) -> bool:
     for role, kind in checked_roles(run.task):
         value = row.get(role)
         if kind in ("label", "text"):
-            if value is None or (isinstance(value, float) and math.isnan(value)) or (
-                    isinstance(value, (str, list)) and not (value.strip() if isinstance(value, str) else value)):
+            if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not
+                    value.strip()) or (kind == "text" and isinstance(value, list) and not value):
                 return False
         elif role in row and _media_problem(run.task.modality, value):
             return False

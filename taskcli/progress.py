@@ -202,6 +202,10 @@ def print_header(run, model_desc: str, parameters: tuple[int, int], device: str,
     grid.add_row("finetune", f"{run.task.name} · recipe {run.resolved.name}" + (" · --smoke" if run.smoke else ""))
     if run.learned.regression:  # said whenever it is on: float labels made it so unless params.regression is set
         grid.add_row("task", f"{run.task.name} · regression: 1 output, MSE")
+    if run.learned.multi_label:  # 'multi-label: 12 labels (a list per row), sigmoid, BCE'
+        from taskcli.multilabel import header
+
+        grid.add_row("task", f"{run.task.name} · {header(run)}")
     grid.add_row("model", f"{model_desc} · {_count(parameters[0])} parameters, {_count(parameters[1])} trainable")
     train = f"{info.train_rows} rows" if info.train_rows is not None else "streamed"
     grid.add_row("data", f"{info.source} · train {train} (split '{info.train_split}') · eval "

@@ -42,6 +42,11 @@ class DataSection(_Strict):
     eval_fraction: float = Field(0.1, gt=0, lt=1, description="share of train carved off when there is no eval split")
     columns: dict[str, str] = Field(default_factory=dict, description="task column role -> dataset column")
     labels: list[str] | None = Field(None, description="label names in id order (default: from the data)")
+    label_separator: str | None = Field(None, min_length=1, description="multi-label classification: the label "
+                                        "column is one string of labels split by this (e.g. '|' for 'sports|politics')")
+    label_columns: list[str] | None = Field(None, min_length=1, description="multi-label classification: one 0/1 "
+                                            "column per label, named by the label (default: found when every column "
+                                            "besides the inputs holds only 0/1)")
     max_length: int = Field(256, gt=0)
     max_train_samples: int | None = Field(None, gt=0)
     max_eval_samples: int | None = Field(None, gt=0)

@@ -56,8 +56,9 @@ class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def load_pretrained(run, source: str, labels: list[str] | None):
-    """`run.task.auto_model`.from_pretrained(source); with labels, a fresh head sized and named for them."""
+def load_pretrained(run, source: str, labels: list[str] | None, **head):
+    """`run.task.auto_model`.from_pretrained(source); with labels, a fresh head sized and named for them (`head`:
+    more config settings for it, e.g. its problem_type)."""
     import transformers
 
     auto = getattr(transformers, run.task.auto_model)
@@ -69,6 +70,7 @@ def load_pretrained(run, source: str, labels: list[str] | None):
         id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)},
         ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other labels gets a new head
+        **head,
         **run.pretrained_kwargs(),
     )
 
@@ -108,6 +110,9 @@ class Learned:
     universal: bool = False  # image-segmentation: a universal (Mask2Former-style) model, mask-and-class outputs
     asr_kind: str | None = None  # automatic-speech-recognition: "seq2seq" (Whisper) or "ctc"
     ctc_chars: list[str] | None = None  # ... a CTC vocabulary's characters, found in the training transcripts
+    multi_label: bool = False  # classification: any number of labels per row (sigmoid per label, BCE loss)
+    label_layout: str | None = None  # ... how the data gave them, for the run header ("one 0/1 column per label")
+    threshold: float | None = None  # ... the score a label needs, chosen on the eval split; saved in the model's config
 
 
 @dataclass
@@ -269,6 +274,9 @@ class Task:
     # column role holding the class labels (classification: "label"; NER: "tags", a list per row): the carved eval
     # split is stratified by it where it holds one label per row, and train.class_weights counts it
     label_column: str | None = None
+    # True when the label column may hold several labels per row (a list, a separated string, one 0/1 column per
+    # label: taskcli/multilabel.py reads them into a list); the run is then multi-label (sigmoid, BCE)
+    multi_label: bool = False
     params: type[BaseModel] = NoParams  # schema of the recipe's `params:` section
     seq2seq: bool = False  # generative: Seq2SeqTrainer + predict_with_generate when the model is encoder-decoder
     # True when the loss is plain cross-entropy of `logits` against `labels` (-100 = ignore) and the model

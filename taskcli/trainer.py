@@ -28,6 +28,9 @@ def make_trainer(run: Run, model, args, train_features, eval_features, eval_exam
     # it too: the model's own loss has no weights.
     own_loss = run.task.cross_entropy_loss and not run.learned.model_loss and (
         weights is not None or not model_forward_uses_loss_function(model))
+    # multi-label: always the engine's BCE, exact across processes too, with class weights as its pos_weight
+    loss = functools.partial(summed_bce, pos_weight=weights) if run.learned.multi_label else \
+        functools.partial(summed_cross_entropy, weights=weights) if own_loss else None
     stopping = run.recipe.train.early_stopping_patience
     if stopping and train_features is not None:  # (the recipe check refuses it without evaluations)
         callbacks = [*callbacks, EarlyStoppingCallback(stopping, run.recipe.train.early_stopping_threshold)]
@@ -41,7 +44,7 @@ def make_trainer(run: Run, model, args, train_features, eval_features, eval_exam
         compute_metrics=compute,
         # the task's own callbacks first, so the progress display sees what they add to the metrics
         callbacks=[make() for make in run.task.callbacks] + list(callbacks),
-        compute_loss_func=functools.partial(summed_cross_entropy, weights=weights) if own_loss else None,
+        compute_loss_func=loss,
     )
     for noisy in (PrinterCallback, ProgressCallback):  # taskcli prints its own progress and results
         trainer.pop_callback(noisy)
@@ -116,6 +119,20 @@ def summed_cross_entropy(outputs, labels, num_items_in_batch=None, weights=None)
                             ignore_index=-100, reduction="sum")
     count = num_items_in_batch if num_items_in_batch is not None else labels.ne(-100).sum().clamp(min=1)
     return total / count
+
+
+def summed_bce(outputs, labels, num_items_in_batch=None, pos_weight=None):
+    """Multi-label loss: binary cross-entropy of each label's logit against its 0/1 target (BCEWithLogitsLoss, with
+    `pos_weight` per label), summed and divided by the targets of the whole global batch (the Trainer counts every
+    target: none is -100), so it is the mean over targets and exact across processes, as summed_cross_entropy."""
+    import torch
+    import torch.nn.functional as F
+
+    logits = (outputs["logits"] if isinstance(outputs, dict) else outputs[0]).float()
+    labels = labels.to(logits.device, torch.float32)
+    weight = torch.tensor(pos_weight, dtype=torch.float32, device=logits.device) if pos_weight is not None else None
+    total = F.binary_cross_entropy_with_logits(logits, labels, pos_weight=weight, reduction="sum")
+    return total / (num_items_in_batch if num_items_in_batch is not None else max(labels.numel(), 1))
 
 
 def kept_model_metrics(run: Run, trainer, evaluations: dict) -> dict | None:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskcli.task import ROW, RankedOptions, Task, rows_numbered
+from taskcli import multilabel
+from taskcli.task import ROW, Task, rows_numbered
 from taskcli.tasks import classification_common, label_sets, vision_common
 
 
@@ -50,6 +51,9 @@ def preprocess(run, ds, training):
     from taskcli import images
 
     index = {n: i for i, n in enumerate(run.labels or [])}
+    multi = bool(run.learned.multi_label)
+    feature = ds.features.get("label")
+    names = list(getattr(getattr(feature, "feature", feature), "names", None) or [])
     augment = training and run.params.augment
     scale = tuple(run.params.crop_scale)
     clock = run.clock
@@ -58,6 +62,8 @@ def preprocess(run, ds, training):
         out = [images.load(x) for x in batch["image"]]
         if augment:
             out = [augmented(x, scale, clock.rng(row)) for x, row in zip(out, batch[ROW])]
+        if multi:  # one 0/1 target per label (float: BCE's)
+            return {"image": out, "labels": [multilabel.multi_hot(v, index, names) for v in batch["label"]]}
         return {"image": out, "labels": [label_sets.label_id(v, index) for v in batch["label"]]}
 
     ds = ds.select_columns(["image", "label"])
@@ -72,8 +78,11 @@ class ImageCollator:
         import torch
 
         batch = self.processor([r["image"] for r in rows], return_tensors="pt")
+        labels = [r["labels"] for r in rows]
+        multi = isinstance(labels[0], list)  # multi-label: 0/1 per label, as floats
         return {"pixel_values": batch["pixel_values"],
-                "labels": torch.tensor([int(r["labels"]) for r in rows], dtype=torch.long)}
+                "labels": torch.tensor(labels, dtype=torch.float32) if multi else
+                torch.tensor([int(v) for v in labels], dtype=torch.long)}
 
 
 def collator(run):
@@ -83,15 +92,18 @@ def collator(run):
 @dataclass
 class _Context(vision_common.VisionContext):
     top_k: int = 1  # labels per image
+    threshold: float | None = None  # multi-label: list every label scoring at least this
 
 
 def setup(run, model, options):
     return vision_common.context(_Context, run, model, options, outputs=("logits",),
-                                 top_k=options.top_k)
+                                 top_k=options.top_k, threshold=multilabel.threshold(run, model, options.threshold))
 
 
 def decode(ctx, picture, outputs):
-    """Softmax top-k, as the pipeline scores."""
+    """Softmax top-k, as the pipeline scores; multi-label: every label over the threshold, by sigmoid."""
+    if ctx.threshold is not None:
+        return classification_common.sigmoid_over(outputs[0].logits, ctx.threshold, ctx.id2label)
     return classification_common.top_k(outputs[0].logits, ctx.top_k, ctx.id2label)[0]
 
 
@@ -99,7 +111,7 @@ STEPS = vision_common.steps(setup, decode)
 
 
 TASK = Task(
-    infer_options=RankedOptions,
+    infer_options=classification_common.ClassifyOptions,
     name="image-classification",
     label_column="label",
     aliases=("image-cls", "image-classify", "img-cls"),
@@ -107,7 +119,8 @@ TASK = Task(
     modality="image",
     metric_names=("accuracy", "f1"),
     best_metric="accuracy",
-    columns={"image": "image file path (or a hub Image column)", "label": "class name or ClassLabel id"},
+    columns={"image": "image file path (or a hub Image column)",
+             "label": "class name or ClassLabel id (multi-label: a list, a separated string or 0/1 columns)"},
     sample="image-classification",
     default_recipe="vit",
     auto_model="AutoModelForImageClassification",
@@ -118,7 +131,11 @@ TASK = Task(
     steps=lambda run, model: STEPS,
     render=classification_common.render,
     labels=labels,
+    load_model=classification_common.load_model,
     params=Params,
     cross_entropy_loss=True,
+    multi_label=True,
+    check=multilabel.check,
+    before_save=multilabel.before_save,
     collator_reads_raw=True,
 )

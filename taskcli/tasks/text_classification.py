@@ -1,5 +1,6 @@
 """text-classification: a text (or sentence pair) -> one label with a score; or, with real-valued labels
-(STS-B similarity, ratings), regression: one number per input, scored by Pearson/Spearman correlation and MSE."""
+(STS-B similarity, ratings), regression: one number per input, scored by Pearson/Spearman correlation and MSE; or,
+with several labels per row (taskcli/multilabel.py), multi-label: every label scoring over a threshold."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from taskcli.errors import TaskcliError
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskcli.task import Context, Encoded, RankedOptions, Steps, Task
+from taskcli import multilabel
+from taskcli.task import Context, Encoded, Steps, Task
+from taskcli.tasks import classification_common
 
 SCORE = "score"  # the single output of a regression head
 
@@ -28,6 +31,8 @@ def _regression(run, on: bool) -> None:
 
 
 def labels(run, dsd) -> list[str]:
+    if run.learned.multi_label:
+        return classification_common.class_names(dsd, "text")
     feature = dsd["train" if "train" in dsd else "eval"].features["label"]
     floats = getattr(feature, "dtype", "").startswith("float")
     if run.params.regression or (run.params.regression is None and floats):
@@ -46,13 +51,11 @@ def labels(run, dsd) -> list[str]:
 def load_model(run, source, label_names):
     import transformers
 
-    from taskcli.task import load_pretrained
-
     if label_names is not None and run.learned.regression:
         return transformers.AutoModelForSequenceClassification.from_pretrained(
             source, num_labels=1, problem_type="regression", id2label={0: SCORE}, label2id={SCORE: 0},
             ignore_mismatched_sizes=True, **run.pretrained_kwargs())
-    model = load_pretrained(run, source, label_names)
+    model = classification_common.load_model(run, source, label_names)
     if label_names is None and model.config.problem_type == "regression":
         _regression(run, True)
     return model
@@ -69,14 +72,19 @@ def preprocess(run, ds, training):
     index = {n: i for i, n in enumerate(run.labels)}
     pair = "text_pair" in ds.column_names
     regression = bool(run.learned.regression)  # a plain bool: datasets hashes what the closure holds
+    multi = bool(run.learned.multi_label)
     # ClassLabel ids name classes through the data's own names (which need not be in the model's id order)
-    names = list(getattr(ds.features.get("label"), "names", None) or [])
+    feature = ds.features.get("label")
+    names = list(getattr(getattr(feature, "feature", feature), "names", None) or [])
 
     def encode(batch):
         args = (batch["text"], batch["text_pair"]) if pair else (batch["text"],)
         enc = tok(*args, truncation=True, max_length=max_length)
         if regression:
             enc["labels"] = [float(v) for v in batch["label"]]
+            return enc
+        if multi:  # one 0/1 target per label (float: BCE's)
+            enc["labels"] = [multilabel.multi_hot(v, index, names) for v in batch["label"]]
             return enc
         try:
             enc["labels"] = [index[v if isinstance(v, str) else names[int(v)] if names else str(int(v))]
@@ -103,6 +111,8 @@ def metrics(run, examples, features):
 
     def compute(pred):
         logits = main_output(pred)
+        if run.learned.multi_label:
+            return classification_common.multi_label_metrics(logits, pred.label_ids, names)
         if run.learned.regression:
             from taskcli.metrics import correlation
 
@@ -122,6 +132,7 @@ class _Context(Context):
     regression: bool = False  # one number per input, not squashed
     sigmoid: bool = False  # single-logit / multi-label heads: sigmoid scores, as the pipeline
     top_k: int = 1
+    threshold: float | None = None  # multi-label: list every label scoring at least this
 
 
 @dataclass
@@ -133,11 +144,12 @@ def setup(run, model, options):
     tok = run.tokenizer()
     limit = min(tok.model_max_length or 512, getattr(model.config, "max_position_embeddings", 512) or 512)
     regression = _regression_head(run, model.config)
+    threshold = multilabel.threshold(run, model, options.threshold)
     return _Context(run, model, options, truncates=(limit, "the model's maximum"), tok=tok,
                     limit=limit, id2label=model.config.id2label, regression=regression,
                     sigmoid=not regression and (model.config.num_labels == 1 or
                                                 model.config.problem_type == "multi_label_classification"),
-                    top_k=min(options.top_k, len(model.config.id2label)))
+                    top_k=min(options.top_k, len(model.config.id2label)), threshold=threshold)
 
 
 def _regression_head(run, config) -> bool:
@@ -181,6 +193,8 @@ def forward(ctx, batch):
 def decode(ctx, enc, outputs):
     if ctx.regression:  # the number itself: no squashing
         row = {"label": SCORE, "score": float(outputs[0])}
+    elif ctx.threshold is not None:
+        row = multilabel.over(outputs[0].tolist(), ctx.threshold, ctx.id2label)
     else:
         scores, ids = outputs[0].topk(ctx.top_k)
         ranked = [{"label": ctx.id2label[int(j)], "score": float(v)} for v, j in zip(scores.tolist(), ids.tolist())]
@@ -194,12 +208,14 @@ STEPS = Steps(setup=setup, parse=parse, encode=encode, forward=forward, decode=d
 
 
 def render(item, result):
+    if "labels" in result:  # multi-label
+        return classification_common.render(item, result)
     ranked = result.get("top_k") or [result]
     return [{"label": r["label"], "score": f"{r['score']:.4f}"} for r in ranked]
 
 
 TASK = Task(
-    infer_options=RankedOptions,
+    infer_options=classification_common.ClassifyOptions,
     name="text-classification",
     label_column="label",
     aliases=("text-cls", "sentiment", "classification"),
@@ -207,7 +223,8 @@ TASK = Task(
     modality="text",
     metric_names=("accuracy", "f1"),
     best_metric="accuracy",
-    columns={"text": "the text", "text_pair": "optional second sentence", "label": "class name or id"},
+    columns={"text": "the text", "text_pair": "optional second sentence",
+             "label": "class name or id (multi-label: a list, a separated string or 0/1 columns)"},
     optional_columns=("text_pair",),
     sample="text-classification.jsonl",
     default_recipe="distilbert",
@@ -222,4 +239,7 @@ TASK = Task(
     load_model=load_model,
     params=Params,
     cross_entropy_loss=True,
+    multi_label=True,
+    check=multilabel.check,
+    before_save=multilabel.before_save,
 )
