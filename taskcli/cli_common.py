@@ -152,7 +152,10 @@ SaveOverlaysOpt = Annotated[Optional[str], typer.Option("--save-overlays", rich_
                                                              "class colours, or the depth in colour (never "
                                                              "overwrites).")]
 ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", rich_help_panel='Vision', min=0.0, max=1.0,
-                                                       help="object-detection: keep boxes scoring at least this.")]
+                                                       help="object-detection: keep boxes scoring at least this; "
+                                                            "multi-label text/image-classification: list every label "
+                                                            "scoring at least this (default: the model's, chosen on "
+                                                            "its eval split).")]
 PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", rich_help_panel='Model',
                                                      help="no (fp32), bf16, or fp16 (CUDA); same as --set "
                                                           "infer.precision=...")]

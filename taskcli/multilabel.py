@@ -48,6 +48,8 @@ def gather(ds, run):
         if _is_list(feature):
             _check_list(feature, role, run)
             learn(run, "a list per row")
+        elif type(feature).__name__ == "Json":  # datasets' type for a column of values of several kinds
+            _mixed(ds, role, run)
         return ds
     columns = _binary_columns(ds, run)
     return _from_columns(ds, columns, run, found=True) if columns else ds
@@ -73,9 +75,25 @@ def _check_list(feature, role: str, run) -> None:
                        f"multi-label row lists its label names", 'write each row\'s labels as ["sports", "politics"]')
 
 
+def _mixed(ds, role: str, run) -> None:
+    """A label column of lists in some rows and something else in others: one line naming the first odd row."""
+    from taskcli.errors import quoted
+
+    values = ds[role] if hasattr(ds, "__len__") else []
+    lists = [i for i, v in enumerate(values) if isinstance(v, list)]
+    odd = next((i for i, v in enumerate(values) if not isinstance(v, (list, str))), None) if not lists else \
+        next((i for i, v in enumerate(values) if not isinstance(v, list)), None)
+    column = run.recipe.data.columns.get(role, role)
+    where = f"row {odd + 1} holds {quoted(values[odd])}" if odd is not None else "its values are of several kinds"
+    mixed = f" and row {lists[0] + 1} a list" if lists and odd is not None else ""
+    raise TaskcliError(f"column '{column}' mixes kinds of labels: {where}{mixed}",
+                       'write every row\'s labels as a list (["sports"] for one label, [] for none), or one label '
+                       'per row')
+
+
 def _split(ds, role: str, sep: str, run):
-    """data.label_separator: 'sports|politics' -> ['sports', 'politics'] (spaces around a name dropped, an empty
-    string: no label; a missing value stays missing, a blank label for the row checks)."""
+    """data.label_separator: 'sports|politics' -> ['sports', 'politics'] (spaces around a name dropped); an empty
+    cell is a row with no label (a CSV has no other way to write one)."""
     import datasets
 
     column = run.recipe.data.columns.get(role, role)
@@ -87,7 +105,7 @@ def _split(ds, role: str, sep: str, run):
                            "map the column of separated labels with --set data.columns.label=COLUMN")
 
     def split(batch):
-        return {role: [None if v is None else [p.strip() for p in v.split(sep) if p.strip()] for v in batch[role]]}
+        return {role: [[p.strip() for p in (v or "").split(sep) if p.strip()] for v in batch[role]]}
 
     features = ds.features.copy()
     features[role] = datasets.List(datasets.Value("string"))

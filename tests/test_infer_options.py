@@ -12,7 +12,7 @@ DOC = "The council approved the new budget on Tuesday after a long debate about 
 
 @pytest.mark.parametrize("task, args, fragments", [
     ("ner", ["Alice works in Paris", "--threshold", "0.5"], ["--threshold does not apply to token-classification",
-                                                            "it is for object-detection"]),
+                                                            "it is for text-classification, image-classification, object-detection"]),
     ("text-classification", ["good", "--max-new-tokens", "4"], ["--max-new-tokens does not apply", "summarization"]),
     ("summarization", [DOC, "--question", "why?"], ["--question does not apply to summarization",
                                                     "question-answering"]),
