@@ -92,7 +92,7 @@ def test_the_saved_threshold_is_used_and_threshold_overrides_it(cli, listed, tmp
     assert table.exit_code == 0 and "(no label ≥ 1.00)" in table.stdout
 
 
-def test_separated_strings_are_read_as_lists(cli, tmp_path):
+def test_separated_strings_are_read_as_lists(cli, tmp_path, report_on):
     path = tmp_path / "topics.csv"
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
@@ -101,6 +101,7 @@ def test_separated_strings_are_read_as_lists(cli, tmp_path):
     report, stderr = finetune(cli, tmp_path / "out", "--data", path, "--set", 'data.label_separator="|"', *QUICK)
     assert "multi-label: 5 labels (split by '|')" in " ".join(stderr.split())
     assert set(report["metrics"]["per_class"]) == set(TOPICS)
+    assert (tmp_path / "out" / "report" / "per_class_f1.png").is_file()  # the run report's per-label bars
 
 
 def one_column_per_label(path: Path, extra: dict | None = None) -> Path:
