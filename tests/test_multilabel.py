@@ -233,3 +233,13 @@ def test_metrics_and_loss_against_their_definitions():
     assert float(summed_bce({"logits": logits}, targets, pos_weight=weight)) == pytest.approx(float(expected))
     halves = sum(summed_bce({"logits": logits[i:i + 2]}, targets[i:i + 2], torch.tensor(12), weight) for i in (0, 2))
     assert float(halves) == pytest.approx(float(expected))  # two processes' halves add up to the whole
+
+
+def test_a_best_model_metric_multi_label_runs_lack_is_one_line(cli, tmp_path):
+    rows = [{"text": f"row {i} {'ab'[i % 2]}", "label": ["a", "b"][: 1 + i % 2]} for i in range(12)]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = cli("finetune", "text-classification", "--smoke", "--data", path, "--output-dir", tmp_path / "out",
+                 "--set", "train.eval_strategy=epoch", "--set", "eval.metric_for_best_model=accuracy")
+    assert_clean_error(result, "'accuracy' is not a multi-label metric", "eval.metric_for_best_model=f1_micro")
+    assert not (tmp_path / "out").exists()
