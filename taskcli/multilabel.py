@@ -18,6 +18,7 @@ from taskcli.errors import TaskcliError
 MULTI = "multi_label_classification"  # transformers' config.problem_type: sigmoid scores, BCEWithLogitsLoss
 METRICS = ("f1_micro", "f1_macro", "subset_accuracy", "loss")  # what eval.metric_for_best_model may name
 DEFAULT_THRESHOLD = 0.5  # a model saved without a chosen one (a Hub multi-label model)
+LISTED = "a list per row"  # the layout that needs no reading
 
 
 def learn(run, layout: str | None = None) -> None:
@@ -39,6 +40,9 @@ def gather(ds, run):
                                f"{task.name} reads one label per row", "drop them from the recipe")
         return ds
     names = list(ds.column_names or [])
+    layout = run.learned.label_layout
+    if role in names and ds.features and _is_list(ds.features[role]) and layout and layout != LISTED:
+        return ds  # read already: a stream's eval rows are taken off its training rows, which were read
     if data.label_columns:
         return _from_columns(ds, list(data.label_columns), run, found=False)
     if data.label_separator:
@@ -47,7 +51,7 @@ def gather(ds, run):
         feature = ds.features[role] if ds.features else None
         if _is_list(feature):
             _check_list(feature, role, run)
-            learn(run, "a list per row")
+            learn(run, LISTED)
         elif type(feature).__name__ == "Json":  # datasets' type for a column of values of several kinds
             _mixed(ds, role, run)
         return ds

@@ -134,6 +134,16 @@ def test_named_label_columns_with_pos_weight_class_weights(cli, tmp_path):
     assert all(w > 1 for w in weights.values())  # each topic is on fewer rows than off: negatives / positives
 
 
+def test_named_label_columns_of_a_stream(cli, tmp_path):
+    """A stream's eval rows are taken off its read training rows: read once, not twice."""
+    path = one_column_per_label(tmp_path / "hot.csv")
+    stream = ("--set", "data.streaming=true", "--set", "data.max_eval_samples=8", "--set", "train.max_steps=2")
+    report, stderr = finetune(cli, tmp_path / "out", "--data", path, "--set", "data.label_columns=[sports, tech]",
+                              *stream)
+    assert "multi-label: 2 labels (one 0/1 column per label)" in " ".join(stderr.split())
+    assert list(report["metrics"]["per_class"]) == ["sports", "tech"]
+
+
 def test_multi_label_images(cli, tmp_path):
     from transformers import pipeline
 
