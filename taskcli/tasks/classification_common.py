@@ -58,6 +58,7 @@ def metrics(run, examples, features):
 
 
 def multi_label_metrics(logits, refs, names) -> dict:
+    """Multi-label scores of the logits' sigmoid against the 0/1 targets, at the best threshold on these rows."""
     import numpy as np
 
     from taskcli.metrics import multi_label
