@@ -38,6 +38,9 @@ def benchmark(task: str, model: str, formats: str = ",".join(FORMATS), data: str
         report = export_mod.export(task, model, str(Path(tmp, "onnx")), "int8" if "onnx-int8" in wanted else None,
                                    tolerance, recipe, data, sets, smoke, loaded=loaded)
         folder = Path(report["output"])
+        scored = report["metrics"]["torch"]
+        if metric not in scored:  # a regression or multi-label model: its first score besides the loss
+            metric = next((k for k, v in scored.items() if k != "loss" and isinstance(v, (int, float))), metric)
         files = {"torch": [p for pattern in WEIGHTS[:2] for p in Path(model).glob(pattern)],
                  **{fmt: [folder / f, folder / (f + ".data")] for fmt, f in report["files"].items()}}
         rows = []
