@@ -253,3 +253,14 @@ def test_a_best_model_metric_multi_label_runs_lack_is_one_line(cli, tmp_path):
                  "--set", "train.eval_strategy=epoch", "--set", "eval.metric_for_best_model=accuracy")
     assert_clean_error(result, "'accuracy' is not a multi-label metric", "eval.metric_for_best_model=f1_micro")
     assert not (tmp_path / "out").exists()
+
+
+def test_onnx_export_and_benchmark_of_a_multi_label_model(cli, listed):
+    pytest.importorskip("onnxruntime")
+    out, report, _ = listed
+    result = cli("benchmark", "text-classification", "--model", out, "--recipe", RECIPE, "--smoke", "--formats",
+                 "torch,onnx", "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = {r["format"]: r for r in json.loads(result.stdout)["rows"]}
+    assert rows["torch"]["metric"] == "f1_micro" and rows["onnx"]["parity"] == "pass"
+    assert rows["torch"]["value"] == pytest.approx(report["metrics"]["f1_micro"], abs=1e-6)
