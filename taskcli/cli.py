@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import typer
 
-from taskcli import __version__, cli_catalog, display
+from taskcli import __version__, cli_catalog, cli_tune, display
 from taskcli import push as push_mod  # (light: huggingface_hub loads when a push runs)
 from taskcli.cli_common import (AsJsonOpt, AsrTaskOpt, BatchSizeOpt, ChunkSizeOpt, ColumnOpt, ContextOpt, DataOpt, DoSampleOpt, GateOpt,
                                InputsArg, LanguageOpt, MaxNewTokensOpt, ModelOpt, NumBeamsOpt, OutputOpt, OverwriteOpt, PrecisionOpt,
@@ -427,6 +427,9 @@ def benchmark(
     else:
         display.print_benchmark(result)
     gates_failed({"gates_failed": [line for row in result["rows"] for line in row["failed"]]})
+
+
+app.command(epilog=cli_tune.EPILOG)(cli_tune.tune)
 
 
 def run() -> None:

@@ -232,3 +232,29 @@ def print_pushed(pushed: dict) -> None:
     stdout().print(f"[bold green]pushed[/] {pushed['folder']} to {pushed['url']}  ({len(pushed['files'])} files, "
                    f"{pushed['bytes'] / 1e6:.1f} MB; commit {pushed['commit'][:8]}: {pushed['message']})",
                    highlight=False, soft_wrap=True)
+
+
+def print_tune(result: dict) -> None:
+    """tune's trials (parameters, metric, state) and the best one."""
+    from rich.table import Table
+
+    out = stdout()
+    names = sorted({k for row in result["trials"] for k in row["params"]})
+    table = Table(header_style="bold", title=f"{result['task']} · {result['finished']} trials finished · "
+                  f"{result['metric'] or 'metric'} ({result['direction']})", title_justify="left")
+    for col in ["trial", *names, result["metric"] or "value", "state", "s"]:
+        table.add_column(col, justify="left" if col == "state" else "right", overflow="fold")
+    for row in result["trials"]:
+        table.add_row(str(row["trial"]), *(short(row["params"].get(n)) for n in names), number(row["value"]),
+                      row["state"], short(row["seconds"]))
+    out.print(table)
+    best = result["best"]
+    if best:
+        out.print(f"best: trial {best['trial']} ({best['value']:.6g}) · recipe {best['recipe']} · model "
+                  f"{best['output_dir']}" + (f" · plots {', '.join(Path(p).name for p in result['plots'])}"
+                                             if result["plots"] else ""), highlight=False)
+
+
+def short(value) -> str:
+    """A searched value: 4 significant digits (a learning rate of 3e-05 is not 0.0000)."""
+    return f"{value:.4g}" if isinstance(value, float) else "–" if value is None else str(value)

@@ -38,11 +38,13 @@ def finetune(
     dry_run: bool = False,
     command: str = "",
     log=None,
+    callbacks: list | None = None,
 ) -> dict:
     """Fine-tune; returns {"output_dir", "metrics", ...}. `log(renderable)` prints progress (stderr).
 
     `flags`: the options that stand for recipe fields (recipe.command_flags: --model, --data, --output-dir, --lora,
-    --gate...), merged into the recipe with `sets` before its one validation."""
+    --gate...), merged into the recipe with `sets` before its one validation. `callbacks`: more TrainerCallbacks
+    (tune's pruning)."""
     from taskcli import gates as gates_mod
     from taskcli import provenance
 
@@ -55,7 +57,7 @@ def finetune(
                 "resolved": provenance.effective_recipe(run, out)}
     # Under DDP only rank 0 judges the folder (and clears it: start_run); other ranks would see rank 0's files.
     resume_from = check_output_dir(out, resume, overwrite) if is_main() else (newest_checkpoint(out) if resume else None)
-    job = Finetune(run, out, run.recipe.cli.model, run.recipe.cli.data, resume_from, log)
+    job = Finetune(run, out, run.recipe.cli.model, run.recipe.cli.data, resume_from, log, callbacks)
     try:
         job.load()
         finished = job.arguments()
@@ -85,9 +87,10 @@ def finetune(
 class Finetune:
     """One fine-tuning run's phases and what they hand each other."""
 
-    def __init__(self, run: Run, out: Path, model: str | None, data: str | None, resume_from: str | None, log):
+    def __init__(self, run: Run, out: Path, model: str | None, data: str | None, resume_from: str | None, log,
+                 callbacks: list | None = None):
         self.run, self.out, self.model_arg, self.data_arg = run, out, model, data
-        self.resume_from, self.log = resume_from, log
+        self.resume_from, self.log, self.callbacks = resume_from, log, list(callbacks or [])
         self.began = time.time()  # files written after this are the run's (see no_space_left)
         self.progress: Any = None
         self.scored: dict = {}
@@ -154,7 +157,8 @@ class Finetune:
         self.evaluations = Evaluations()
         self.trainer = make_trainer(run, self.model, self.args, self.train_features, self.eval_features,
                                     self.dsd["eval"], weights=self.weights,
-                                    callbacks=[self.evaluations, EpochTicker(run.clock), *filter(None, [self.progress])])
+                                    callbacks=[self.evaluations, EpochTicker(run.clock), *filter(None, [self.progress]),
+                                               *self.callbacks])
         try:
             return self.trainer.train(resume_from_checkpoint=self.resume_from)
         except KeyboardInterrupt:

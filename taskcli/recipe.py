@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from taskcli.errors import TaskcliError, did_you_mean
 from taskcli.recipe_files import RECIPES_DIR, find, read_yaml, rebase_paths, shipped, shipped_name
-from taskcli.recipe_schema import schema_for
+from taskcli.recipe_schema import schema_for, section_model
 
 # `from taskcli import recipe` callers (cli, run, tests) use these from here; recipe_files.py and recipe_schema.py
 # hold the ones this module does not define
@@ -183,20 +183,11 @@ def _holds(data: Any, loc: tuple) -> bool:
     return True
 
 
-def _section_model(ann) -> type[BaseModel] | None:
-    """The sub-model a field holds, also inside `Section | None` and Annotated[...] (e.g. train.lora, train.fsdp)."""
-    import typing
-
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return ann
-    return next((m for m in map(_section_model, typing.get_args(ann)) if m is not None), None)
-
-
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     """Field names of the sub-model reached by `loc` (for "did you mean")."""
     for key in loc:
         field = model.model_fields.get(str(key))
-        section = _section_model(getattr(field, "annotation", None))
+        section = section_model(getattr(field, "annotation", None))
         if section is None:
             return []
         model = section

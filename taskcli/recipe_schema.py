@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator, model_serializer,
+                      model_validator)
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
+
+from taskcli.errors import did_you_mean
 
 
 # YAML 1.1 reads a bare `no` as False; accept it where "no" is a valid choice.
@@ -203,6 +207,97 @@ class SmokeSection(_Strict):
     infer: dict[str, Any] = Field(default_factory=dict, description="`infer:` overrides")
 
 
+class SearchRange(_Strict):
+    """One searched field of `taskcli tune`: exactly one of these, e.g. {log_uniform: [1e-5, 1e-3]}."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), serialize_by_alias=True)
+
+    log_uniform: tuple[float, float] | None = Field(None, description="a float between the two, sampled on a log "
+                                                                      "scale (learning rates)")
+    uniform: tuple[float, float] | None = Field(None, description="a float between the two")
+    integer: tuple[int, int] | None = Field(None, alias="int", description="an integer between the two, both "
+                                                                           "included")
+    choice: list[Any] | None = Field(None, min_length=1, description="one of these values")
+
+    @model_serializer(mode="wrap")
+    def _given_only(self, handler):
+        return {k: v for k, v in handler(self).items() if v is not None}  # {log_uniform: [...]}, as it was written
+
+    @model_validator(mode="after")
+    def _one_range(self):
+        given = [name for name in RANGE_KINDS if getattr(self, RANGE_KINDS[name]) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(RANGE_KINDS)} (got {', '.join(given) or 'none'})")
+        low_high = self.log_uniform or self.uniform or self.integer
+        if low_high and low_high[0] >= low_high[1]:
+            raise ValueError(f"{given[0]}: the low end {low_high[0]} is not below the high end {low_high[1]}")
+        if self.log_uniform and self.log_uniform[0] <= 0:
+            raise ValueError("log_uniform: both ends must be above 0")
+        return self
+
+
+RANGE_KINDS = {"log_uniform": "log_uniform", "uniform": "uniform", "int": "integer", "choice": "choice"}
+
+
+def _flat_space(space, prefix: str = ""):
+    """tune.space keys are dotted field paths; nested groups ({train: {learning_rate: {...}}}, which is what
+    `--set tune.space.train.learning_rate.log_uniform=[...]` writes) are flattened into them, a later key winning."""
+    if not isinstance(space, dict):
+        return space
+    flat: dict = {}
+    for key, value in space.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()) \
+                and not set(value) & set(RANGE_KINDS):  # a group of fields, not a range
+            flat.update(_flat_space(value, path + "."))
+        else:
+            flat.pop(path, None)  # re-inserted last: the later setting wins
+            flat[path] = value
+    return flat
+
+
+class TuneSection(_Strict):
+    """`taskcli tune`: the search space (recipe field path -> range) and what a trial is judged by."""
+
+    space: Annotated[dict[str, SearchRange], BeforeValidator(_flat_space)] = Field(
+        min_length=1, description="recipe field path -> range, e.g. train.learning_rate: {log_uniform: [1e-5, 1e-3]}")
+    metric: str | None = Field(None, description="eval metric a trial is judged by (default: the run's "
+                                                 "eval.metric_for_best_model, else the task's main metric)")
+    direction: Literal["max", "min"] | None = Field(None, description="max or min (default: the task's own for its "
+                                                                      "main metric; needed for another metric)")
+    pruner: Literal["median", "hyperband", "none"] = Field("median", description="stops a trial whose evaluation "
+                                                           "falls behind the others' at the same step")
+    startup_trials: int = Field(2, ge=0, description="trials run to the end before the median pruner may stop one")
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int | None = Field(None, description="the sampler's seed (default: train.seed)")
+
+
+# Sections no trial can vary: what the command line and `tune` itself hold
+_NOT_SEARCHED = ("task", "description", "tune", "cli", "provenance", "smoke")
+
+
+def section_model(ann) -> type[BaseModel] | None:
+    """The sub-model a field holds, also inside `Section | None` and Annotated[...] (e.g. train.lora, train.fsdp)."""
+    import typing
+
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    return next((m for m in map(section_model, typing.get_args(ann)) if m is not None), None)
+
+
+def field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every dotted field path of a recipe model (train.learning_rate, train.lora.r, params.stride, ...)."""
+    paths = []
+    for name, field in model.model_fields.items():
+        if not prefix and name in _NOT_SEARCHED:
+            continue
+        paths.append(prefix + name)
+        section = section_model(field.annotation)
+        if section is not None:
+            paths += field_paths(section, f"{prefix}{name}.")
+    return paths
+
+
 class CliSection(_Strict):
     """--model and --data, kept as the command line gave them: they change what other fields mean (--smoke builds
     a tiny model unless --model names one; the recipe's hub options are not a local --data's). Set by the command,
@@ -225,8 +320,32 @@ class Recipe(_Strict):
     provenance: dict[str, Any] = Field(default_factory=dict, description="written by `taskcli finetune` into a run's "
                                        "recipe.yaml: what the run really used (model, data, --set, versions...); "
                                        "informational, ignored when the recipe is read")
+    tune: TuneSection | None = Field(None, description="`taskcli tune`'s search (ignored by the other commands)")
     cli: CliSection = Field(default_factory=CliSection, exclude=True)  # not part of a dumped recipe
     # `params` (task-specific settings) is added per task by `schema_for`.
+
+    @field_validator("tune", mode="wrap")
+    @classmethod
+    def _searched_fields_exist(cls, value, handler):
+        """Each tune.space key names a field of this task's recipe (`cls`: schema_for's model, with its params),
+        reported with the section's other errors."""
+        try:
+            tune, errors = handler(value), []
+        except ValidationError as err:
+            tune, errors = None, [InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"], ctx=e.get("ctx"))
+                                  if "ctx" in e else InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"])
+                                  for e in err.errors()]
+            if not isinstance(value, dict):
+                raise
+        space = _flat_space(value.get("space")) if isinstance(value, dict) else None
+        known = field_paths(cls) if isinstance(space, dict) else []
+        for key in [k for k in space or {} if k not in known]:
+            why = PydanticCustomError("unknown_field", "'{key}'{hint} is not a recipe field (write section.field, "
+                                      "e.g. train.learning_rate)", {"key": key, "hint": did_you_mean(key, known)})
+            errors.append(InitErrorDetails(type=why, loc=("space", key), input=space[key]))
+        if errors:
+            raise ValidationError.from_exception_data("tune", errors)
+        return tune
 
     @model_validator(mode="after")
     def _streaming_needs_steps(self):

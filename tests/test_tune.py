@@ -1,0 +1,141 @@
+"""taskcli tune: Optuna trials as ordinary smoke runs, the study in SQLite (resumed after kill -9), pruning, best.yaml
+that finetune reproduces, the gates on the best trial, and the refusals."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO, assert_clean_error
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SPACE = "tune.space={train.learning_rate: {log_uniform: [1e-4, 1e-2]}, train.batch_size: {choice: [4, 8]}}"
+# a few steps with an evaluation every two, so that each trial reports to the pruner and stays a few seconds
+SMALL = ["--smoke", "--set", SPACE, "--set", "train.max_steps=4", "--set", "train.eval_steps=2",
+         "--set", "train.eval_strategy=steps"]
+
+
+def test_trials_are_runs_and_best_yaml_reproduces_the_best_one(cli, tmp_path):
+    out = tmp_path / "study"
+    result = cli("tune", "text-cls", *SMALL, "--trials", "3", "-o", out, "--gate", "accuracy>=0", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["finished"] == 3 and [r["trial"] for r in report["trials"]] == [0, 1, 2]
+    assert report["metric"] == "accuracy" and report["direction"] == "max" and report["gates_failed"] == []
+    for row in report["trials"]:
+        saved = yaml.safe_load((out / f"trial-{row['trial']:03d}" / "recipe.yaml").read_text())
+        assert saved["train"]["learning_rate"] == pytest.approx(row["params"]["train.learning_rate"], rel=1e-12)
+        assert saved["train"]["batch_size"] == row["params"]["train.batch_size"] and saved["tune"] is None
+        assert 1e-4 <= row["params"]["train.learning_rate"] <= 1e-2 and row["state"] in ("complete", "pruned")
+    best = report["best"]
+    values = [r["value"] for r in report["trials"] if r["state"] == "complete"]
+    assert best["value"] == max(values) and best["output_dir"] == str(out / f"trial-{best['trial']:03d}")
+    assert {p.rsplit("/", 1)[-1] for p in report["plots"]} == {"history.png", "importance.png"}
+    assert all(os.path.getsize(p) > 1000 for p in report["plots"])
+    assert (out / "study.db").is_file()
+
+    again = cli("finetune", "text-cls", "--recipe", out / "best.yaml", "-o", tmp_path / "again", "--json")
+    assert again.exit_code == 0, again.stderr
+    redone = json.loads(again.stdout)["metrics"]
+    trial = json.loads((out / f"trial-{best['trial']:03d}" / "metrics.json").read_text())
+    for name in ("loss", "accuracy", "f1"):
+        assert redone[name] == pytest.approx(trial[name], abs=1e-6), name
+
+    # the finished study again: no new trial, the same best, and a gate it fails exits 3 with its line
+    gated = cli("tune", "text-cls", *SMALL, "--trials", "3", "-o", out, "--resume", "--gate", "accuracy>=1.01")
+    assert gated.exit_code == 3 and "gate failed: accuracy" in gated.stderr
+    assert "tune: trial" not in gated.stderr and "best: trial" in gated.stdout
+    assert sorted(p.name for p in out.glob("trial-*")) == ["trial-000", "trial-001", "trial-002"]
+    assert_clean_error(cli("tune", "text-cls", *SMALL, "--trials", "3", "-o", out), "holds a tune study", "--resume")
+
+
+def test_kill_9_mid_study_then_resume_keeps_the_finished_trials(cli, tmp_path):
+    out, log = tmp_path / "study", tmp_path / "stderr.txt"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "taskcli", "tune", "text-cls", *SMALL, "--trials", "3",
+                                 "-o", str(out)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.time() + 240
+    while "tune: trial 0 complete" not in log.read_text() and "tune: trial 0 pruned" not in log.read_text():
+        assert proc.poll() is None and time.time() < deadline, log.read_text()[-2000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = json.loads((out / "trial-000" / "metrics.json").read_text())
+    made = (out / "trial-000" / "metrics.json").stat().st_mtime_ns
+
+    result = cli("tune", "text-cls", *SMALL, "--trials", "3", "-o", out, "--resume", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    rows = {r["trial"]: r for r in report["trials"]}
+    assert report["finished"] == 3
+    assert rows[0]["metrics"]["loss"] == first["loss"] and rows[0]["state"] in ("complete", "pruned")
+    assert (out / "trial-000" / "metrics.json").stat().st_mtime_ns == made  # kept, not trained again
+    killed = [r for r in report["trials"] if r["state"] == "fail"]
+    assert len(killed) <= 1  # the trial the kill cut short, if it had begun
+    if killed:  # the parameters it had drawn (a kill between two draws leaves some) are tried again next
+        retried = rows[killed[0]["trial"] + 1]
+        assert killed[0]["params"].items() <= retried["params"].items() and retried["state"] in ("complete", "pruned")
+
+
+def test_the_pruning_callback_stops_a_trial_behind_the_others():
+    import optuna
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from taskcli.tune import pruning_callback
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1))
+    leader = study.ask()
+    leader.report(0.9, step=2)
+    study.tell(leader, 0.9)
+    args = TrainingArguments(output_dir="unused", metric_for_best_model="accuracy", use_cpu=True, report_to=[])
+
+    def evaluated(value):
+        trial = study.ask()
+        callback, control, state = pruning_callback(trial, None, "f1"), TrainerControl(), TrainerState()
+        callback.on_train_begin(args, state, control)
+        state.global_step = 2
+        callback.on_evaluate(args, state, control, metrics={"eval_accuracy": value, "eval_f1": 1.0})
+        return callback, control
+
+    behind, stopped = evaluated(0.1)
+    assert behind.metric == "accuracy" and behind.pruned and stopped.should_training_stop
+    ahead, going = evaluated(0.95)
+    assert not ahead.pruned and not going.should_training_stop
+
+
+def test_a_space_key_that_is_not_a_recipe_field_is_named(cli, tmp_path):
+    result = cli("tune", "text-cls", "--smoke", "--trials", "1", "-o", tmp_path / "s", "--set",
+                 "tune.space={train.learnin_rate: {log_uniform: [1e-4, 1e-2]}, train.lora.r: {int: [4, 2]}}")
+    assert_clean_error(result, "'train.learnin_rate' (did you mean 'train.learning_rate'?) is not a recipe field")
+    assert "int: the low end 4 is not below the high end 2" in result.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_recipe_without_a_search_and_a_metric_without_a_direction_are_refused(cli, tmp_path):
+    assert_clean_error(cli("tune", "text-cls", "--smoke", "--trials", "1", "-o", tmp_path / "a"),
+                       "has no tune: section", "tune.space")
+    assert_clean_error(cli("tune", "text-cls", *SMALL, "--set", "tune.metric=f1", "--trials", "1",
+                           "-o", tmp_path / "b"), "tune.direction", "max or min")
+
+
+def test_a_folder_that_is_not_a_study_is_never_written(cli, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    for extra in ([], ["--resume"]):
+        result = cli("tune", "text-cls", *SMALL, "--trials", "1", "-o", mine, *extra)
+        assert_clean_error(result, str(mine), "no tune study")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_without_optuna_the_error_says_what_to_install(cli, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna raises ImportError
+    result = cli("tune", "text-cls", *SMALL, "--trials", "1", "-o", tmp_path / "s")
+    assert_clean_error(result, "needs optuna", "pip install 'taskcli[tune]'")
