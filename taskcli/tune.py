@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from taskcli import gates as gates_mod
+from taskcli.distributed import world_size
 from taskcli.errors import TaskcliError, quoted
 from taskcli.finetune import finetune
 from taskcli.recipe import Flag, set_flags
@@ -44,6 +45,9 @@ def tune(task: str, trials: int, recipe: str | None = None, sets: list[str] | No
          resume: bool = False, command: str = "", log=None) -> dict:
     """Run trials until `trials` of them finished (complete or pruned) or `timeout` seconds passed; returns the
     table, the best trial and the gates' verdict on it."""
+    if world_size() > 1:  # each process would run a study of its own on the one SQLite file
+        raise TaskcliError("taskcli tune runs its trials in one process: multi-process trials are not supported yet",
+                           "run it without torchrun / accelerate launch")
     optuna = optuna_module()
     run = prepare(task, recipe, sets, smoke, flags)
     run.close()
@@ -58,13 +62,14 @@ def tune(task: str, trials: int, recipe: str | None = None, sets: list[str] | No
               "task": run.task.name, "metric": metric, "direction": direction_of(run, settings, metric)}
     study = open_study(optuna, folder, search, settings, run.recipe.train.seed, resume)
     base = [*(flags or []), *set_flags(sets or []), Flag(("tune",), None, "tune")]  # a trial is a plain run
-    started, space = time.monotonic(), distributions(optuna, settings.space)
+    started, space, ran = time.monotonic(), distributions(optuna, settings.space), False
     while finished(study) < trials:
-        if timeout is not None and time.monotonic() - started > timeout:
+        if timeout is not None and time.monotonic() - started > timeout and ran:
             _say(log, f"tune: --timeout {timeout:g} s passed: {finished(study)} of {trials} trials finished")
             break
         how = dict(task=task, recipe=recipe, smoke=smoke, metric=metric, fallback=run.task.best_metric)
         one_trial(study, study.ask(space), folder, base, how, command, log)
+        ran = True  # --timeout is checked between trials, as Optuna's: the first one always runs
     return summary(study, folder, search, checks, run.task.name)
 
 

@@ -139,3 +139,17 @@ def test_without_optuna_the_error_says_what_to_install(cli, tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna raises ImportError
     result = cli("tune", "text-cls", *SMALL, "--trials", "1", "-o", tmp_path / "s")
     assert_clean_error(result, "needs optuna", "pip install 'taskcli[tune]'")
+
+
+def test_a_launch_of_several_processes_is_refused(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun / accelerate launch set it
+    result = cli("tune", "text-cls", *SMALL, "--trials", "1", "-o", tmp_path / "s")
+    assert_clean_error(result, "one process", "torchrun")
+    assert not (tmp_path / "s").exists()
+
+
+def test_timeout_starts_no_trial_after_it_passed(cli, tmp_path):
+    result = cli("tune", "text-cls", *SMALL, "--trials", "3", "--timeout", "0", "-o", tmp_path / "s", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["finished"] == 1  # checked between trials: the first one runs
+    assert "--timeout 0 s passed: 1 of 3 trials finished" in result.stderr
