@@ -60,17 +60,20 @@ def tune(task: str, trials: int, recipe: str | None = None, sets: list[str] | No
     metric = settings.metric or run.recipe.eval.metric_for_best_model
     search = {**{k: v for k, v in settings.model_dump(mode="json").items() if k not in _NOT_THE_SEARCH},
               "task": run.task.name, "metric": metric, "direction": direction_of(run, settings, metric)}
-    study = open_study(optuna, folder, search, settings, run.recipe.train.seed, resume)
+    study, lock = open_study(optuna, folder, search, settings, run.recipe.train.seed, resume)
     base = [*(flags or []), *set_flags(sets or []), Flag(("tune",), None, "tune")]  # a trial is a plain run
     started, space, ran = time.monotonic(), distributions(optuna, settings.space), False
-    while finished(study) < trials:
-        if timeout is not None and time.monotonic() - started > timeout and ran:
-            _say(log, f"tune: --timeout {timeout:g} s passed: {finished(study)} of {trials} trials finished")
-            break
-        how = dict(task=task, recipe=recipe, smoke=smoke, metric=metric, fallback=run.task.best_metric)
-        one_trial(study, study.ask(space), folder, base, how, command, log)
-        ran = True  # --timeout is checked between trials, as Optuna's: the first one always runs
-    return summary(study, folder, search, checks, run.task.name)
+    try:
+        while finished(study) < trials:
+            if timeout is not None and time.monotonic() - started > timeout and ran:
+                _say(log, f"tune: --timeout {timeout:g} s passed: {finished(study)} of {trials} trials finished")
+                break
+            how = dict(task=task, recipe=recipe, smoke=smoke, metric=metric, fallback=run.task.best_metric)
+            one_trial(study, study.ask(space), folder, base, how, command, log)
+            ran = True  # --timeout is checked between trials, as Optuna's: the first one always runs
+        return summary(study, folder, search, checks, run.task.name)
+    finally:
+        lock.release()
 
 
 def direction_of(run, settings, metric: str | None) -> str:
@@ -85,8 +88,8 @@ def direction_of(run, settings, metric: str | None) -> str:
 
 
 def open_study(optuna, folder: Path, search: dict, settings, seed: int, resume: bool):
-    """The study in `folder`: new (the folder new or empty), or with --resume the one there, the same search; a
-    trial a kill left running is marked failed and its parameters are tried again."""
+    """The study in `folder` and its lock: new (the folder new or empty), or with --resume the one there, the same
+    search; a trial a kill left running is marked failed and its parameters are tried again."""
     marker = folder / MARKER
     if folder.exists() and not folder.is_dir():
         raise TaskcliError(f"output path {folder} is a file", "choose another --output-dir")
@@ -108,6 +111,7 @@ def open_study(optuna, folder: Path, search: dict, settings, seed: int, resume: 
                                f"{quoted(before.get(changed[0]))} then, {quoted(search.get(changed[0]))} now)",
                                "resume with the same recipe and --set, or choose another --output-dir")
     folder.mkdir(parents=True, exist_ok=True)
+    lock = in_use_lock(folder)
     storage = optuna.storages.RDBStorage(f"sqlite:///{(folder / STUDY_FILE).resolve()}")
     seed = settings.seed if settings.seed is not None else seed
     sampler = (optuna.samplers.TPESampler if settings.sampler == "tpe" else optuna.samplers.RandomSampler)(seed=seed)
@@ -123,7 +127,22 @@ def open_study(optuna, folder: Path, search: dict, settings, seed: int, resume: 
     for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         storage.set_trial_state_values(stale._trial_id, TrialState.FAIL)
         study.enqueue_trial(stale.params)
-    return study
+    return study, lock
+
+
+def in_use_lock(folder: Path):
+    """The study's lock, held while a tune runs on it: a second `tune --resume` on the same folder would take the
+    first one's running trial for one a kill left. (An flock: the system drops it when its process dies, kill -9
+    too.)"""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(folder / (MARKER + ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise TaskcliError(f"the study in {folder} is in use by another taskcli tune",
+                           "wait for it to end, or stop it first") from None
+    return lock
 
 
 def distributions(optuna, space) -> dict:

@@ -53,6 +53,12 @@ def test_trials_are_runs_and_best_yaml_reproduces_the_best_one(cli, tmp_path):
     assert "tune: trial" not in gated.stderr and "best: trial" in gated.stdout
     assert sorted(p.name for p in out.glob("trial-*")) == ["trial-000", "trial-001", "trial-002"]
     assert_clean_error(cli("tune", "text-cls", *SMALL, "--trials", "3", "-o", out), "holds a tune study", "--resume")
+    from filelock import FileLock
+
+    with FileLock(out / ".taskcli-tune.lock"):  # another tune at work on the study
+        busy = cli("tune", "text-cls", *SMALL, "--trials", "4", "-o", out, "--resume")
+    assert_clean_error(busy, "in use by another taskcli tune")
+    assert sorted(p.name for p in out.glob("trial-*")) == ["trial-000", "trial-001", "trial-002"]
 
 
 def test_kill_9_mid_study_then_resume_keeps_the_finished_trials(cli, tmp_path):
