@@ -159,3 +159,19 @@ def test_timeout_starts_no_trial_after_it_passed(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["finished"] == 1  # checked between trials: the first one runs
     assert "--timeout 0 s passed: 1 of 3 trials finished" in result.stderr
+
+
+def test_a_trial_behind_the_others_is_pruned_and_its_run_stops_early(cli, tmp_path):
+    # judged by the eval loss (it differs between learning rates where the smoke sample's accuracy does not); the
+    # random sampler's draws are seeded by train.seed, and after one finished trial the median pruner may stop one
+    result = cli("tune", "text-cls", "--smoke", "--set",
+                 "tune.space={train.learning_rate: {log_uniform: [1e-7, 1e-2]}}", "--set", "tune.metric=loss", "--set", "tune.startup_trials=1", "--set", "tune.sampler=random",
+                 "--set", "train.max_steps=12", "--set", "train.eval_steps=3", "--set", "train.eval_strategy=steps",
+                 "--trials", "3", "-o", tmp_path / "s", "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)["trials"]
+    assert rows[0]["state"] == "complete" and "pruned" in [r["state"] for r in rows[1:]]
+    for row in rows:
+        marker = json.loads((tmp_path / "s" / f"trial-{row['trial']:03d}" / ".taskcli-run").read_text())
+        assert marker["status"] == "finished"  # an ordinary run folder, whose training stopped when pruned
+        assert (marker["global_step"] < 12) == (row["state"] == "pruned"), row
