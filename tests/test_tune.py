@@ -165,7 +165,8 @@ def test_a_trial_behind_the_others_is_pruned_and_its_run_stops_early(cli, tmp_pa
     # judged by the eval loss (it differs between learning rates where the smoke sample's accuracy does not); the
     # random sampler's draws are seeded by train.seed, and after one finished trial the median pruner may stop one
     result = cli("tune", "text-cls", "--smoke", "--set",
-                 "tune.space={train.learning_rate: {log_uniform: [1e-7, 1e-2]}}", "--set", "tune.metric=loss", "--set", "tune.startup_trials=1", "--set", "tune.sampler=random",
+                 "tune.space={train.learning_rate: {log_uniform: [1e-7, 1e-2]}}", "--set", "tune.metric=loss",
+                 "--set", "tune.startup_trials=1", "--set", "tune.sampler=random",
                  "--set", "train.max_steps=12", "--set", "train.eval_steps=3", "--set", "train.eval_strategy=steps",
                  "--trials", "3", "-o", tmp_path / "s", "--json")
     assert result.exit_code == 0, result.stderr
