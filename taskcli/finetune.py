@@ -24,7 +24,7 @@ from taskcli.run import Run, prepare, quiet_libraries, uses_tiny_model
 from taskcli.run_folder import (check_output_dir, default_output_dir, finished_run, interrupted, mark_run,
                                 newest_checkpoint, no_space_left, start_run)
 from taskcli.trainer import build_features, kept_model_metrics, make_trainer, report_step, scored_checkpoint, strip_prefix
-from taskcli.training_args import device_name, sharding_arguments, training_arguments
+from taskcli.training_args import ddp_arguments, device_name, sharding_arguments, training_arguments
 
 
 def finetune(
@@ -123,7 +123,8 @@ class Finetune:
     def arguments(self) -> dict | None:
         """TrainingArguments; {"step", "planned"} instead when --resume finds the run already did every step."""
         sharding, self.sharded_as = sharding_arguments(self.run, self.model)
-        self.args = training_arguments(self.run, str(self.out), sharding=sharding)
+        ddp = ddp_arguments(self.run, self.model)  # DDP's search for unused weights, only where a model has some
+        self.args = training_arguments(self.run, str(self.out), sharding={**sharding, **ddp})
         if not self.resume_from:
             return None
         from taskcli.progress import planned_steps

@@ -283,6 +283,11 @@ class Task:
     # needs no labels to run its forward: the engine then computes it as a sum over the global label count,
     # so data-parallel and gradient-accumulated runs match single-process ones exactly.
     cross_entropy_loss: bool = False
+    # True when a training step may leave trainable weights without a gradient (a head part some batches skip), or
+    # (run, model) -> that, where it depends on the model: DDP must then look for them after every backward. False
+    # (the default) spares that extra pass over the graph and the Trainer's default's warning per process. Models
+    # that skip layers at random (LayerDrop) get the search whatever the task says (training_args.ddp_arguments)
+    ddp_find_unused_parameters: bool | Callable[[Any, Any], bool] = False
     # True when preprocess leaves raw columns (e.g. image paths) for the collator to decode per batch: the Trainer
     # must then pass every column through instead of dropping those the model's forward does not name
     collator_reads_raw: bool = False

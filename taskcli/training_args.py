@@ -70,6 +70,17 @@ def training_arguments(run: Run, output_dir: str, for_eval: bool = False, shardi
     return TrainingArguments(**kwargs)
 
 
+def ddp_arguments(run: Run, model) -> dict:
+    """DDP's find_unused_parameters from what the model really uses. The Trainer's default (True) makes every
+    process warn and walk the autograd graph once more per step; it is needed only where a step can leave trainable
+    weights without a gradient: by the task's design (Task.ddp_find_unused_parameters) or a config that skips
+    layers at random (LayerDrop, on by default in wav2vec2-style speech checkpoints)."""
+    declared = run.task.ddp_find_unused_parameters
+    config = getattr(model, "config", None)
+    drops = any((getattr(config, name, 0) or 0) > 0 for name in ("layerdrop", "encoder_layerdrop", "decoder_layerdrop"))
+    return {"ddp_find_unused_parameters": bool(declared(run, model) if callable(declared) else declared) or drops}
+
+
 def best_model_settings(run: Run, has_eval: bool) -> dict:
     """Which checkpoint the run keeps: the best by eval.metric_for_best_model, else the task's metric (a task can
     switch it for a run: text-classification on real-valued labels keeps the best Pearson)."""

@@ -12,12 +12,13 @@ from conftest import REPO
 SHORT = ["--set", "train.eval_strategy=no", "--set", "train.epochs=4"]
 
 
-def _finetune(out, *extra, processes=1):
+def _finetune(out, *extra, processes=1, with_stderr=False):
     cmd = [sys.executable, "-m", "taskcli", "finetune", "ner", "--smoke", "--output-dir", str(out), "--json",
            "--num-processes", str(processes), *SHORT, *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return (result, done.stderr) if with_stderr else result
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,34 @@ def test_two_processes_match_one_at_the_same_global_batch(cli, tmp_path, weights
              for d in (one_dir, tmp_path / "two")]
     for name in ("loss", "precision", "recall", "f1", "accuracy"):
         assert evals[1][name] == pytest.approx(evals[0][name], abs=1e-4), name
+
+
+def test_ddp_skips_the_search_for_unused_weights_the_model_does_not_have(tmp_path):
+    """NER's DistilBERT uses every weight: the task's setting (find_unused_parameters off) trains to the same loss
+    and metrics as the Trainer's default (on), without its warning per process and its extra pass over the graph."""
+    ours, quiet = _finetune(tmp_path / "ours", processes=2, with_stderr=True)
+    theirs, noisy = _finetune(tmp_path / "default", "--set", "train.trainer_args.ddp_find_unused_parameters=true",
+                              processes=2, with_stderr=True)
+    assert noisy.count("find_unused_parameters=True was specified in DDP constructor") == 2  # one per process
+    assert "find_unused_parameters" not in quiet
+    assert ours["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-6)
+    for name in ("precision", "recall", "f1", "accuracy"):
+        assert ours["metrics"][name] == pytest.approx(theirs["metrics"][name], abs=1e-6), name
+
+
+@pytest.mark.parametrize("declared, config, expected", [
+    (False, {}, False), (True, {}, True), (False, {"layerdrop": 0.1}, True), (False, {"encoder_layerdrop": 0.0}, False),
+    (False, {"decoder_layerdrop": 0.2}, True), (lambda run, model: model.config.universal, {"universal": True}, True),
+    (lambda run, model: model.config.universal, {"universal": False}, False),
+])
+def test_ddp_looks_for_unused_weights_where_a_step_can_skip_some(declared, config, expected):
+    from types import SimpleNamespace
+
+    from taskcli.training_args import ddp_arguments
+
+    run = SimpleNamespace(task=SimpleNamespace(ddp_find_unused_parameters=declared))
+    model = SimpleNamespace(config=SimpleNamespace(**config))
+    assert ddp_arguments(run, model) == {"ddp_find_unused_parameters": expected}
 
 
 def _free_port() -> int:

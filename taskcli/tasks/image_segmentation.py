@@ -255,4 +255,7 @@ TASK = Task(
     params=Params,
     collator_reads_raw=True,
     batch_eval_metrics=True,
+    # Mask2Former leaves some weights without a gradient in a step (DDP stops at the second step without the search);
+    # SegFormer uses all of its own
+    ddp_find_unused_parameters=lambda run, model: run.learned.universal,
 )
