@@ -17,10 +17,12 @@ import typer
 from taskcli import __version__, cli_catalog, cli_tune, display
 from taskcli import push as push_mod  # (light: huggingface_hub loads when a push runs)
 from taskcli.cli_common import (AsJsonOpt, AsrTaskOpt, BatchSizeOpt, ChunkSizeOpt, ColumnOpt, ContextOpt, DataOpt, DoSampleOpt, GateOpt,
+                               EvalFoldsOpt, FoldsOpt,
                                InputsArg, LanguageOpt, MaxNewTokensOpt, ModelOpt, NumBeamsOpt, OutputOpt, OverwriteOpt, PrecisionOpt,
                                PrivateOpt, PushToHubOpt, QuestionOpt, RecipeOpt, ResumeOpt, SaveMapsOpt, SaveOverlaysOpt, SavedModelOpt, SeedOpt, SetOpt,
                                ShowProgressOpt, SkipBadOpt, TaskArg, TemperatureOpt, ThresholdOpt, TimestampsOpt, TinyOpt, ToleranceOpt,
                                TopKOpt, TopPOpt, gates_failed, guarded)
+from taskcli.folds import check_request as check_folds_request, not_in_eval as folds_not_in_eval  # (light)
 from taskcli.serve import Limits as ServeLimits  # (light: FastAPI loads when serve runs)
 
 app = typer.Typer(
@@ -106,9 +108,12 @@ def finetune(
     gate: GateOpt = [],  # noqa: B006
     push_to_hub: PushToHubOpt = None,
     private: PrivateOpt = False,
+    folds: FoldsOpt = None,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Fine-tune a model for TASK from a recipe."""
+    if folds is not None:  # before the Hub token is asked for
+        check_folds_request(folds, resume, push_to_hub)
     token = push_mod.ready(push_to_hub) if push_to_hub and not dry_run else None  # no token: said before training
     if num_processes > 1 and "WORLD_SIZE" not in os.environ and not dry_run:
         _relaunch(num_processes)
@@ -120,10 +125,13 @@ def finetune(
     flags = command_flags(model=model, data=data, output_dir=output_dir, lora=lora, gates=gate,
                           early_stopping=early_stopping, class_weights=class_weights, report_to=report_to)
     result = finetune_mod.finetune(task, recipe=recipe, sets=set_, smoke=smoke, flags=flags, resume=resume,
-                                   overwrite=overwrite, dry_run=dry_run, command=_typed_command())
-    if int(os.environ.get("RANK", "0")) != 0:
-        return
-    unpushed = push_mod.after_finetune(result, push_to_hub, private, token, _log)
+                                   overwrite=overwrite, dry_run=dry_run, command=_typed_command(), folds=folds)
+    if int(os.environ.get("RANK", "0")) == 0:
+        _print_finetune(result, as_json, dry_run, push_mod.after_finetune(result, push_to_hub, private, token, _log))
+
+
+def _print_finetune(result: dict, as_json: bool, dry_run: bool, unpushed: str | None) -> None:
+    """finetune's result on stdout (process 0 only), then the gates' exit (and why nothing was pushed)."""
     if result.get("finished"):  # --resume of a run that already did the steps asked for: nothing changed
         print(f"the run in {result['output_dir']} is finished (step {result['step']} of {result['planned']}): "
               "nothing to resume; ask for more steps (train.epochs or train.max_steps) to continue it",
@@ -136,7 +144,7 @@ def finetune(
     if as_json or dry_run:
         print(json.dumps(result, indent=None if as_json else 2, default=float))
         return gates_failed(result, unpushed)
-    display.print_finetune(result)
+    display.print_folds(result) if "per_fold" in result else display.print_finetune(result)
     gates_failed(result, unpushed)
 
 
@@ -184,10 +192,14 @@ def eval_(
     report: Optional[str] = typer.Option(None, "--report", metavar="DIR", help="Write the report's plots (PNG) "
                                                                                "into DIR (a new or empty folder)."),
     as_json: bool = typer.Option(False, "--json", help='Print {"task", "model", "split", "samples", "metrics"}.'),
+    folds: EvalFoldsOpt = None,
 ):
     """Evaluate a model on a dataset with the task's metrics."""
     from taskcli import evaluate as evaluate_mod
     from taskcli.recipe import command_flags
+
+    if folds is not None:
+        raise folds_not_in_eval(task, folds)
 
     result = evaluate_mod.evaluate(task, recipe=recipe, sets=set_, smoke=smoke, split=split, report=report,
                                    flags=command_flags(model=model, data=data, gates=gate))

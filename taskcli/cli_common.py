@@ -87,6 +87,11 @@ DataOpt = Annotated[Optional[str], typer.Option("--data", "-d", rich_help_panel=
 GateOpt = Annotated[list[str], typer.Option("--gate", help="Gate, e.g. `--gate 'f1>=0.9'` (repeatable): exit 3 when "
                                             "one fails. finetune, eval: on a final metric (adds to eval.gates); "
                                             "check: on a figure of the report.")]
+FoldsOpt = Annotated[Optional[int], typer.Option("--folds", metavar="K", help="K-fold cross-validation: K runs, each "
+                                                 "scored on its own fold of the training rows; prints each fold and "
+                                                 "the mean ± std (--gate: on the mean).")]
+# eval's --folds: hidden, so that asking for it gets taskcli's one line (folds.not_in_eval), not click's usage error
+EvalFoldsOpt = Annotated[Optional[int], typer.Option("--folds", hidden=True)]
 
 # finetune --push-to-hub and push
 PushToHubOpt = Annotated[Optional[str], typer.Option("--push-to-hub", metavar="ORG/NAME", rich_help_panel="Hub",

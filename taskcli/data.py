@@ -137,7 +137,8 @@ def local_or_id(ref: str) -> str:
     return str(Path(ref).expanduser().resolve()) if is_local(ref) else ref
 
 
-def load(run, ref: str | None, eval_split_name: str | None = None, findings=None, only_eval: bool = False):
+def load(run, ref: str | None, eval_split_name: str | None = None, findings=None, only_eval: bool = False,
+         carve_eval: bool = True):
     """Train/eval DatasetDict for `run`, with canonical column names, checked up front; sets `run.data_info`.
 
     Smoke mode without --data uses the task's bundled sample as both train and eval (the smoke check is that the
@@ -145,6 +146,8 @@ def load(run, ref: str | None, eval_split_name: str | None = None, findings=None
     The preflight's row checks (taskcli.preflight.scan) run on the rows as read, before an eval split is carved, so
     the rows they name are the file's; `findings` (a preflight.Findings) collects them for `taskcli check`.
     `only_eval`: the run scores the eval split alone (eval), so a hub dataset's other splits are not fetched.
+    `carve_eval=False` (finetune --folds, which makes its own eval rows): data without an eval split keeps every
+    train row, and its eval split is the train rows.
     """
     import datasets
 
@@ -179,7 +182,9 @@ def load(run, ref: str | None, eval_split_name: str | None = None, findings=None
     sources = split_sources(ref, names.values())
     splits = _checked(preflight.scan(run, splits, {k: sources.get(names[k]) for k in splits}, findings, names), run)
     made = f"the data's '{eval_name}' split"
-    if not eval_name:
+    if not eval_name and not carve_eval:
+        splits["eval"], made = splits["train"], "the training rows (not carved)"
+    elif not eval_name:
         if len(splits["train"]) < 2:
             raise TaskcliError(f"{ref} has {len(splits['train'])} row(s): too few to carve an eval split",
                                "give more data, or a separate validation file")

@@ -258,3 +258,22 @@ def print_tune(result: dict) -> None:
 def short(value) -> str:
     """A searched value: 4 significant digits (a learning rate of 3e-05 is not 0.0000)."""
     return f"{value:.4g}" if isinstance(value, float) else "–" if value is None else str(value)
+
+
+def print_folds(result: dict) -> None:
+    """finetune --folds for people: one row per fold, then the mean ± std of each single-number metric."""
+    from rich.table import Table
+
+    out = stdout()
+    names = list(result["mean"])
+    out.print(f"[bold green]saved[/] {result['folds']} folds in {result['output_dir']} ({result['split']}; "
+              f"summary in folds.json)", highlight=False)
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("fold")
+    for name in names:
+        table.add_column(name, justify="right", no_wrap=True)
+    for fold in result["per_fold"]:
+        table.add_row(str(fold["fold"]), *(number(fold["metrics"].get(n)) for n in names))
+    table.add_row("mean ± std", *(f"{result['mean'][n]:.4f} ± {result['std'][n]:.4f}" for n in names),
+                  style="bold")
+    out.print(table)

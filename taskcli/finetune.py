@@ -39,12 +39,14 @@ def finetune(
     command: str = "",
     log=None,
     callbacks: list | None = None,
+    folds: int | None = None,
 ) -> dict:
     """Fine-tune; returns {"output_dir", "metrics", ...}. `log(renderable)` prints progress (stderr).
 
     `flags`: the options that stand for recipe fields (recipe.command_flags: --model, --data, --output-dir, --lora,
     --gate...), merged into the recipe with `sets` before its one validation. `callbacks`: more TrainerCallbacks
-    (tune's pruning)."""
+    (tune's pruning). `folds`: k-fold cross-validation (taskcli.folds), its result instead."""
+    from taskcli import folds as folds_mod
     from taskcli import gates as gates_mod
     from taskcli import provenance
 
@@ -54,11 +56,13 @@ def finetune(
     if dry_run:  # what would run: the recipe as recipe.yaml will record it (--model/--data/--set/--smoke folded in)
         return {"dry_run": True, "task": run.task.name, "recipe": run.resolved.name, "smoke": run.smoke,
                 "output_dir": str(out), "output_dir_exists": out.exists(),
-                "resolved": provenance.effective_recipe(run, out)}
+                "resolved": provenance.effective_recipe(run, out), **({"folds": folds} if folds else {})}
     # Under DDP only rank 0 judges the folder (and clears it: start_run); other ranks would see rank 0's files.
     resume_from = check_output_dir(out, resume, overwrite) if is_main() else (newest_checkpoint(out) if resume else None)
     job = Finetune(run, out, run.recipe.cli.model, run.recipe.cli.data, resume_from, log, callbacks)
     try:
+        if folds:
+            return folds_mod.cross_validate(job, folds, overwrite, command, sets, checks)
         job.load()
         finished = job.arguments()
         if finished:  # nothing to train, and nothing in the folder changes
@@ -97,19 +101,43 @@ class Finetune:
         self.preprocess_s = 0.0
 
     def load(self) -> None:
-        """Data (checked before any model loads), labels, then the model: --model, the recipe's, or --smoke's tiny
-        one; class weights and LoRA."""
+        """Data (checked before any model loads), labels, then the model."""
+        self.load_data()
+        self.load_model()
+
+    def load_data(self, folds: bool = False) -> None:
+        """The data, checked (the preflight), and the label set it holds. `folds` (--folds): the train split alone,
+        whole; the folds make the eval rows."""
         run = self.run
         quiet_libraries()
         run.reseed()
-        self.dsd = data_mod.load(run, self.data_arg)
+        self.dsd = data_mod.load(run, self.data_arg, carve_eval=not folds)
+        if folds and "train" not in self.dsd:
+            raise TaskcliError(f"--folds splits the training rows, and {run.data_info.source} has no train split",
+                               "name it with --set data.train_split=NAME")
+        if folds:
+            import datasets
+
+            self.dsd = datasets.DatasetDict(train=self.dsd["train"])
         preflight.check(run, self.dsd, self.data_arg)  # its notes are printed with the run header
         run.labels = run.recipe.data.labels or run.task.labels(run, data_mod.countable(self.dsd))
+
+    def resolve_model(self) -> None:
+        """Where the model loads from: --model, the recipe's checkpoint, or --smoke's tiny one, built now."""
+        run = self.run
         self.tiny = uses_tiny_model(run, self.model_arg)
         run.model_source = build_smoke_model(run, self.dsd) if self.tiny else resolve_model_source(
             run, self.model_arg, run.recipe.model.checkpoint)
         # after the tiny model is built: once the process group exists, save_pretrained writes on rank 0 only
         check_processes_agree(run, self.model_arg, self.data_arg)
+
+    def load_model(self) -> None:
+        """The model (its source resolved unless a run of several models, --folds, did it once), class weights and
+        LoRA."""
+        run = self.run
+        self.tiny = uses_tiny_model(run, self.model_arg)
+        if run.model_source is None:
+            self.resolve_model()
         self.model_desc = (f"a tiny randomly initialised {run.recipe.model.type} (--smoke)" if self.tiny
                            else data_mod.local_or_id(run.model_source))
         self.model = load_processor_and_model(run, run.labels)

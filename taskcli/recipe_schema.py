@@ -45,6 +45,8 @@ class DataSection(_Strict):
     test_split: str | None = "test"
     eval_fraction: float = Field(0.1, gt=0, lt=1, description="share of train carved off when there is no eval split")
     columns: dict[str, str] = Field(default_factory=dict, description="task column role -> dataset column")
+    group_column: str | None = Field(None, description="finetune --folds: rows sharing a value of this column (one "
+                                                       "document, speaker...) stay in the same fold")
     labels: list[str] | None = Field(None, description="label names in id order (default: from the data)")
     label_separator: str | None = Field(None, min_length=1, description="multi-label classification: the label "
                                         "column is one string of labels split by this (e.g. '|' for 'sports|politics')")
