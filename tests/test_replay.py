@@ -69,7 +69,7 @@ def test_replay_covers_every_shipped_recipe():
 
     from taskcli import registry
 
-    assert len(CASES) == 25
+    assert len(CASES) == 26
     facts = {kind: {p.stem: yaml.safe_load(p.read_text()) for p in (REPLAY / "facts" / kind).glob("*.yaml")}
              for kind in ("models", "datasets")}
     for kind, found in facts.items():
@@ -85,6 +85,29 @@ def test_replay_covers_every_shipped_recipe():
             revisions = facts["models"][r.model.checkpoint.replace("/", "--")]
             assert r.model.revision in (revisions.get("other_revisions") or
                                         (revisions.get("tokenizer") or {}).get("other_revisions") or {})
+
+
+def test_replay_builder_writes_multilabel_class_label_lists(tmp_path):
+    """A card's `sequence: class_label` column (GoEmotions' labels) comes back from the written parquet as lists of
+    ids that `datasets` names with the ClassLabel names, as the Hub's files do."""
+    import datasets
+    import yaml
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("replay_build", REPLAY / "build.py")  # not pypa's `build`
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    facts = yaml.safe_load((REPLAY / "facts" / "datasets" / "google-research-datasets--go_emotions.yaml").read_text())
+    simplified = next(c for c in facts["configs"] if c["name"] == "simplified")
+    features = build.parse_features(simplified["features"])
+    build.write_parquet(tmp_path / "validation.parquet", facts["rows"]["simplified"]["validation"], features)
+    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "validation.parquet"), split="train",
+                               cache_dir=str(tmp_path / "cache"))
+    labels = ds.features["labels"]
+    assert isinstance(labels, (datasets.List, datasets.Sequence)) and isinstance(labels.feature, datasets.ClassLabel)
+    assert len(labels.feature.names) == 28 and labels.feature.names[27] == "neutral"
+    assert ds[1]["labels"] == [4, 27] and labels.feature.int2str(ds[1]["labels"]) == ["approval", "neutral"]
 
 
 def online_env(hub, replay_cache, tmp_path) -> dict:
