@@ -21,7 +21,7 @@ def make_trainer(run: Run, model, args, train_features, eval_features, eval_exam
     from transformers import EarlyStoppingCallback, Seq2SeqTrainer, Trainer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    cls = checkpoint_loading(Seq2SeqTrainer if run.seq2seq else Trainer)
+    cls = taskcli_trainer(Seq2SeqTrainer if run.seq2seq else Trainer)
     compute = run.task.metrics(run, eval_examples, eval_features) if eval_features is not None else None
     # Models that average their loss inline know nothing of other processes' label counts; for plain
     # cross-entropy tasks the engine does the averaging itself (see summed_cross_entropy). Class weights need
@@ -48,7 +48,6 @@ def make_trainer(run: Run, model, args, train_features, eval_features, eval_exam
     )
     for noisy in (PrinterCallback, ProgressCallback):  # taskcli prints its own progress and results
         trainer.pop_callback(noisy)
-    trainer.gather_function = _metrics_gather(trainer.accelerator)
     return trainer
 
 
@@ -73,10 +72,11 @@ def load_converted(model, folder) -> bool:
     return True
 
 
-def checkpoint_loading(trainer_class):
-    """The Trainer class, restoring checkpoints with load_converted where it applies."""
+def taskcli_trainer(trainer_class):
+    """The Trainer class, restoring checkpoints with load_converted where it applies, and gathering every
+    evaluation's outputs across processes with _metrics_gather."""
 
-    class ConvertingTrainer(trainer_class):
+    class TaskcliTrainer(trainer_class):
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
             if not load_converted(model or self.model, resume_from_checkpoint):
                 super()._load_from_checkpoint(resume_from_checkpoint, model)
@@ -85,8 +85,23 @@ def checkpoint_loading(trainer_class):
             if not load_converted(self.model, self.state.best_model_checkpoint):
                 super()._load_best_model()
 
-    ConvertingTrainer.__name__ = trainer_class.__name__
-    return ConvertingTrainer
+        def evaluation_loop(self, *args, **kwargs):
+            # Set for each pass, as the Trainer replaces it: Seq2SeqTrainer.evaluate/predict with a plain
+            # accelerator.gather, which keeps the rows accelerate repeats to give every process an equal last
+            # batch (a two-process Whisper eval of 16 rows scored 32 hypotheses against 16 references; summaries
+            # and translations scored some rows twice). It does so for num_return_sequences > 1, whose extra rows
+            # gather_for_metrics would cut; evaluate() below asks for one sequence per row, as the metrics score.
+            # evaluation_loop itself resets it to a gather_for_metrics without use_gather_object after each pass.
+            self.gather_function = _metrics_gather(self.accelerator)
+            return super().evaluation_loop(*args, **kwargs)
+
+        def evaluate(self, *args, **kwargs):
+            if getattr(self.args, "predict_with_generate", False):  # Seq2SeqTrainer: generate()'s settings
+                kwargs = {"num_return_sequences": 1, **kwargs}  # one hypothesis per reference, as the metrics score
+            return super().evaluate(*args, **kwargs)
+
+    TaskcliTrainer.__name__ = trainer_class.__name__
+    return TaskcliTrainer
 
 
 def _metrics_gather(accelerator):

@@ -186,3 +186,25 @@ def test_vision_eval_under_two_processes(cli, tmp_path, task):
     assert ddp["processes"] == 2
     key = "map" if task == "object-detection" else "mean_iou"
     assert ddp["metrics"][key] == pytest.approx(single[key], abs=1e-3), (ddp["metrics"], single)
+
+
+@pytest.mark.parametrize("task, steps", [("automatic-speech-recognition", 60), ("translation", 30)],
+                         ids=["whisper", "translation"])
+def test_generated_eval_under_two_processes_scores_each_row_once(cli, tmp_path, task, steps):
+    """Seq2SeqTrainer gathers generated ids with a plain all-gather, which keeps the rows accelerate repeats to give
+    both processes an equal last batch: 15 rows at 2 per batch scored 16 hypotheses (Whisper's WER refused 15
+    references and 16 hypotheses; BLEU counted a sentence twice). The DDP run's final metrics equal a
+    single-process eval of its saved model on the same 15 rows. (Not the loss: the Trainer averages per-batch
+    means, and the batches differ.)"""
+    rows = ["--set", "smoke.max_samples=15", "--set", "eval.batch_size=2"]  # odd: the last batch is uneven
+    cmd = [sys.executable, "-m", "taskcli", "finetune", task, "--smoke", "--output-dir", str(tmp_path / "m"), "--json",
+           "--num-processes", "2", "--set", f"smoke.train.max_steps={steps}", *rows]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ddp = json.loads(done.stdout.strip().splitlines()[-1])
+    single = json.loads(cli("eval", task, "--model", tmp_path / "m", "--smoke", "--json", *rows).stdout)
+    assert ddp["processes"] == 2 and single["samples"] == 15
+    scored = {k: v for k, v in ddp["metrics"].items() if k != "loss"}
+    assert scored.keys() == {k for k in single["metrics"] if k != "loss"}
+    for name, value in scored.items():
+        assert value == pytest.approx(single["metrics"][name], abs=1e-6), (name, ddp["metrics"], single["metrics"])
