@@ -152,7 +152,7 @@ def print_rows(run, writer, output: str | None, as_json: bool, show_progress: bo
     total, start = run.total, writer.done if writer else 0
     if show_progress is None:  # --json into a pipe is a machine's stream: quiet unless asked
         show_progress = sys.stderr.isatty() and (writer is not None or not as_json or sys.stdout.isatty())
-    from taskcli.progress import counting
+    from taskcli.counting import counting
 
     table_rows, skipped, written = [], 0, 0
     done = 0

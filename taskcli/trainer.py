@@ -177,7 +177,7 @@ def build_features(run: Run, ds, training: bool, log=None):
     first: the others then read its result from datasets' cache instead of all computing it at once."""
     import contextlib
 
-    from taskcli.progress import preprocessing
+    from taskcli.counting import preprocessing
 
     first = contextlib.nullcontext()
     if world_size() > 1:
