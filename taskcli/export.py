@@ -23,7 +23,7 @@ from pathlib import Path
 
 from taskcli import registry
 from taskcli.errors import TaskcliError
-from taskcli.onnx_model import MANIFEST, ONNX_EXTRA
+from taskcli.onnx_model import MANIFEST, ONNX_EXTRA, forward_facts
 
 DEFAULT_TOLERANCE = 0.005  # absolute on F1/accuracy-like metrics (0..1), relative on metrics above 1
 NOT_SCORES = {"loss"}  # the exported graph has no loss for most tasks (the Trainer then reads NaN)
@@ -281,6 +281,7 @@ def write_folder(run, mdl, model: str, folder: Path, files: dict, outputs: list[
     manifest = {"task": run.task.name, "source": str(Path(model).resolve()), "format": "onnx",
                 "model_file": files["onnx-int8" if quantize else "onnx"], "files": files,
                 "quantize": quantize, "outputs": outputs, "output_class": output_class,
+                **forward_facts(mdl.config),
                 "exporter": "torch.onnx.export(dynamo=True)",
                 "versions": {**provenance.versions(), **{n: _version(n) for n in ("onnx", "onnxruntime",
                                                                                    "onnxscript")}}}

@@ -70,8 +70,8 @@ class OnnxModel(torch.nn.Module):
         self.output_names = [o.name for o in self.session.get_outputs()]
         module, name = self.meta["output_class"].rsplit(".", 1)
         self.output_class = getattr(importlib.import_module(module), name)
-        self._arch = architecture(self.config)
-        self.main_input_name = getattr(self._arch, "main_input_name", "input_ids")
+        self.main_input_name = self.meta.get("main_input_name") or getattr(architecture(self.config),
+                                                                            "main_input_name", "input_ids")
 
     @property
     def device(self):
@@ -103,17 +103,38 @@ class OnnxModel(torch.nn.Module):
             return super().__getattr__(name)
         except AttributeError:
             # config-only helpers of the PyTorch class the task's steps call (CTC's _get_feat_extract_output_lengths)
-            fn = getattr(self.__dict__.get("_arch"), name, None) if name.startswith("_get_") else None
+            config = self.__dict__.get("config")
+            fn = getattr(architecture(config), name, None) if name.startswith("_get_") and config else None
             if inspect.isfunction(fn):
                 return types.MethodType(fn, self)
             raise
 
 
 def architecture(config):
-    """The PyTorch class the model was saved from (config.architectures[0])."""
+    """The PyTorch class the model was saved from (config.architectures[0]). Importing it loads the modeling code
+    (and torch._dynamo with it, ~1.5 s), so loading an export avoids it where the manifest says enough."""
     import transformers
 
     return getattr(transformers, (config.architectures or ["PreTrainedModel"])[0])
+
+
+def forward_facts(config) -> dict:
+    """What loading the export needs from the PyTorch class, for the manifest: its forward's parameters (the
+    Trainer picks the label columns by them) and main_input_name."""
+    arch = architecture(config)
+    return {"forward": [[p.name, p.kind.name] for p in inspect.signature(arch.forward).parameters.values()],
+            "main_input_name": getattr(arch, "main_input_name", "input_ids")}
+
+
+def _forward_signature(meta: dict, config) -> inspect.Signature:
+    """The PyTorch forward's signature: from the manifest, else (an export made before it was written there)
+    from the class itself."""
+    if "forward" not in meta:
+        return inspect.signature(architecture(config).forward)
+    kinds = inspect.Parameter
+    return inspect.Signature([kinds(name, getattr(kinds, kind), **({} if name == "self" or kind.startswith("VAR")
+                                                                   else {"default": None}))
+                              for name, kind in meta["forward"]])
 
 
 def load(folder, file: str | None = None) -> OnnxModel:
@@ -121,11 +142,12 @@ def load(folder, file: str | None = None) -> OnnxModel:
     one ('OnnxDistilBertForTokenClassification') with that class's forward signature."""
     from transformers import AutoConfig
 
-    arch = architecture(AutoConfig.from_pretrained(folder))
+    config = AutoConfig.from_pretrained(folder)
+    name = (config.architectures or ["PreTrainedModel"])[0]
 
     def forward(self, **batch):
         return self.run(batch)
 
-    forward.__signature__ = inspect.signature(arch.forward)
-    cls = type(f"Onnx{arch.__name__}", (OnnxModel,), {"forward": forward})
+    forward.__signature__ = _forward_signature(manifest(folder), config)
+    cls = type(f"Onnx{name}", (OnnxModel,), {"forward": forward})
     return cls(folder, file)
