@@ -1,6 +1,7 @@
 """Shared test setup: offline Hugging Face libraries, the CLI runner, real-format sample data."""
 
 import hashlib
+import json
 import os
 import shutil
 
@@ -105,6 +106,26 @@ def trained(tmp_path_factory, cli):
         return out
 
     return get
+
+
+# Imports infer does not need, whatever the model: training (Trainer, TrainingArguments, peft via the callbacks),
+# data loading, metrics and the run report. A start-up guard: what a one-line infer loads, not how long it takes.
+NOT_FOR_INFER = ("datasets", "evaluate", "sklearn", "matplotlib", "peft", "transformers.training_args",
+                 "transformers.trainer", "transformers.trainer_utils", "taskcli.progress", "taskcli.trainer",
+                 "taskcli.report", "taskcli.finetune")
+
+
+def modules_loaded(args: list, watch: tuple[str, ...]) -> list[str]:
+    """Which of `watch` a `taskcli ARGS` run in a fresh interpreter imported (it must exit 0)."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from taskcli.cli import app\n"
+            f"try:\n    app({[str(a) for a in args]!r})\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            f"print(json.dumps([m for m in {list(watch)!r} if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.splitlines()[-1])
 
 
 def assert_clean_error(result, *fragments):

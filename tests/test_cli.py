@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO, assert_clean_error
+from conftest import NOT_FOR_INFER, REPO, assert_clean_error, modules_loaded
 
 
 def test_help_imports_no_heavy_libraries():
@@ -22,6 +22,14 @@ def test_tasks_command_imports_no_heavy_libraries():
             "print('HEAVY', [m for m in ('torch', 'transformers', 'datasets') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert "HEAVY []" in out.stdout
+
+
+def test_one_line_infer_imports_no_training_data_or_report_code(trained):
+    """Issue 20's start-up: infer with a PyTorch model loads its model code, not the Trainer's (whose callbacks
+    pull in training_args and peft, ~0.4 s), datasets, metrics or the report."""
+    model = trained("token-classification")
+    args = ["infer", "ner", "--model", model, "Alice works in Paris .", "--json"]
+    assert modules_loaded(args, NOT_FOR_INFER + ("transformers.modeling_utils",)) == ["transformers.modeling_utils"]
 
 
 def test_version(cli):

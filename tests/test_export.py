@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, same_rows
+from conftest import NOT_FOR_INFER, assert_clean_error, modules_loaded, same_rows
 
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.slow
@@ -57,6 +57,35 @@ def test_exported_model_infers_and_evaluates_as_the_torch_one(ner_onnx, cli):
         assert result.exit_code == 0, result.stderr
         scores[name] = json.loads(result.stdout)["metrics"]
     assert scores["onnx"]["f1"] == pytest.approx(scores["torch"]["f1"], abs=1e-6)
+
+
+def test_exported_model_infers_without_the_modeling_code(ner_onnx):
+    """Issue 20's start-up: the manifest holds what loading needs from the PyTorch class (its forward's
+    parameters, main_input_name), so infer never imports the modeling code and torch._dynamo with it (~1.5 s)."""
+    _, out, _ = ner_onnx
+    manifest = json.loads((out / "taskcli-export.json").read_text())
+    assert "labels" in [name for name, _ in manifest["forward"]] and manifest["main_input_name"] == "input_ids"
+    args = ["infer", "ner", "--model", out, "Alice works in Paris .", "--json"]
+    watch = NOT_FOR_INFER + ("transformers.modeling_utils", "torch._dynamo", "accelerate", "onnxruntime")
+    assert modules_loaded(args, watch) == ["onnxruntime"]
+
+
+def test_an_export_without_forward_facts_still_loads(ner_onnx, cli, tmp_path):
+    """Exports made before the manifest held the forward's parameters read them from the PyTorch class."""
+    import shutil
+
+    _, out, _ = ner_onnx
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    manifest = json.loads((old / "taskcli-export.json").read_text())
+    del manifest["forward"], manifest["main_input_name"]
+    (old / "taskcli-export.json").write_text(json.dumps(manifest))
+    rows = {}
+    for name, folder in (("new", out), ("old", old)):
+        result = cli("infer", "ner", *NER_TEXTS, "--model", folder, "--json")
+        assert result.exit_code == 0, result.stderr
+        rows[name] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows["new"] == rows["old"]
 
 
 def test_an_exported_model_does_not_train(ner_onnx, cli, tmp_path):
