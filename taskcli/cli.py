@@ -383,7 +383,8 @@ def check(
 @guarded
 def export(
     task: TaskArg,
-    model: SavedModelOpt,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="The model folder (a `taskcli finetune` output) "
+                                        "or hub id; default: the recipe's model."),
     fmt: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="Also write an int8 model (dynamic "
                                                                     "quantization), the one infer then runs."),

@@ -58,36 +58,39 @@ def check_exportable(task, model: str) -> None:
 
 
 def output_folder(model: str, out: str | None) -> Path:
-    """OUT, default MODEL-onnx; never a folder holding something already (nothing a user made is overwritten)."""
-    folder = Path(out) if out else Path(str(Path(model)).rstrip("/") + "-onnx")
+    """OUT, default MODEL-onnx (a hub id's NAME-onnx here); never a folder holding something already (nothing a user
+    made is overwritten)."""
+    local = Path(model).is_dir()
+    folder = Path(out) if out else Path((str(Path(model)).rstrip("/") if local else model.split("/")[-1]) + "-onnx")
     if folder.is_file() or (folder.is_dir() and any(folder.iterdir())):
         raise TaskcliError(f"output folder {folder} is not empty", "choose a new folder with -o")
     return folder
 
 
-def export(task: str, model: str, out: str | None = None, quantize: str | None = None,
+def export(task: str, model: str | None, out: str | None = None, quantize: str | None = None,
            tolerance: float = DEFAULT_TOLERANCE, recipe: str | None = None, data: str | None = None,
            sets: list[str] | None = None, smoke: bool = False, loaded: dict | None = None) -> dict:
-    """Export `model` to OUT and score it against the PyTorch model; `parity_failed` lists the moved metrics.
-    `loaded`: see _export."""
+    """Export `model` (a folder or hub id; None: the recipe's default model) to OUT and score it against the PyTorch
+    model; `parity_failed` lists the moved metrics. `loaded`: see _export."""
+    from taskcli.model_loading import resolve_model_source
     from taskcli.recipe import command_flags
     from taskcli.run import prepare, quiet_libraries
 
     require_packages()
     task_obj = registry.get(task)
-    if not Path(model).is_dir():
-        raise TaskcliError(f"no such model folder: {model}", "pass a `taskcli finetune` output dir")
-    check_exportable(task_obj, model)
     if quantize not in (None, "int8"):
         raise TaskcliError(f"unknown --quantize {quantize!r}", "use --quantize int8")
-    folder = output_folder(model, out)
     # the model's own recipe (its eval split, max_length, labels) unless --recipe says otherwise
-    if recipe is None and Path(model, "recipe.yaml").is_file():
+    if recipe is None and model and Path(model, "recipe.yaml").is_file():
         recipe = str(Path(model, "recipe.yaml"))
     run = prepare(task, recipe, sets, smoke, command_flags(model=model, data=data))
-    quiet_libraries()
     try:
-        return _export(run, model, data, folder, quantize, tolerance, loaded)
+        # a missing folder, or a path that is no hub id, is one line before anything loads
+        source = resolve_model_source(run, model, run.recipe.model.infer_default or run.recipe.model.checkpoint)
+        check_exportable(task_obj, source)
+        folder = output_folder(source, out)
+        quiet_libraries()
+        return _export(run, source, data, folder, quantize, tolerance, loaded)
     finally:
         run.close()
 
@@ -151,7 +154,8 @@ def _write_exports(run, mdl, model: str, folder: Path, batch: dict, quantize: st
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
-        outputs, output_class = export_graph(mdl, batch, folder / "model.onnx")
+        outputs, output_class = export_graph(prepared_for_export(mdl), batch, folder / "model.onnx",
+                                             batch_only=fixed_size(run.processor))
     except TaskcliError:
         if made:  # nothing of the user's was there: leave no empty folder behind
             shutil.rmtree(folder, ignore_errors=True)
@@ -172,9 +176,33 @@ def _inputs(batch: dict, label_names) -> dict:
     return {k: v for k, v in batch.items() if torch.is_tensor(v) and k not in label_names and k != "labels"}
 
 
-def export_graph(mdl, sample: dict, path: Path) -> tuple[list[str], str]:
-    """`mdl` on `sample`'s inputs to an ONNX file (Dim.AUTO on every axis); returns the output names (the model
-    output's fields, in order) and the output class's import path, which the exported model returns too."""
+def fixed_size(processor) -> bool:
+    """Whether the image processor resizes every image to one height x width (ViT, SegFormer, Mask2Former): then
+    only the batch axis varies."""
+    size = getattr(processor, "size", None)
+    return bool(getattr(processor, "do_resize", False)) and isinstance(size, dict) and {"height", "width"} <= set(
+        size) and not getattr(processor, "do_pad", False)
+
+
+# Backbones whose attention must be eager to export: sdpa's decomposition gives its output other strides than its
+# traced (fake) kernel did, and Swin's reshape of it, traced as a view, then fails ("Cannot view a tensor with
+# shape ..."). Eager attention is the same arithmetic.
+EAGER_TO_EXPORT = ("swin", "swinv2", "donut-swin")
+
+
+def prepared_for_export(mdl):
+    """`mdl`, switched to eager attention where its (backbone's) sdpa does not export."""
+    config = mdl.config
+    types = {config.model_type, getattr(getattr(config, "backbone_config", None), "model_type", None)}
+    if types & set(EAGER_TO_EXPORT):
+        mdl.set_attn_implementation("eager")
+    return mdl
+
+
+def export_graph(mdl, sample: dict, path: Path, batch_only: bool = False) -> tuple[list[str], str]:
+    """`mdl` on `sample`'s inputs to an ONNX file (Dim.AUTO on every axis, or on the batch axis alone when the
+    processor fixes the rest); returns the output names (the model output's fields, in order) and the output
+    class's import path, which the exported model returns too."""
     import contextlib
     import io
     import logging
@@ -189,7 +217,9 @@ def export_graph(mdl, sample: dict, path: Path) -> tuple[list[str], str]:
         raise TaskcliError(f"{type(mdl).__name__}'s outputs are not all tensors ({', '.join(names)})",
                            "this model does not export yet")
     auto = torch.export.Dim.AUTO
-    shapes = {k: {i: auto for i in range(v.dim())} for k, v in sample.items()}
+    # symbolic image sizes cost time for nothing when the processor fixes them (Mask2Former's window padding: 191 s
+    # to export the smoke model with every axis symbolic, 74 s with the batch alone)
+    shapes = {k: {i: auto for i in range(1 if batch_only else v.dim())} for k, v in sample.items()}
     # torch.onnx prints its progress and warns about ops it skips; a failure raises and is reported below
     # "torchvision is not installed. Skipping torchvision::nms", onnx_ir's "Attribute type is ambiguous ..." (audio)
     loggers = {logging.getLogger(name): logging.getLogger(name).level for name in ("torch.onnx", "onnx_ir",
@@ -278,7 +308,8 @@ def write_folder(run, mdl, model: str, folder: Path, files: dict, outputs: list[
     run.processor.save_pretrained(str(folder))
     if Path(model, "recipe.yaml").is_file():
         shutil.copy(Path(model, "recipe.yaml"), folder / "recipe.yaml")
-    manifest = {"task": run.task.name, "source": str(Path(model).resolve()), "format": "onnx",
+    source = str(Path(model).resolve()) if Path(model).is_dir() else model  # a folder, or a hub id
+    manifest = {"task": run.task.name, "source": source, "format": "onnx",
                 "model_file": files["onnx-int8" if quantize else "onnx"], "files": files,
                 "quantize": quantize, "outputs": outputs, "output_class": output_class,
                 **forward_facts(mdl.config),

@@ -193,20 +193,26 @@ SINGLE_PASS = [
     ("image-classification", None, [SAMPLES / "image-classification" / "cat" / "cat_00.jpg"]),
     ("object-detection", None, [SAMPLES / "object-detection" / "images" / "det_00.jpg"]),
     ("image-segmentation", None, [SAMPLES / "image-segmentation" / "images" / "seg_00.jpg"]),
+    ("image-segmentation", "mask2former", [SAMPLES / "image-segmentation" / "images" / "seg_00.jpg"]),
     ("depth-estimation", None, [SAMPLES / "depth-estimation" / "images" / "scene_00.png"]),
     ("audio-classification", None, [SAMPLES / "audio-classification" / "yes" / "yes_00.flac"]),
     ("automatic-speech-recognition", "wav2vec2", [SAMPLES / "automatic-speech-recognition" / "clip_01.flac"]),
 ]
 
 
-@pytest.mark.parametrize("task,recipe,inputs", SINGLE_PASS, ids=[t for t, _, _ in SINGLE_PASS])
+# Mask2Former's mask logits run to tens and pass deformable attention's grid_sample: 1e-3 of them is ~1e-5 relative
+OUTPUT_DIFF = {"mask2former": 1e-2}
+
+
+@pytest.mark.parametrize("task,recipe,inputs", SINGLE_PASS, ids=[f"{t}-{r}" if r else t for t, r, _ in SINGLE_PASS])
 def test_every_single_pass_task_exports_and_infers_the_same(task, recipe, inputs, trained, cli, tmp_path,
                                                              one_torch_thread):
     """The smoke model of each task passes the gate, and `infer --model OUT` gives the torch model's rows."""
     model = trained(task, recipe)
     result = cli("export", task, "--model", model, "-o", tmp_path / "onnx", "--json")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["max_abs_diff"]["onnx"] < 1e-3
+    report = json.loads(result.stdout)
+    assert report["max_abs_diff"]["onnx"] < OUTPUT_DIFF.get(recipe, 1e-3) and report["parity_failed"] == []
     rows = []
     for folder in (model, tmp_path / "onnx"):
         result = cli("infer", task, *inputs, "--model", folder, "--json")
