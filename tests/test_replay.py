@@ -256,5 +256,5 @@ def test_replay_recipe_as_written(recipe, replay_reports):
         assert checked["recipe"] == recipe and checked["problems"] == []
         assert checked["splits"]["train"]["rows"] > 0 and checked["splits"]["eval"]["rows"] > 0, checked["splits"]
         plan = checked["plan"]
-        assert plan["batch_size"] == 2 and plan["total_steps"] >= 1, plan
+        assert plan["batch_size"] == 1 and plan["total_steps"] >= 1, plan
         assert plan["probe"]["seconds_per_batch"] > 0 and plan["probe"]["peak_memory_mb"] > 0, plan
