@@ -44,11 +44,15 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
 
 def use_for(model) -> bool:
     """Switch a bf16 CPU model to this attention; False (model untouched) when it can't take a custom one."""
-    from transformers import AttentionInterface
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
 
     if getattr(model.config, "_attn_implementation", None) != "sdpa":
         return False  # eager-only architectures (and anything already customised) keep theirs
     AttentionInterface.register(NAME, attention_forward)
+    # without a mask function under our name transformers builds no mask at all, and a padded batch's rows would
+    # attend to their padding; SDPA's mask is None for an unpadded batch, which keeps the fast path above
+    AttentionMaskInterface.register(NAME, sdpa_mask)
     try:
         model.set_attn_implementation(NAME)
     except (ValueError, NotImplementedError):
