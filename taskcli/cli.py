@@ -17,7 +17,7 @@ import typer
 from taskcli import __version__, cli_catalog, cli_tune, display
 from taskcli import push as push_mod  # (light: huggingface_hub loads when a push runs)
 from taskcli.cli_common import (AsJsonOpt, AsrTaskOpt, BatchSizeOpt, ChunkSizeOpt, ColumnOpt, ContextOpt, DataOpt, DoSampleOpt, GateOpt,
-                               EvalFoldsOpt, FoldsOpt,
+                               BenchPlotOpt, BenchPrecisionOpt, EvalFoldsOpt, FoldsOpt,
                                InputsArg, LanguageOpt, MaxNewTokensOpt, ModelOpt, NumBeamsOpt, OutputOpt, OverwriteOpt, PrecisionOpt,
                                PrivateOpt, PushToHubOpt, QuestionOpt, RecipeOpt, ResumeOpt, SaveMapsOpt, SaveOverlaysOpt, SavedModelOpt, SeedOpt, SetOpt,
                                ShowProgressOpt, SkipBadOpt, TaskArg, TemperatureOpt, ThresholdOpt, TimestampsOpt, TinyOpt, ToleranceOpt,
@@ -417,24 +417,26 @@ def export(
 
 
 @app.command(epilog="Examples: `taskcli benchmark ner --model runs/ner` · `taskcli benchmark ner --model runs/ner "
-             "--formats torch,onnx-int8 --data dev.jsonl --json`")
+             "--formats torch,onnx-int8 --precision fp32,bf16 --data dev.jsonl --plot bench.png --json`")
 @guarded
 def benchmark(
     task: TaskArg,
     model: SavedModelOpt,
     formats: str = typer.Option("torch,onnx,onnx-int8", "--formats", help="Comma-separated: torch, onnx, onnx-int8."),
+    precision: BenchPrecisionOpt = None,
     tolerance: ToleranceOpt = 0.005,
     recipe: RecipeOpt = None,
     data: DataOpt = None,
     set_: SetOpt = [],  # noqa: B006
     smoke: TinyOpt = False,
+    plot: BenchPlotOpt = None,
     as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
 ):
-    """One table across formats: size on disk, the task's main metric, ms per input (p50/p95), inputs/s, and
-    pass/fail against the PyTorch fp32 metric (exit 3 if a format fails)."""
+    """One table across formats and precisions: size, the task's main metric, ms per input (p50/p95), inputs/s, and
+    pass/fail against the PyTorch fp32 metric (exit 3 if a row fails)."""
     from taskcli import benchmark as benchmark_mod
 
-    result = benchmark_mod.benchmark(task, model, formats, data, tolerance, recipe, set_, smoke)
+    result = benchmark_mod.benchmark(task, model, formats, data, tolerance, recipe, set_, smoke, precision, plot)
     if as_json:
         print(json.dumps(result, default=float))
     else:

@@ -182,3 +182,9 @@ ShowProgressOpt = Annotated[Optional[bool], typer.Option("--progress/--no-progre
                                                          rich_help_panel='Inputs and output',
                                                          help="Progress bar on stderr (default: when stderr is a "
                                                               "terminal and rows go to a file or the screen).")]
+BenchPrecisionOpt = Annotated[Optional[str], typer.Option(
+    "--precision", help="Comma-separated torch precisions: fp32, bf16, fp16 (CUDA only); a torch row each, fp32 "
+    "always (the reference). ONNX formats stay fp32 / int8. Default: fp32.")]
+BenchPlotOpt = Annotated[Optional[str], typer.Option(
+    "--plot", metavar="FILE", help="Also draw the table to this new .png/.svg/.pdf: ms per input and the metric "
+    "per row, with the torch fp32 metric and its --tolerance band.")]

@@ -186,20 +186,27 @@ def print_rows(run, writer, output: str | None, as_json: bool, show_progress: bo
 
 
 def print_benchmark(result: dict) -> None:
-    """benchmark's table: one row per format."""
+    """benchmark's table: one row per format and precision."""
+    from rich import box
     from rich.table import Table
 
     out = stdout()
     out.print(f"[bold]{result['task']}[/] · {result['model']} · {result['samples']} rows of {result['data']}",
               highlight=False)
-    table = Table(show_header=True, header_style="bold")
-    # ms p50/p95: per input (a batch's forward over its rows); short headers keep the table in 80 columns
-    for name in ("format", "MB", "load s", result["rows"][0]["metric"], "ms p50", "ms p95", "inputs/s", "parity"):
-        table.add_column(name, justify="left" if name == "format" else "right", no_wrap=True)
+    # ms p50/p95: per input (a batch's forward over its rows); short headers and no column rules keep the table in 80
+    # columns
+    table = Table(show_header=True, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True, show_edge=False)
+    for name in ("format", "dtype", "MB", "load s", result["rows"][0]["metric"], "ms p50", "ms p95", "inputs/s",
+                 "parity"):
+        table.add_column(name, justify="left" if name in ("format", "dtype") else "right", no_wrap=True)
     for row in result["rows"]:
-        table.add_row(row["format"], f"{row['size_mb']:.1f}", f"{row['load_s']:.2f}", number(row["value"]),
-                      f"{row['ms_p50']:.2f}", f"{row['ms_p95']:.2f}", f"{row['inputs_per_s']:.1f}", row["parity"])
+        table.add_row(row["format"], row["precision"], f"{row['size_mb']:.1f}", f"{row['load_s']:.2f}",
+                      number(row["value"]), f"{row['ms_p50']:.2f}", f"{row['ms_p95']:.2f}",
+                      f"{row['inputs_per_s']:.1f}", row["parity"])
     out.print(table)
+    if result.get("plot"):
+        print(f"plot: {result['plot']}", file=sys.stderr)
 
 
 def print_dry_run(result: dict) -> None:

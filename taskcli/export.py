@@ -73,26 +73,34 @@ def export(task: str, model: str | None, out: str | None = None, quantize: str |
     """Export `model` (a folder or hub id; None: the recipe's default model) to OUT and score it against the PyTorch
     model; `parity_failed` lists the moved metrics. `loaded`: see _export."""
     from taskcli.model_loading import resolve_model_source
-    from taskcli.recipe import command_flags
-    from taskcli.run import prepare, quiet_libraries
 
     require_packages()
     task_obj = registry.get(task)
     if quantize not in (None, "int8"):
         raise TaskcliError(f"unknown --quantize {quantize!r}", "use --quantize int8")
-    # the model's own recipe (its eval split, max_length, labels) unless --recipe says otherwise
-    if recipe is None and model and Path(model, "recipe.yaml").is_file():
-        recipe = str(Path(model, "recipe.yaml"))
-    run = prepare(task, recipe, sets, smoke, command_flags(model=model, data=data))
+    run = prepare_scoring(task, model, recipe, data, sets, smoke)
     try:
         # a missing folder, or a path that is no hub id, is one line before anything loads
         source = resolve_model_source(run, model, run.recipe.model.infer_default or run.recipe.model.checkpoint)
         check_exportable(task_obj, source)
         folder = output_folder(source, out)
-        quiet_libraries()
         return _export(run, source, data, folder, quantize, tolerance, loaded)
     finally:
         run.close()
+
+
+def prepare_scoring(task: str, model: str | None, recipe: str | None, data: str | None, sets: list[str] | None,
+                    smoke: bool):
+    """The Run that scores `model` (export's gate, benchmark's rows): the model's own recipe (its eval split,
+    max_length, labels) unless --recipe says otherwise. The caller closes it."""
+    from taskcli.recipe import command_flags
+    from taskcli.run import prepare, quiet_libraries
+
+    if recipe is None and model and Path(model, "recipe.yaml").is_file():
+        recipe = str(Path(model, "recipe.yaml"))
+    run = prepare(task, recipe, sets, smoke, command_flags(model=model, data=data))
+    quiet_libraries()
+    return run
 
 
 def _export(run, model: str, data: str | None, folder: Path, quantize: str | None, tolerance: float,
@@ -117,7 +125,7 @@ def _export(run, model: str, data: str | None, folder: Path, quantize: str | Non
         args = training_arguments(run, tmp, for_eval=True)
         trainer = make_trainer(run, mdl, args, None, features, dsd["eval"])
         # every eval batch for benchmark's timings; 8 for the output comparison
-        every = [_inputs(b, trainer.label_names) for b in
+        every = [model_inputs(b, trainer.label_names) for b in
                  itertools.islice(trainer.get_eval_dataloader(), None if loaded is not None else 8)]
         batches = every[:8]
         run.reseed()  # random eval-time masking (fill-mask) draws the same masks for each model
@@ -169,7 +177,7 @@ def _write_exports(run, mdl, model: str, folder: Path, batch: dict, quantize: st
     return files, seconds
 
 
-def _inputs(batch: dict, label_names) -> dict:
+def model_inputs(batch: dict, label_names) -> dict:
     """A Trainer eval batch without its labels: what the model's forward reads."""
     import torch
 

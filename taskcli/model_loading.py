@@ -191,10 +191,14 @@ def load_for_inference(task: str, model: str | None, recipe: str | None, sets: l
 
 def set_inference_precision(run: Run, mdl) -> None:
     """Cast for `infer.precision`; bf16 on CPU also takes the bf16-friendly attention path (see attention.py)."""
+    cast_for_inference(mdl, run.recipe.infer.precision)
+
+
+def cast_for_inference(mdl, precision: str) -> None:
+    """`mdl` in bf16 or fp16 ("no"/"fp32": unchanged), as infer runs it (also benchmark's torch rows)."""
     import torch
 
-    precision = run.recipe.infer.precision
-    if precision == "no":
+    if precision in ("no", "fp32"):
         return
     if precision == "fp16" and mdl.device.type != "cuda":
         raise TaskcliError("fp16 inference needs a CUDA GPU and none is available", "use --precision bf16 or no")
