@@ -62,6 +62,7 @@ def benchmark(task: str, model: str, formats: str = ",".join(FORMATS), data: str
         raise TaskcliError(f"no such model folder: {model}", "pass a `taskcli finetune` output dir")
     tolerance = export_mod.DEFAULT_TOLERANCE if tolerance is None else tolerance
     onnx = [fmt for fmt in wanted if fmt != "torch"]
+    warm_imports(model)
     with tempfile.TemporaryDirectory(prefix="taskcli-benchmark-") as tmp:
         loaded: dict = {}
         report = export_mod.export(task, model, str(Path(tmp, "onnx")), "int8" if "onnx-int8" in onnx else None,
@@ -81,6 +82,22 @@ def benchmark(task: str, model: str, formats: str = ",".join(FORMATS), data: str
         benchmark_plot.write(result, plot_path)
         result["plot"] = str(plot_path)
     return result
+
+
+def warm_imports(model: str) -> None:
+    """Import the model's and its tokenizer's code before any load is timed: else the first row's load seconds also
+    pay for importing transformers' modules (seconds on a cold start) and the rows after it do not."""
+    import json
+
+    import transformers
+
+    for name in ("config.json", "tokenizer_config.json", "preprocessor_config.json"):
+        path = Path(model, name)
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        for cls in [*(saved.get("architectures") or []), saved.get("tokenizer_class"),
+                    saved.get("image_processor_type"), saved.get("feature_extractor_type")]:
+            if isinstance(cls, str):
+                getattr(transformers, cls, None)
 
 
 def onnx_scores(report: dict, loaded: dict) -> dict:
