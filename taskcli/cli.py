@@ -432,8 +432,7 @@ def benchmark(
     plot: BenchPlotOpt = None,
     as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
 ):
-    """One table across formats and precisions: size, the task's main metric, ms per input (p50/p95), inputs/s, and
-    pass/fail against the PyTorch fp32 metric (exit 3 if a row fails)."""
+    """Formats x precisions: size, main metric, ms/input p50/p95, inputs/s, pass/fail vs torch fp32 (exit 3: a fail)."""
     from taskcli import benchmark as benchmark_mod
 
     result = benchmark_mod.benchmark(task, model, formats, data, tolerance, recipe, set_, smoke, precision, plot)
