@@ -104,8 +104,8 @@ def test_gate_fails_on_a_perturbed_export(trained, cli, tmp_path, monkeypatch, o
 
     real = export_mod.export_graph
 
-    def perturbed(mdl, sample, path):
-        found = real(mdl, sample, path)
+    def perturbed(mdl, sample, path, **kwargs):
+        found = real(mdl, sample, path, **kwargs)
         graph = onnx.load(str(path))
         weights = max(graph.graph.initializer, key=lambda t: np.prod(t.dims))
         weights.CopyFrom(numpy_helper.from_array(-3 * numpy_helper.to_array(weights), weights.name))
