@@ -40,8 +40,9 @@ def require_packages() -> None:
         raise TaskcliError(f"export needs {', '.join(missing)}, not installed", ONNX_EXTRA)
 
 
-def check_exportable(task, model: str) -> None:
-    """Generating tasks (and Whisper, an encoder-decoder ASR model) are refused in one line, before anything loads."""
+def check_exportable(task, model: str, revision: str | None = None) -> None:
+    """Generating tasks (and Whisper, an encoder-decoder ASR model) are refused in one line, before anything loads
+    (a hub model's config.json alone is fetched)."""
     from taskcli.generation import GenerationOptions
 
     # text-generation, summarization, translation; speech recognition's CTC head (an alt_auto_model) is single-pass,
@@ -51,10 +52,22 @@ def check_exportable(task, model: str) -> None:
     if not task.alt_auto_models:
         raise TaskcliError(f"{task.name} does not export yet: {GENERATING}",
                            "export a single-pass task's model (taskcli tasks lists them)")
-    config = Path(model, "config.json")
-    if config.is_file() and json.loads(config.read_text()).get("is_encoder_decoder"):
+    if _config_json(model, revision).get("is_encoder_decoder"):
         raise TaskcliError(f"{model} is an encoder-decoder model (e.g. Whisper), which does not export yet: {GENERATING}",
                            "export a CTC speech model (wav2vec2, HuBERT) instead")
+
+
+def _config_json(model: str, revision: str | None) -> dict:
+    """The model's config.json, a folder's or a hub id's; {} when it cannot be read (loading then says why)."""
+    config = Path(model, "config.json")
+    try:
+        if not config.is_file():
+            from huggingface_hub import hf_hub_download
+
+            config = Path(hf_hub_download(model, "config.json", revision=revision))
+        return json.loads(config.read_text())
+    except Exception:  # noqa: BLE001 - a missing or unreadable config is the model loader's to report
+        return {}
 
 
 def output_folder(model: str, out: str | None) -> Path:
@@ -82,7 +95,8 @@ def export(task: str, model: str | None, out: str | None = None, quantize: str |
     try:
         # a missing folder, or a path that is no hub id, is one line before anything loads
         source = resolve_model_source(run, model, run.recipe.model.infer_default or run.recipe.model.checkpoint)
-        check_exportable(task_obj, source)
+        check_exportable(task_obj, source, run.recipe.model.revision if source == run.recipe.model.checkpoint
+                         else None)
         folder = output_folder(source, out)
         return _export(run, source, data, folder, quantize, tolerance, loaded)
     finally:
