@@ -145,7 +145,7 @@ def _probe(run, model, train) -> dict:
     from taskcli import training_args
 
     size = run.recipe.train.batch_size
-    rows = train.take(size) if data_mod.is_streamed(train) else train.select(range(min(size, len(train))))
+    rows = train.take(size) if data_mod.is_streamed(train) else train.select(_first_with_text(train, size))
     rows = datasets.Dataset.from_list(list(rows), features=train.features) if data_mod.is_streamed(train) else rows
     # a smoke sample may hold fewer rows than a batch: repeat them to make one
     if len(rows) < size:
@@ -175,6 +175,18 @@ def _probe(run, model, train) -> dict:
     peak = torch.cuda.max_memory_allocated(args.device) if cuda else _peak_rss()
     return {"device": args.device.type, "batch_rows": size, "seconds_per_batch": round(statistics.median(times[1:]), 4),
             "peak_memory_mb": round(peak / 2**20, 1), "peak_memory_of": "cuda max allocated" if cuda else "process RSS"}
+
+
+def _first_with_text(train, size: int, look: int = 1000) -> list[int]:
+    """The first `size` rows (of the first `look`) whose text columns are not all blank: a text file's blank lines
+    (wikitext opens with one) make no features, and a batch of them left the probe nothing to time."""
+    texts = [name for name, feature in train.features.items() if getattr(feature, "dtype", None) == "string"]
+    head = range(min(look, len(train)))
+    if not texts:
+        return list(head[:size])
+    table = train.select_columns(texts).select(head)
+    kept = [i for i, row in enumerate(table) if any(str(row[c] or "").strip() for c in texts)][:size]
+    return kept or list(head[:size])
 
 
 def _peak_rss() -> int:

@@ -108,3 +108,15 @@ def test_model_option_checks_with_a_trained_model_folder(cli, trained, overlappi
     assert f"model {model.resolve()}" in people.stdout.splitlines()[0]
     missing = cli("check", "text-cls", "--model", tmp_path / "no-such-run", "--data", overlapping)
     assert_clean_error(missing, "no such directory", "no-such-run")
+
+
+@pytest.mark.parametrize("task", ["fill-mask", "text-generation"])
+def test_probe_skips_leading_blank_rows(cli, tmp_path, task, one_torch_thread):
+    """A batch of 1 on data that opens with a blank row (wikitext's first row is ""): the probe times the first row
+    with text; it used to hand the tokenizer an empty list (IndexError) or pack no block ('holds no text')."""
+    lines = ["", "   "] + [f"Line {i} of a small corpus about rivers and the towns along them ." for i in range(12)]
+    data = write(tmp_path / "corpus.jsonl", "\n".join(json.dumps({"text": t}) for t in lines) + "\n")
+    result = cli("check", task, "--smoke", "--data", data, "--set", "train.batch_size=1", "--json")
+    assert result.exit_code == 0, result.stderr
+    probe = json.loads(result.stdout)["plan"]["probe"]
+    assert probe["batch_rows"] == 1 and probe["seconds_per_batch"] > 0, probe

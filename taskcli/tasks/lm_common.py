@@ -74,7 +74,11 @@ def pack(run, ds, add_eos: bool, special_tokens_mask: bool):
         return [t for t in batch["text"] if t and t.strip() and not (strip and doc.match(t))]
 
     def tokenize(batch):
-        enc = dict(tok(texts_of(batch), return_special_tokens_mask=special_tokens_mask))
+        texts = texts_of(batch)
+        if not texts:  # a batch of blank lines (wikitext's first row is ""): the fast tokenizer fails on an empty list
+            keys = ["input_ids", "attention_mask"] + (["special_tokens_mask"] if special_tokens_mask else [])
+            return {k: [] for k in keys}
+        enc = dict(tok(texts, return_special_tokens_mask=special_tokens_mask))
         enc.pop("token_type_ids", None)  # one segment: the models take none
         if eos is not None:
             enc["input_ids"] = [ids + [eos] for ids in enc["input_ids"]]
