@@ -45,11 +45,15 @@ def _fingerprint() -> str:
 @pytest.fixture(scope="session")
 def replay_cache() -> Path:
     """The replay cache for the current facts and generator (built once, reused across runs)."""
+    from filelock import FileLock
+
     root = REPO / ".replay-cache"
     cache = root / _fingerprint()
-    if not (cache / "manifest.json").is_file():
-        subprocess.run(["rm", "-rf", str(root)], check=True)
-        subprocess.run([sys.executable, str(REPLAY / "build.py"), str(cache)], check=True, cwd=REPO)
+    # test_replay_export.py may run on another pytest-xdist worker: one builds, the other waits for it
+    with FileLock(str(REPO / ".replay-cache.lock")):
+        if not (cache / "manifest.json").is_file():
+            subprocess.run(["rm", "-rf", str(root)], check=True)
+            subprocess.run([sys.executable, str(REPLAY / "build.py"), str(cache)], check=True, cwd=REPO)
     return cache
 
 
