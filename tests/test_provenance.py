@@ -191,18 +191,32 @@ def test_resume_says_which_checkpoint_it_continues(cli, tmp_path):
     assert f"continuingfrom{out}/checkpoint-6(step6of12)" in flat
 
 
+def _terminal_sigint():
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python then installs its KeyboardInterrupt handler
+
+
 def test_ctrl_c_ends_with_one_line_and_the_resume_command(tmp_path):
     exe = Path(sys.executable).with_name("taskcli")
     out = tmp_path / "long"
     cmd = [str(exe), "finetune", "text-cls", "--smoke", "--set", "train.max_steps=100000", "--set",
            "train.eval_steps=4", "-o", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # Started as from a terminal: Ctrl-C neither ignored nor blocked. In the full suite the pytest-xdist worker had
+    # SIGINT ignored or blocked by the time this ran (both are inherited across exec), and the run never saw it.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_terminal_sigint)
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.glob("checkpoint-*/trainer_state.json")):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        proc.kill()
+        raise AssertionError("no exit 60 s after SIGINT; the run's signal state: " +
+                             " ".join(line for line in status.splitlines() if line.startswith(("SigBlk", "SigIgn"))))
     assert proc.returncode == 130, stderr[-2000:]
     last = [line for line in stderr.splitlines() if line.strip()][-1]
     assert last.startswith("interrupted at step"), stderr[-2000:]

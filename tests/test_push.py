@@ -123,7 +123,9 @@ def test_a_failed_gate_pushes_nothing(hub, cli, tmp_path, one_torch_thread):
     assert result.exit_code == 3, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[-2].startswith("gate failed: accuracy") and lines[-1] == "nothing was pushed to me/gated: a gate failed"
-    assert "me/gated" not in hub.created and hub.requests == before  # not one request reached the Hub
+    # not one request for it reached the Hub (the server logs a request after answering it: the previous test's last
+    # one may land in the list during this test, so only this repo's are looked for)
+    assert "me/gated" not in hub.created and not [r for r in hub.requests[len(before):] if "me/gated" in r]
     assert (tmp_path / "run" / "model.safetensors").is_file()  # the run itself is kept
 
 
