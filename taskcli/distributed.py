@@ -17,6 +17,43 @@ def is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def group_started() -> bool:
+    """Whether this process has joined a process group already (torch imported and initialised)."""
+    import sys
+
+    dist = sys.modules.get("torch.distributed")
+    return dist is not None and dist.is_available() and dist.is_initialized()
+
+
+def from_main(value=None):
+    """Process 0's `value` on every process of a distributed run (the others pass nothing): a decision only process
+    0 can take (tune's next trial, its pruner's verdict) that all of them act on together. A plain run: `value`."""
+    if world_size() < 2:
+        return value
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    PartialState()  # joins the process group torchrun / accelerate launch describe (once)
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def files_from_main(folder) -> None:
+    """Every process gets process 0's files of `folder` (its own folder of that name, on any node): what process 0
+    alone wrote. Small folders only (--smoke's tiny model): the files travel as one message."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    files = from_main({p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+                       if p.is_file()} if is_main() else None)
+    if is_main():
+        return
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+
+
 def check_processes_agree(run, model: str | None, data: str | None) -> None:
     """Every process of a distributed run (every node of a multi-node one) must train the same recipe on the same
     label set: a node with another recipe file, taskcli version or data snapshot would average gradients of a

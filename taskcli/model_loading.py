@@ -40,11 +40,18 @@ def smoke_texts(dsd) -> list[str]:
 def build_smoke_model(run: Run, dsd=None) -> str:
     """A tiny checkpoint of the recipe's architecture, built in a temp dir, for --smoke runs."""
     from taskcli import tiny
+    from taskcli.distributed import files_from_main, group_started, is_main
 
-    if dsd is None:
-        dsd = data_mod.load(run, None)
     folder = run.temp_dir("taskcli-smoke-")
-    tiny.build(run.recipe.model.type, Path(folder), smoke_texts(dsd), run.recipe.smoke.config, run.seed)
+    # Once a process group exists (tune's trials under torchrun), save_pretrained writes the weights on process 0
+    # only: it builds the model and every other process gets a copy of its files.
+    shared = group_started()
+    if is_main() or not shared:
+        if dsd is None:
+            dsd = data_mod.load(run, None)
+        tiny.build(run.recipe.model.type, Path(folder), smoke_texts(dsd), run.recipe.smoke.config, run.seed)
+    if shared:
+        files_from_main(folder)
     return folder
 
 
