@@ -49,6 +49,8 @@ def tune(
         "taskcli", "__main__.py") else f"taskcli tune {task} --trials {trials}"
     result = tune_mod.tune(task, trials, recipe=recipe, sets=set_, smoke=smoke, timeout=timeout, out=output_dir,
                            resume=resume, command=command, flags=command_flags(model=model, data=data, gates=gate))
+    if result is None:  # a process other than 0 of a distributed run: process 0 prints the study
+        return
     if as_json:
         print(json.dumps(result, default=float))
     else:

@@ -4,7 +4,9 @@ Each trial is an ordinary fine-tuning run (taskcli.finetune, its recipe.yaml rep
 judged by the task's eval metric; a pruning callback reports every evaluation to the trial and stops the Trainer
 when the pruner says so. The study lives in DIR/study.db (Optuna's RDB storage on SQLite), so `--resume` after a
 kill (even kill -9) continues with the trials done. At the end: the trials' rows, DIR/best.yaml (the best trial's
-recipe) and the plots (history.png, importance.png).
+recipe) and the plots (history.png, importance.png). Under torchrun / accelerate launch, process 0 alone owns the
+study (its SQLite file, lock, ask and tell) and broadcasts each trial's parameters and each pruning verdict, so
+that every process runs the same trial as one DDP fine-tune and stops it at the same step.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from pathlib import Path
 
 from taskcli import gates as gates_mod
-from taskcli.distributed import world_size
+from taskcli.distributed import from_main, is_main
 from taskcli.errors import TaskcliError, quoted
 from taskcli.finetune import finetune
 from taskcli.recipe import Flag, set_flags
@@ -42,12 +44,10 @@ def optuna_module():
 
 def tune(task: str, trials: int, recipe: str | None = None, sets: list[str] | None = None, smoke: bool = False,
          flags: list[Flag] | None = None, timeout: float | None = None, out: str | None = None,
-         resume: bool = False, command: str = "", log=None) -> dict:
+         resume: bool = False, command: str = "", log=None) -> dict | None:
     """Run trials until `trials` of them finished (complete or pruned) or `timeout` seconds passed; returns the
-    table, the best trial and the gates' verdict on it."""
-    if world_size() > 1:  # each process would run a study of its own on the one SQLite file
-        raise TaskcliError("taskcli tune runs its trials in one process: multi-process trials are not supported yet",
-                           "run it without torchrun / accelerate launch")
+    table, the best trial and the gates' verdict on it. Under torchrun / accelerate launch process 0 alone owns the
+    study and hands each trial to every process (one DDP fine-tune); the others return None."""
     optuna = optuna_module()
     run = prepare(task, recipe, sets, smoke, flags)
     run.close()
@@ -60,20 +60,57 @@ def tune(task: str, trials: int, recipe: str | None = None, sets: list[str] | No
     metric = settings.metric or run.recipe.eval.metric_for_best_model
     search = {**{k: v for k, v in settings.model_dump(mode="json").items() if k not in _NOT_THE_SEARCH},
               "task": run.task.name, "metric": metric, "direction": direction_of(run, settings, metric)}
-    study, lock = open_study(optuna, folder, search, settings, run.recipe.train.seed, resume)
-    base = [*(flags or []), *set_flags(sets or []), Flag(("tune",), None, "tune")]  # a trial is a plain run
-    started, space, ran = time.monotonic(), distributions(optuna, settings.space), False
+    how = dict(task=task, recipe=recipe, smoke=smoke, metric=metric, fallback=run.task.best_metric, folder=folder,
+               base=[*(flags or []), *set_flags(sets or []), Flag(("tune",), None, "tune")],  # a trial: a plain run
+               command=command)
+    if not is_main():  # every check above failed on every process alike; what fails below, process 0 tells
+        follow(how, log)
+        return None
+    study, lock = _telling_the_others(open_study, optuna, folder, search, settings, run.recipe.train.seed, resume)
     try:
-        while finished(study) < trials:
-            if timeout is not None and time.monotonic() - started > timeout and ran:
-                _say(log, f"tune: --timeout {timeout:g} s passed: {finished(study)} of {trials} trials finished")
-                break
-            how = dict(task=task, recipe=recipe, smoke=smoke, metric=metric, fallback=run.task.best_metric)
-            one_trial(study, study.ask(space), folder, base, how, command, log)
-            ran = True  # --timeout is checked between trials, as Optuna's: the first one always runs
+        lead(study, trials, timeout, distributions(optuna, settings.space), how, log)
         return summary(study, folder, search, checks, run.task.name)
     finally:
         lock.release()
+
+
+def lead(study, trials: int, timeout: float | None, space: dict, how: dict, log) -> None:
+    """Process 0's loop: ask the study for a trial, hand it to the other processes, train it, tell its result."""
+    started, ran = time.monotonic(), False
+    while finished(study) < trials:
+        if timeout is not None and time.monotonic() - started > timeout and ran:
+            _say(log, f"tune: --timeout {timeout:g} s passed: {finished(study)} of {trials} trials finished")
+            break
+        trial = _telling_the_others(study.ask, space)
+        from_main({"trial": trial.number, "params": trial.params})
+        result, pruning, began = train_trial(trial.number, trial.params, how, log, study, trial)
+        # the others wait for the next order now: a failure to record the trial is theirs too
+        _telling_the_others(record_trial, study, trial, result, pruning, began, log)
+        ran = True  # --timeout is checked between trials, as Optuna's: the first one always runs
+    from_main({"stop": True})
+
+
+def follow(how: dict, log) -> None:
+    """Any other process's loop: train the trials process 0 hands out, in step with it, until it says stop."""
+    while True:
+        order = from_main()
+        if "error" in order:
+            raise TaskcliError(*order["error"])
+        if "stop" in order:
+            return
+        train_trial(order["trial"], order["params"], how, log)
+
+
+def _telling_the_others(step, *args):
+    """`step(*args)` on process 0 while the other processes wait for its next order: a failure is sent to them as
+    their error too (one line from each process, none left waiting), then raised here."""
+    try:
+        return step(*args)
+    except Exception as err:
+        message = [err.message, err.hint] if isinstance(err, TaskcliError) else [
+            f"process 0 stopped the study: {type(err).__name__}: {err}", "see process 0's output"]
+        from_main({"error": message})
+        raise
 
 
 def direction_of(run, settings, metric: str | None) -> str:
@@ -166,32 +203,44 @@ def finished(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def one_trial(study, trial, folder: Path, base: list[Flag], how: dict, command: str, log):
-    """One fine-tuning run with the trial's parameters, told to the study as complete, pruned or failed."""
+def train_trial(number: int, params: dict, how: dict, log, study=None, trial=None):
+    """One fine-tuning run with the trial's parameters, on every process of a distributed run; on process 0 (the
+    one with the study and the trial), a failure is told to the study as such. Returns (result, pruning, began)."""
     from optuna.trial import TrialState
 
-    out = folder / f"trial-{trial.number:03d}"
-    params = [Flag(tuple(path.split(".")), value, f"trial {trial.number}: {path}={value}")
-              for path, value in trial.params.items()]
+    out = how["folder"] / f"trial-{number:03d}"
+    values = [Flag(tuple(path.split(".")), value, f"trial {number}: {path}={value}") for path, value in params.items()]
     pruning = pruning_callback(trial, how["metric"], how["fallback"])
-    _say(log, f"tune: trial {trial.number} -> {out}: " + ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items()))
+    if study is not None:
+        _say(log, f"tune: trial {number} -> {out}: " + ", ".join(f"{k}={_short(v)}" for k, v in params.items()))
     began = time.perf_counter()
     try:
-        result = finetune(how["task"], how["recipe"], None, how["smoke"], [*base, *params,
-                          Flag(("train", "output_dir"), str(out), f"trial {trial.number}")], command=command,
+        result = finetune(how["task"], how["recipe"], None, how["smoke"], [*how["base"], *values,
+                          Flag(("train", "output_dir"), str(out), f"trial {number}")], command=how["command"],
                           log=log, callbacks=[pruning])
     except BaseException as err:
-        study.tell(trial, state=TrialState.FAIL)
+        kept = ""
+        if study is not None:
+            study.tell(trial, state=TrialState.FAIL)
+            kept = f" {finished(study)}"
         if isinstance(err, (Interrupted, KeyboardInterrupt)):
-            raise Interrupted(f"interrupted in trial {trial.number}; the study in {folder} keeps its "
-                              f"{finished(study)} finished trials",
-                              f"resume with: {command}" + ("" if "--resume" in command else " --resume")) from None
+            command = how["command"]
+            raise Interrupted(f"interrupted in trial {number}; the study in {how['folder']} keeps its{kept} finished "
+                              f"trials", f"resume with: {command}" + ("" if "--resume" in command else " --resume")
+                              ) from None
         raise
     finally:
         release_memory()
+    return result, pruning, began
+
+
+def record_trial(study, trial, result: dict, pruning, began: float, log) -> None:
+    """The trial's metrics and folder on the study, told as complete, pruned or failed."""
+    from optuna.trial import TrialState
+
     metrics = {k: v for k, v in result["metrics"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     trial.set_user_attr("metrics", metrics)
-    trial.set_user_attr("output_dir", str(out))
+    trial.set_user_attr("output_dir", str(Path(result["output_dir"])))
     trial.set_user_attr("seconds", round(time.perf_counter() - began, 2))
     trial.set_user_attr("rss_mb", round(_rss_mb(), 1))
     value = metrics.get(pruning.metric, math.nan)
@@ -206,7 +255,8 @@ def one_trial(study, trial, folder: Path, base: list[Flag], how: dict, command: 
 
 def pruning_callback(trial, metric: str | None, fallback: str):
     """A TrainerCallback that reports each evaluation's `metric` (None: the run's metric_for_best_model, else
-    `fallback`) to the trial, and stops training when the pruner says the trial is behind."""
+    `fallback`) to the trial, and stops training when the pruner says the trial is behind. `trial` None: a process
+    other than 0 of a distributed run, which stops when process 0's pruner says so (every process, same step)."""
     from transformers import TrainerCallback
 
     class Pruning(TrainerCallback):
@@ -218,11 +268,11 @@ def pruning_callback(trial, metric: str | None, fallback: str):
                 self.metric = (args.metric_for_best_model or "").removeprefix("eval_") or fallback
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            value = (metrics or {}).get(f"eval_{self.metric}")
-            if value is None or self.pruned:
-                return
-            trial.report(float(value), step=state.global_step)
-            if trial.should_prune():
+            value, stop = (metrics or {}).get(f"eval_{self.metric}"), False
+            if trial is not None and value is not None and not self.pruned:
+                trial.report(float(value), step=state.global_step)
+                stop = trial.should_prune()
+            if from_main(stop) and not self.pruned:  # asked at every evaluation of every process, pruned or not
                 self.pruned = control.should_training_stop = True
 
     return Pruning()

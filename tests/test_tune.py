@@ -1,5 +1,6 @@
 """taskcli tune: Optuna trials as ordinary smoke runs, the study in SQLite (resumed after kill -9), pruning, best.yaml
-that finetune reproduces, the gates on the best trial, and the refusals."""
+that finetune reproduces, the gates on the best trial, the refusals, and the trials of a two-process (torchrun, gloo)
+launch in step."""
 
 import json
 import os
@@ -147,13 +148,6 @@ def test_without_optuna_the_error_says_what_to_install(cli, tmp_path, monkeypatc
     assert_clean_error(result, "needs optuna", "pip install 'taskcli[tune]'")
 
 
-def test_a_launch_of_several_processes_is_refused(cli, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun / accelerate launch set it
-    result = cli("tune", "text-cls", *SMALL, "--trials", "1", "-o", tmp_path / "s")
-    assert_clean_error(result, "one process", "torchrun")
-    assert not (tmp_path / "s").exists()
-
-
 def test_timeout_starts_no_trial_after_it_passed(cli, tmp_path):
     result = cli("tune", "text-cls", *SMALL, "--trials", "3", "--timeout", "0", "-o", tmp_path / "s", "--json")
     assert result.exit_code == 0, result.stderr
@@ -176,3 +170,93 @@ def test_a_trial_behind_the_others_is_pruned_and_its_run_stops_early(cli, tmp_pa
         marker = json.loads((tmp_path / "s" / f"trial-{row['trial']:03d}" / ".taskcli-run").read_text())
         assert marker["status"] == "finished"  # an ordinary run folder, whose training stopped when pruned
         assert (marker["global_step"] < 12) == (row["state"] == "pruned"), row
+
+
+def _torchrun_tune(tmp_path, *args):
+    """`taskcli tune text-cls ... --json` under torchrun as 2 processes on this machine (gloo, one thread each);
+    returns torchrun's exit status and each process's (stdout, stderr)."""
+    logs = tmp_path / f"logs-{len(list(tmp_path.glob('logs-*')))}"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "--log-dir", str(logs), "--redirects", "3", "-m", "taskcli", "tune", "text-cls",
+                           *map(str, args), "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    ranks = [tuple(next(logs.glob(f"*/attempt_0/{rank}/{name}.log")).read_text() for name in ("stdout", "stderr"))
+             for rank in (0, 1)]
+    return done.returncode, ranks
+
+
+def _study_trials(folder):
+    import optuna
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / 'study.db'}")
+    return optuna.load_study(study_name="taskcli-tune", storage=storage).get_trials(deepcopy=False)
+
+
+def test_two_processes_run_each_trial_once_and_best_yaml_repeats_it_in_one(cli, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "study"
+    rc, [(out0, err0), (out1, err1)] = _torchrun_tune(
+        tmp_path, "--smoke", "--set", "tune.space={train.learning_rate: {log_uniform: [1e-4, 1e-2]}}",
+        "--set", "train.batch_size=4", "--trials", "2", "-o", out)  # the smoke recipe's steps: accuracies differ
+    assert rc == 0, err0[-2000:] + err1[-2000:]  # both processes exited 0
+    assert out1 == "" and "tune: trial" not in err1, err1[-2000:]  # process 0 alone speaks for the study
+    report = json.loads(out0.strip().splitlines()[-1])
+    assert report["finished"] == 2 and [r["trial"] for r in report["trials"]] == [0, 1]
+    assert [t.state.name for t in _study_trials(out)] == ["COMPLETE", "COMPLETE"]  # 2 trials, not one per process
+    assert len({r["value"] for r in report["trials"]}) == 2  # (so that the best one is a choice)
+    assert sorted(p.name for p in out.glob("trial-*")) == ["trial-000", "trial-001"]
+    for row in report["trials"]:
+        run = out / f"trial-{row['trial']:03d}"
+        saved = yaml.safe_load((run / "recipe.yaml").read_text())
+        assert saved["train"]["learning_rate"] == pytest.approx(row["params"]["train.learning_rate"], rel=1e-12)
+        assert saved["provenance"]["processes"] == 2 and saved["tune"] is None
+        assert json.loads((run / ".taskcli-run").read_text())["status"] == "finished"
+
+    # the best trial again in one process at the same global batch (2 x 4): the same model and metrics
+    best = out / f"trial-{report['best']['trial']:03d}"
+    again = cli("finetune", "text-cls", "--recipe", out / "best.yaml", "--set", "train.batch_size=8",
+                "-o", tmp_path / "one", "--json")
+    assert again.exit_code == 0, again.stderr
+    one = json.loads(again.stdout)
+    trial = json.loads((best / "metrics.json").read_text())
+    assert one["processes"] == 1 and one["global_batch_size"] == 8
+    assert one["metrics"][report["metric"]] == pytest.approx(report["best"]["value"], abs=1e-4)
+    for name in ("accuracy", "f1"):
+        assert one["metrics"][name] == pytest.approx(trial[name], abs=1e-4), name
+    weights = [load_file(run / "model.safetensors") for run in (best, tmp_path / "one")]
+    assert max((weights[0][k] - weights[1][k]).abs().max().item() for k in weights[0]) <= 1e-4
+
+
+def test_two_processes_stop_a_pruned_trial_together_then_resume_with_a_timeout(tmp_path):
+    # as the one-process pruning test: trial 0 (random sampler, seeded) completes; trial 1 is behind it at step 3
+    out = tmp_path / "study"
+    search = ["--smoke", "--set", "tune.space={train.learning_rate: {log_uniform: [1e-7, 1e-2]}}",
+              "--set", "tune.metric=loss", "--set", "tune.startup_trials=1", "--set", "tune.sampler=random",
+              "--set", "train.max_steps=12", "--set", "train.eval_steps=3", "--set", "train.eval_strategy=steps",
+              "--set", "train.batch_size=4", "-o", out]
+    rc, [(out0, err0), (out1, err1)] = _torchrun_tune(tmp_path, *search, "--trials", "2")
+    assert rc == 0, err0[-2000:] + err1[-2000:]  # a process still training would have hung the other one
+    rows = json.loads(out0.strip().splitlines()[-1])["trials"]
+    assert [r["state"] for r in rows] == ["complete", "pruned"] and out1 == ""
+    steps = [json.loads((out / f"trial-{n:03d}" / ".taskcli-run").read_text())["global_step"] for n in (0, 1)]
+    assert steps[0] == 12 and steps[1] < 12
+
+    # --resume continues the study; --timeout 0 (process 0's clock) lets one more trial run, then every process stops
+    rc, [(out0, err0), (out1, err1)] = _torchrun_tune(tmp_path, *search, "--trials", "5", "--resume", "--timeout", "0")
+    assert rc == 0, err0[-2000:] + err1[-2000:]
+    assert json.loads(out0.strip().splitlines()[-1])["finished"] == 3 and out1 == ""
+    assert "--timeout 0 s passed: 3 of 5 trials finished" in err0
+    assert len(_study_trials(out)) == 3 and sorted(p.name for p in out.glob("trial-*"))[-1] == "trial-002"
+
+
+def test_a_refusal_on_process_0_stops_every_process_with_its_line(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    rc, ranks = _torchrun_tune(tmp_path, *SMALL, "--trials", "1", "-o", mine)
+    assert rc != 0
+    for out, err in ranks:  # process 0 found it (it alone owns the folder) and told process 1: nobody waits
+        ours = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(ours) == 1 and "no tune study" in ours[0] and out == "", err[-1500:]
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
