@@ -42,10 +42,8 @@ def whisper_dir(trained):
 
 
 @pytest.fixture(scope="module")
-def ctc_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ctc") / "model"
-    finetune_smoke("asr", "wav2vec2", out)
-    return out
+def ctc_dir(trained):
+    return trained("automatic-speech-recognition", "wav2vec2")  # one smoke training, shared with test_export's case
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,8 @@ SAMPLE = ROOT / "taskcli" / "samples" / "depth-estimation"
 
 
 @pytest.fixture(scope="module")
-def depth_dir(cli, tmp_path_factory):
-    out = tmp_path_factory.mktemp("glpn") / "model"
-    result = cli("finetune", "depth-estimation", "--smoke", "--output-dir", out, "--json")
-    assert result.exit_code == 0, result.stderr
-    return out
+def depth_dir(trained):
+    return trained("depth-estimation")  # one smoke training, shared with test_export's case
 
 
 @pytest.mark.slow

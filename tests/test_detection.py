@@ -20,11 +20,8 @@ MAP50_TARGET = 0.25
 
 
 @pytest.fixture(scope="module")
-def detr_dir(cli, tmp_path_factory):
-    out = tmp_path_factory.mktemp("detr") / "model"
-    result = cli("finetune", "object-detection", "--smoke", "--output-dir", out, "--json")
-    assert result.exit_code == 0, result.stderr
-    return out
+def detr_dir(trained):
+    return trained("object-detection")  # one smoke training (~35 s), shared with test_export's case
 
 
 @pytest.mark.slow

@@ -21,12 +21,10 @@ SAMPLE = ROOT / "taskcli" / "samples" / "image-segmentation"
 
 
 @pytest.fixture(scope="module", params=["segformer", "mask2former"])
-def seg_dir(cli, tmp_path_factory, request):
-    """Per-pixel classifier and universal mask classifier: the same data, metrics and outputs."""
-    out = tmp_path_factory.mktemp(request.param) / "model"
-    result = cli("finetune", "image-segmentation", "--smoke", "--recipe", request.param, "--output-dir", out, "--json")
-    assert result.exit_code == 0, result.stderr
-    return out
+def seg_dir(trained, request):
+    """Per-pixel classifier and universal mask classifier: the same data, metrics and outputs. One smoke training
+    each, shared with test_export's cases."""
+    return trained("image-segmentation", None if request.param == "segformer" else request.param)
 
 
 @pytest.mark.slow

@@ -36,10 +36,26 @@ def one_process(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """The two-process run at batch 4 a process (global batch 8), once per weights setting: (its output folder, its
+    --json result, its stderr)."""
+    runs = {}
+
+    def get(*weights):
+        if weights not in runs:
+            out = tmp_path_factory.mktemp("two") / "two"
+            runs[weights] = (out, *_finetune(out, "--set", "train.batch_size=4", *weights, processes=2,
+                                             with_stderr=True))
+        return runs[weights]
+
+    return get
+
+
 @pytest.mark.parametrize("weights", [[], ["--class-weights", "auto"]], ids=["plain", "class-weights"])
-def test_two_processes_match_one_at_the_same_global_batch(cli, tmp_path, weights, one_process):
+def test_two_processes_match_one_at_the_same_global_batch(cli, weights, one_process, two_processes):
     one_dir, one = one_process(*weights)
-    two = _finetune(tmp_path / "two", "--set", "train.batch_size=4", *weights, processes=2)
+    two_dir, two, _ = two_processes(*weights)
     assert (one["processes"], two["processes"]) == (1, 2)
     assert one["global_batch_size"] == two["global_batch_size"] == 8
     for name in ("precision", "recall", "f1", "accuracy"):
@@ -47,17 +63,17 @@ def test_two_processes_match_one_at_the_same_global_batch(cli, tmp_path, weights
     # The eval loss logged during a DDP run averages per-shard batches, so compare the two models on equal
     # footing: the same single-process eval of each saved model.
     evals = [json.loads(cli("eval", "ner", "--model", d, "--smoke", "--json").stdout)["metrics"]
-             for d in (one_dir, tmp_path / "two")]
+             for d in (one_dir, two_dir)]
     for name in ("loss", "precision", "recall", "f1", "accuracy"):
         assert evals[1][name] == pytest.approx(evals[0][name], abs=1e-4), name
 
 
-def test_ddp_skips_the_search_for_unused_weights_the_model_does_not_have(tmp_path):
+def test_ddp_skips_the_search_for_unused_weights_the_model_does_not_have(tmp_path, two_processes):
     """NER's DistilBERT uses every weight: the task's setting (find_unused_parameters off) trains to the same loss
     and metrics as the Trainer's default (on), without its warning per process and its extra pass over the graph."""
-    ours, quiet = _finetune(tmp_path / "ours", processes=2, with_stderr=True)
-    theirs, noisy = _finetune(tmp_path / "default", "--set", "train.trainer_args.ddp_find_unused_parameters=true",
-                              processes=2, with_stderr=True)
+    _, ours, quiet = two_processes()  # the task's setting: the plain two-process run above
+    theirs, noisy = _finetune(tmp_path / "default", "--set", "train.batch_size=4", "--set",
+                              "train.trainer_args.ddp_find_unused_parameters=true", processes=2, with_stderr=True)
     assert noisy.count("find_unused_parameters=True was specified in DDP constructor") == 2  # one per process
     assert "find_unused_parameters" not in quiet
     assert ours["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-6)
