@@ -177,12 +177,21 @@ def _torchrun_tune(tmp_path, *args):
     returns torchrun's exit status and each process's (stdout, stderr)."""
     logs = tmp_path / f"logs-{len(list(tmp_path.glob('logs-*')))}"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "--log-dir", str(logs), "--redirects", "3", "-m", "taskcli", "tune", "text-cls",
-                           *map(str, args), "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "--log-dir", str(logs), "--redirects", "3", "-m", "taskcli", "tune", "text-cls",
+                             *map(str, args), "--json"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        proc.wait(timeout=300)
+        hung = False
+    except subprocess.TimeoutExpired:  # processes out of step wait in a collective for ever
+        proc.terminate()  # torchrun stops its workers (each in a session of its own) on SIGTERM
+        proc.wait(timeout=60)
+        hung = True
     ranks = [tuple(next(logs.glob(f"*/attempt_0/{rank}/{name}.log")).read_text() for name in ("stdout", "stderr"))
              for rank in (0, 1)]
-    return done.returncode, ranks
+    assert not hung, f"the processes hung: {ranks[0][1][-1500:]}"
+    return proc.returncode, ranks
 
 
 def _study_trials(folder):
