@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO, assert_clean_error
+from conftest import REPO, assert_clean_error, slow_tier
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -237,6 +237,7 @@ def test_two_processes_run_each_trial_once_and_best_yaml_repeats_it_in_one(cli, 
     assert max((weights[0][k] - weights[1][k]).abs().max().item() for k in weights[0]) <= 1e-4
 
 
+@slow_tier  # ~100 CPU-s; one-process pruning and --resume, and two-process trials, are in the everyday tier
 def test_two_processes_stop_a_pruned_trial_together_then_resume_with_a_timeout(tmp_path):
     # as the one-process pruning test: trial 0 (random sampler, seeded) completes; trial 1 is behind it at step 3
     out = tmp_path / "study"
