@@ -1,0 +1,169 @@
+"""Issue 20's "machine's own limit" for the PyTorch path: how close `taskcli infer ner FILE --json` gets to this
+machine's fp32 GEMM peak.
+
+The model and inputs are bench_ner_infer's: a DistilBERT-base-size NER model (random weights), 1,000 sentences of
+mixed length. Figures, each with the load average (the machine may be shared):
+- the GEMM peak: torch.mm on square fp32 matrices at the thread count `taskcli infer` runs with (torch's default);
+- the useful work: FLOPs of every linear layer and of attention's QK^T and AV from the real token counts, and the
+  same from the padded batch shapes the inference loop ran (padding waste = padded / real - 1);
+- the compute seconds: time inside the model's forward calls of an in-process run of the real CLI code path, so the
+  peak and the seconds are measured in one process under the same load; achieved = useful / seconds / peak
+  (target >= 85%);
+- the start-up of a one-line infer on the same model (bench_startup's timer).
+"""
+
+import contextlib
+import os
+import sys
+import tempfile
+import time
+
+from bench_ner_infer import build_model, sentences
+from bench_startup import TASKCLI, median_wall
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+TARGET = 0.85
+
+
+def load() -> str:
+    return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def gemm_peak(sizes=(1024, 2048, 3072, 4096), repeats: int = 3) -> tuple[float, int]:
+    """(best GFLOP/s, the size it came at): torch.mm on square fp32 matrices, the best of a few calls each."""
+    import torch
+
+    best, at = 0.0, 0
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        out = torch.empty(n, n)
+        torch.mm(a, b, out=out)  # warm-up: first-call packing and allocation
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b, out=out)
+            rate = 2 * n ** 3 / (time.perf_counter() - start) / 1e9
+            if rate > best:
+                best, at = rate, n
+    return best, at
+
+
+class Meter:
+    """Forward hooks on a loaded model: seconds inside its forward calls, and the FLOPs of its linear layers and
+    attention matmuls, counted from the padded batch shapes and from the real (unpadded) tokens."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.calls = 0
+        self.tokens = {"real": 0, "padded": 0}
+        self.linear = {"real": 0.0, "padded": 0.0}
+        self.attention = {"real": 0.0, "padded": 0.0}
+        self._batch_linear = 0.0
+        self._start = 0.0
+        self._mask = None
+
+    def attach(self, model) -> None:
+        import torch
+
+        layers, hidden = model.config.num_hidden_layers, model.config.hidden_size
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.register_forward_hook(self._on_linear)
+
+        def before(_module, _args, kwargs):
+            self._mask = kwargs["attention_mask"]
+            self._batch_linear = 0.0
+            self._start = time.perf_counter()
+
+        def after(_module, _args, _kwargs, _output):
+            self.seconds += time.perf_counter() - self._start
+            self._count(self._mask, layers, hidden)
+
+        model.register_forward_pre_hook(before, with_kwargs=True)
+        model.register_forward_hook(after, with_kwargs=True)
+
+    def _on_linear(self, module, args, _output) -> None:
+        rows = args[0].numel() // module.in_features  # every position of the (padded) batch
+        self._batch_linear += 2.0 * rows * module.in_features * module.out_features
+
+    def _count(self, mask, layers: int, hidden: int) -> None:
+        """One batch: a linear layer does the same work per position, so its real share is real/padded tokens;
+        QK^T and AV cost 2*L*L*hidden FLOPs each per sequence and layer (all heads together)."""
+        batch, length = mask.shape
+        lengths = mask.sum(-1).double()
+        real, padded = int(lengths.sum()), batch * length
+        self.calls += 1
+        self.tokens["real"] += real
+        self.tokens["padded"] += padded
+        self.linear["padded"] += self._batch_linear
+        self.linear["real"] += self._batch_linear * real / padded
+        self.attention["padded"] += 4.0 * batch * length ** 2 * hidden * layers
+        self.attention["real"] += 4.0 * float((lengths ** 2).sum()) * hidden * layers
+
+    def flops(self, kind: str) -> float:
+        return self.linear[kind] + self.attention[kind]
+
+
+def cli_run(args: list[str], meter: Meter, out_path: str) -> float:
+    """Wall seconds of `taskcli ARGS` run in this process through the CLI's own code (stdout into out_path), with
+    `meter` hooked onto the model the inference session gets."""
+    from taskcli import inference
+    from taskcli.cli import app
+
+    original = inference.session
+
+    def hooked(run, mdl, *rest, **kwargs):
+        meter.attach(mdl)
+        return original(run, mdl, *rest, **kwargs)
+
+    inference.session = hooked
+    start = time.perf_counter()
+    try:
+        with open(out_path, "w", encoding="utf-8") as fh, contextlib.redirect_stdout(fh):
+            app(args, standalone_mode=False)
+    finally:
+        inference.session = original
+    return time.perf_counter() - start
+
+
+def report(meter: Meter, peak: float, wall: float) -> float:
+    """Print the work, waste and achieved fraction of a metered run; the fraction back."""
+    real, padded = meter.flops("real"), meter.flops("padded")
+    achieved = real / meter.seconds / 1e9
+    fraction = achieved / peak
+    print(f"tokens: {meter.tokens['real']:,} real, {meter.tokens['padded']:,} in {meter.calls} padded batches")
+    print(f"useful work: {real / 1e9:,.0f} GFLOP (linear {meter.linear['real'] / 1e9:,.0f}, attention "
+          f"{meter.attention['real'] / 1e9:,.1f}: attention share {100 * meter.attention['real'] / real:.2f} %)")
+    print(f"padded work: {padded / 1e9:,.0f} GFLOP   padding waste {100 * (padded / real - 1):.1f} %")
+    print(f"compute (inside the model's forward): {meter.seconds:.2f} s of the run's {wall:.2f} s in process   "
+          f"{padded / meter.seconds / 1e9:.1f} GFLOP/s executed, {achieved:.1f} GFLOP/s useful")
+    print(f"achieved fraction of the GEMM peak: {100 * fraction:.1f} %  (target >= {100 * TARGET:.0f} %)  "
+          f"{'OK' if fraction >= TARGET else 'MISS'}   {load()}", flush=True)
+    return fraction
+
+
+def main() -> None:
+    import torch
+
+    texts = sentences(1000)
+    with tempfile.TemporaryDirectory() as tmp:
+        build_model(tmp, texts)
+        path = os.path.join(tmp, "sentences.txt")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(texts) + "\n")
+        before, size = gemm_peak()
+        print(f"fp32 GEMM peak: {before:.1f} GFLOP/s (torch.mm {size}^2, {torch.get_num_threads()} threads)   "
+              f"{load()}", flush=True)
+        meter = Meter()
+        wall = cli_run(["infer", "ner", path, "--model", tmp, "--json", "--no-progress"], meter,
+                       os.path.join(tmp, "rows.jsonl"))
+        after, size = gemm_peak()
+        peak = max(before, after)  # the fairer (higher) denominator of the two, measured around the run
+        print(f"fp32 GEMM peak after the run: {after:.1f} GFLOP/s; using {peak:.1f}   {load()}")
+        report(meter, peak, wall)
+        one_line = median_wall([TASKCLI, "infer", "ner", "--model", tmp, "Alice works in Paris .", "--json"], runs=3)
+        print(f"start-up, one-line infer (whole process, this model): median {one_line:.2f} s (target <= 3 s)  "
+              f"{'OK' if one_line <= 3 else 'MISS'}   {load()}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
