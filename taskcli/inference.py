@@ -86,9 +86,37 @@ def to_model(batch, model):
     return {k: moved(v) for k, v in batch.items()}
 
 
+# What one more forward call costs, in rows of the group's mean length (Python and dispatch per call, small
+# matrix products run below the GEMM peak): measured with bench/bench_gemm.py
+CALL_ROWS = 4
+
+
+def batch_bounds(lengths: list[int], most: int) -> list[tuple[int, int]]:
+    """(start, end) of each batch of length-sorted rows (longest first), at most `most` rows a batch, cut where the
+    padded work (rows x the batch's longest) plus CALL_ROWS per forward call is least. Fixed-size batches padded
+    a mixed-length chunk by a third (bench_gemm); this cuts between length classes instead. Dynamic programming
+    from the end; on a tie the earlier batch is the fuller one, so equal lengths give full batches as before."""
+    import math
+
+    n = len(lengths)
+    call = CALL_ROWS * sum(lengths) / n if n else 0.0
+    cost, cut = [0.0] * (n + 1), [n] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        cost[i] = math.inf
+        for j in range(min(n, i + most), i, -1):
+            c = (j - i) * lengths[i] + call + cost[j]
+            if c < cost[i]:
+                cost[i], cut[i] = c, j
+    bounds, i = [], 0
+    while i < n:
+        bounds.append((i, cut[i]))
+        i = cut[i]
+    return bounds
+
+
 def predict(ctx: Context, steps: Steps, encoded: list[Encoded]) -> list[Result]:
     """Results of encoded inputs, in their order: feature rows batched by group and length (longest first, so a
-    batch too big for memory fails at once), at most ctx.batch_size rows a batch."""
+    batch too big for memory fails at once), at most ctx.batch_size rows a batch, cut by `batch_bounds`."""
     import torch
 
     groups: dict = {}
@@ -97,8 +125,8 @@ def predict(ctx: Context, steps: Steps, encoded: list[Encoded]) -> list[Result]:
     outputs: dict = {}
     for members in groups.values():
         members.sort(key=lambda ik: -encoded[ik[0]].lengths[ik[1]])
-        for first in range(0, len(members), ctx.batch_size):
-            part = members[first:first + ctx.batch_size]
+        for first, end in batch_bounds([encoded[i].lengths[k] for i, k in members], ctx.batch_size):
+            part = members[first:end]
             batch = to_model(steps.collate(ctx, [encoded[i].features[k] for i, k in part]), ctx.model)
             with torch.inference_mode():
                 rows = steps.forward(ctx, batch)
