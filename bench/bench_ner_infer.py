@@ -23,7 +23,7 @@ def sentences(n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(words) for _ in range(rng.choice([4, 8, 12, 20, 35, 60]))) + " ." for _ in range(n)]
 
 
-def build_model(path: str, texts: list[str]) -> None:
+def build_model(path: str, texts: list[str], **config_overrides) -> None:
     import torch
     from transformers import DistilBertConfig, DistilBertForTokenClassification
 
@@ -35,7 +35,8 @@ def build_model(path: str, texts: list[str]) -> None:
     tok = DistilBertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=512)
     labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
     config = DistilBertConfig(vocab_size=30522, num_labels=len(labels), id2label=dict(enumerate(labels)),
-                              label2id={l: i for i, l in enumerate(labels)})  # base size: dim 768, 6 layers
+                              label2id={l: i for i, l in enumerate(labels)},  # base size: dim 768, 6 layers
+                              **config_overrides)
     DistilBertForTokenClassification(config).save_pretrained(path)
     tok.save_pretrained(path)
 
