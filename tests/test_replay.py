@@ -34,8 +34,9 @@ EXPECTED_ERRORS = {
 
 
 def _fingerprint() -> str:
+    """What the cache is made from: the facts and the builder (not the driver or the server, which only read it)."""
     h = hashlib.sha256()
-    for path in sorted(REPLAY.rglob("*")):
+    for path in sorted([*(REPLAY / "facts").rglob("*"), REPLAY / "build.py"]):
         if path.is_file() and "__pycache__" not in path.parts:
             h.update(path.relative_to(REPLAY).as_posix().encode())
             h.update(path.read_bytes())

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, slow_tier
 
 SHORT = ["--set", "train.eval_strategy=no", "--set", "train.epochs=4"]
 
@@ -189,7 +189,8 @@ def test_output_dir_loads_with_plain_transformers(trained):
     assert recipe.startswith("# The recipe of the run in this folder") and "type: distilbert" in recipe
 
 
-@pytest.mark.parametrize("task", ["object-detection", "image-segmentation"])
+# Segmentation's maps cross processes as detection's boxes do (objects, not a tensor gather): the slow tier adds it
+@pytest.mark.parametrize("task", ["object-detection", pytest.param("image-segmentation", marks=slow_tier)])
 def test_vision_eval_under_two_processes(cli, tmp_path, task):
     """Per-image targets of different sizes (detection boxes) cross processes as objects, not a tensor gather
     (which would abort); the metrics of the DDP run's final eval equal a single-process eval of its model."""
@@ -204,8 +205,9 @@ def test_vision_eval_under_two_processes(cli, tmp_path, task):
     assert ddp["metrics"][key] == pytest.approx(single[key], abs=1e-3), (ddp["metrics"], single)
 
 
-@pytest.mark.parametrize("task, steps", [("automatic-speech-recognition", 60), ("translation", 30)],
-                         ids=["whisper", "translation"])
+# the gather is the Seq2SeqTrainer's, one code path for both; Whisper's (60 steps to say words) is the slow tier's
+@pytest.mark.parametrize("task, steps", [pytest.param("automatic-speech-recognition", 60, marks=slow_tier),
+                                         ("translation", 30)], ids=["whisper", "translation"])
 def test_generated_eval_under_two_processes_scores_each_row_once(cli, tmp_path, task, steps):
     """Seq2SeqTrainer gathers generated ids with a plain all-gather, which keeps the rows accelerate repeats to give
     both processes an equal last batch: 15 rows at 2 per batch scored 16 hypotheses (Whisper's WER refused 15
