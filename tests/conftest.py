@@ -22,11 +22,9 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
+from tiers import FULL_TIER, slow_tier  # noqa: E402,F401 - the two test tiers (tiers.py), for the test modules
+
 REPO = Path(__file__).resolve().parent.parent
-# Two tiers: `make test` runs the everyday set (<= ~10 min on 2 cores); TASKCLI_TESTS=all (.ci/run sets it) adds the
-# tests that cost minutes each for one more case of something the everyday set covers (e.g. Mask2Former's export).
-FULL_TIER = os.environ.get("TASKCLI_TESTS") == "all"
-slow_tier = pytest.mark.skipif(not FULL_TIER, reason="slow tier: TASKCLI_TESTS=all runs it (CI does)")
 # Real-format sample files (unchanged upstream copies; sources and licenses in data/README.md).
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FULL_TIER, slow_tier
+from tiers import FULL_TIER, slow_tier  # not conftest: the export driver imports this module and must stay online
 from taskcli import recipe as recipe_mod
 
 REPO = Path(__file__).resolve().parent.parent
