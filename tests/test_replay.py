@@ -21,17 +21,18 @@ from taskcli import recipe as recipe_mod
 
 REPO = Path(__file__).resolve().parent.parent
 REPLAY = REPO / "tests" / "replay"
+sys.path.insert(0, str(REPLAY))  # the driver (drive.py) and the server (hubserver.py)
+from drive import FULL_SIZE  # noqa: E402
 PHOTO = str(REPO / "taskcli" / "samples" / "object-detection" / "images" / "det_00.jpg")
 CASES = [recipe_mod.shipped_name(p) for p in recipe_mod.shipped()]
 
 # Slowest first (measured), dealt alternately to the two driver processes so both finish together.
 HEAVY = ["object-detection/detr", "automatic-speech-recognition/whisper", "audio-classification/wav2vec2",
          "summarization/t5-small", "summarization/bart", "audio-classification/hubert"]
-# Full-size inputs (DETR's 800-pixel images, SegFormer's and Mask2Former's 512, Whisper's 30-s log-mel window) make
-# these four's check + two steps + eval + infer ~1 CPU-minute each, 60 % of the replay: the slow tier (CI) runs them,
-# the everyday one (make test) the other 22. Their tasks' code paths run every time on the smoke models.
-SLOW_REPLAY = {"object-detection/detr", "image-segmentation/segformer", "image-segmentation/mask2former",
-               "automatic-speech-recognition/whisper"}
+# The four recipes with full-size inputs (drive.FULL_SIZE) took 56-72 s each of the replay's 426 s (59 %, summed over
+# both drivers under load): the slow tier (CI) runs them, the everyday one (make test) the other 22. Their tasks'
+# code paths run every time on the smoke models.
+SLOW_REPLAY = FULL_SIZE
 # A recipe that cannot run a step without --model says so in one line: (step, what the line names).
 EXPECTED_ERRORS = {
     # the only CPPE-5 DETRs on the Hub build timm backbones; the COCO checkpoint's labels are not CPPE-5's
@@ -66,7 +67,6 @@ def replay_cache() -> Path:
 
 @pytest.fixture(scope="session")
 def hub(replay_cache):
-    sys.path.insert(0, str(REPLAY))
     from hubserver import ReplayHub
 
     server = ReplayHub(replay_cache)
@@ -269,9 +269,7 @@ def test_replay_recipe_as_written(recipe, replay_reports):
         assert checked["splits"]["train"]["rows"] > 0 and checked["splits"]["eval"]["rows"] > 0, checked["splits"]
         plan = checked["plan"]
         assert plan["batch_size"] == 1 and plan["total_steps"] >= 1, plan
-        from drive import NO_PROBE  # tests/replay/ is on sys.path (the hub fixture)
-
-        if recipe in NO_PROBE:  # --no-probe: the plan without the timed pass
+        if recipe in FULL_SIZE:  # --no-probe: the plan without the timed pass
             assert "probe" not in plan and "estimated_epoch_seconds" not in plan, plan
         else:
             assert plan["probe"]["seconds_per_batch"] > 0 and plan["probe"]["peak_memory_mb"] > 0, plan

@@ -35,10 +35,11 @@ INPUTS = {
     "automatic-speech-recognition": CLIP,
 }
 GENERATIVE = {"text-generation", "summarization", "translation", "automatic-speech-recognition"}
-# check's probe (three forward+backward passes) on these full-size image/audio inputs cost more than the whole
-# finetune step (DETR: ~45 of its 115 s). Their probe runs the same build_features + training_step the finetune
-# below runs on the same rows; every other recipe keeps it, so the probe still meets each modality's real layout.
-NO_PROBE = {"object-detection/detr", "image-segmentation/mask2former", "image-segmentation/segformer",
+# Full-size inputs: DETR's 800-pixel images, SegFormer's and Mask2Former's 512, Whisper's 30-s log-mel window.
+# check's probe (three forward+backward passes) on them cost more than the whole finetune step (DETR: ~45 of its
+# 115 s). Their probe runs the same build_features + training_step the finetune below runs on the same rows; every
+# other recipe keeps it, so the probe still meets each modality's real layout. (test_replay: the slow tier's four.)
+FULL_SIZE = {"object-detection/detr", "image-segmentation/mask2former", "image-segmentation/segformer",
             "automatic-speech-recognition/whisper"}
 
 
@@ -51,7 +52,7 @@ def run_recipe(runner, app, recipe: str, out: Path) -> dict:
         # the data report a user reads before the run: the recipe's checkpoint and data as written; the probe times a
         # batch of 1 (its three passes of DETR's 800-pixel images cost more than the 2-step finetune at 2)
         "check": ["check", task, "--recipe", recipe, "--set", "train.batch_size=1", "--json",
-                  *(["--no-probe"] if recipe in NO_PROBE else [])],
+                  *(["--no-probe"] if recipe in FULL_SIZE else [])],
         # two steps of batch 2 (collation of unequal rows still runs): the recipes' 8-32 full-size rows a step, times
         # accumulation, made DETR's and SegFormer's two steps ~2 minutes each on 2 cores; the code paths are the same
         "finetune": ["finetune", task, "--recipe", recipe, "--output-dir", str(out), "--set", "train.max_steps=2",
