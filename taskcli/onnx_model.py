@@ -9,45 +9,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import types
-from pathlib import Path
 
 import torch
 
-MANIFEST = "taskcli-export.json"  # what export wrote (not transformers.exporters' export.json)
-ONNX_EXTRA = "pip install 'taskcli[onnx]'"
-
-
-def is_exported(source) -> bool:
-    return (Path(source) / MANIFEST).is_file()
-
-
-def manifest(folder) -> dict:
-    return json.loads((Path(folder) / MANIFEST).read_text())
-
-
-def session(path: Path, threads: int | None = None):
-    """An ONNX Runtime CPU session using as many threads as torch would (fair side-by-side timings)."""
-    from taskcli.errors import TaskcliError
-
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise TaskcliError("running an exported (ONNX) model needs onnxruntime, which is not installed",
-                           ONNX_EXTRA) from None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.log_severity_level = 3  # its warnings about unused initializers are not the user's to act on
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-_NUMPY_TYPES = {"tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(float)": "float32",
-                "tensor(float16)": "float16", "tensor(bool)": "bool"}
-
-
-def _as_type(array, dtype: str | None):
-    return array if dtype is None or array.dtype == dtype else array.astype(dtype)
+from taskcli.onnx_runtime import MANIFEST, ONNX_EXTRA, Graph, is_exported, manifest, session  # noqa: F401 (its API)
 
 
 class OnnxModel(torch.nn.Module):
@@ -59,15 +25,9 @@ class OnnxModel(torch.nn.Module):
         super().__init__()
         from transformers import AutoConfig
 
-        folder = Path(folder)
-        self.folder, self.meta = folder, manifest(folder)
-        self.file = file or self.meta["model_file"]
+        self.graph = Graph(folder, file)
+        self.folder, self.meta, self.file = self.graph.folder, self.graph.meta, self.graph.file
         self.config = AutoConfig.from_pretrained(folder)
-        self.session = session(folder / self.file)
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        # the dtype each input was exported with: infer's collate may give int32 where eval's gave int64 (audio masks)
-        self.input_types = {i.name: _NUMPY_TYPES.get(i.type) for i in self.session.get_inputs()}
-        self.output_names = [o.name for o in self.session.get_outputs()]
         module, name = self.meta["output_class"].rsplit(".", 1)
         self.output_class = getattr(importlib.import_module(module), name)
         self.main_input_name = self.meta.get("main_input_name") or getattr(architecture(self.config),
@@ -83,15 +43,8 @@ class OnnxModel(torch.nn.Module):
 
     def run(self, batch: dict):
         """The graph on a batch of torch tensors: inputs it does not take (labels...) are left out."""
-        missing = [n for n in self.input_names if n not in batch]
-        if missing:
-            from taskcli.errors import TaskcliError
-
-            raise TaskcliError(f"the exported model in {self.folder} needs input {missing[0]}, which the batch lacks",
-                               "export the model again with this taskcli version")
-        feeds = {n: _as_type(batch[n].detach().cpu().numpy(), self.input_types[n]) for n in self.input_names}
-        values = self.session.run(None, feeds)
-        out = {n: torch.from_numpy(v) for n, v in zip(self.output_names, values)}
+        arrays = {k: v.detach().cpu().numpy() for k, v in batch.items() if torch.is_tensor(v)}
+        out = {n: torch.from_numpy(v) for n, v in self.graph.run_arrays(arrays).items()}
         if any("label" in k or k in ("start_positions", "end_positions") for k in batch) and \
                 "loss" in self.output_class.__dataclass_fields__:
             # the graph has no loss (exported without labels): the Trainer reads one when labels are given
