@@ -324,7 +324,7 @@ def write_folder(run, mdl, model: str, folder: Path, files: dict, outputs: list[
                  quantize: str | None) -> None:
     """Beside the graph: config.json (labels), the tokenizer/processor, the source's recipe.yaml, and the manifest
     saying what the folder came from and which graph `infer`/`eval`/`serve` run."""
-    from taskcli import provenance
+    from taskcli import onnx_lite, provenance
 
     mdl.config.save_pretrained(folder)
     run.processor.save_pretrained(str(folder))
@@ -335,6 +335,8 @@ def write_folder(run, mdl, model: str, folder: Path, files: dict, outputs: list[
                 "model_file": files["onnx-int8" if quantize else "onnx"], "files": files,
                 "quantize": quantize, "outputs": outputs, "output_class": output_class,
                 **forward_facts(mdl.config),
+                # what infer needs to run a text model without torch or transformers (taskcli/onnx_lite.py)
+                "tokenizer": onnx_lite.tokenizer_facts(run.processor, folder),
                 "exporter": "torch.onnx.export(dynamo=True)",
                 "versions": {**provenance.versions(), **{n: _version(n) for n in ("onnx", "onnxruntime",
                                                                                    "onnxscript")}}}

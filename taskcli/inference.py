@@ -23,7 +23,7 @@ from taskcli.errors import TaskcliError
 from taskcli.inputs import BadInput, Entries, Unusable
 from taskcli.model_loading import load_for_inference
 from taskcli.run import Run, prepare
-from taskcli.task import Context, Encoded, InferOptions, Result, Steps, flag
+from taskcli.task import Context, Encoded, InferOptions, Result, Steps, flag, tensor_type
 
 
 def entries(ctx: Context, steps: Steps, args: list[str]):
@@ -117,8 +117,6 @@ def batch_bounds(lengths: list[int], most: int) -> list[tuple[int, int]]:
 def predict(ctx: Context, steps: Steps, encoded: list[Encoded]) -> list[Result]:
     """Results of encoded inputs, in their order: feature rows batched by group and length (longest first, so a
     batch too big for memory fails at once), at most ctx.batch_size rows a batch, cut by `batch_bounds`."""
-    import torch
-
     groups: dict = {}
     for i, enc in enumerate(encoded):
         groups.setdefault(enc.group, []).extend((i, k) for k in range(len(enc.features)))
@@ -127,13 +125,22 @@ def predict(ctx: Context, steps: Steps, encoded: list[Encoded]) -> list[Result]:
         members.sort(key=lambda ik: -encoded[ik[0]].lengths[ik[1]])
         for first, end in batch_bounds([encoded[i].lengths[k] for i, k in members], ctx.batch_size):
             part = members[first:end]
-            batch = to_model(steps.collate(ctx, [encoded[i].features[k] for i, k in part]), ctx.model)
-            with torch.inference_mode():
-                rows = steps.forward(ctx, batch)
+            rows = _forward(ctx, steps, steps.collate(ctx, [encoded[i].features[k] for i, k in part]))
             outputs.update(zip(part, rows))
     decoded = (steps.decode(ctx, enc, [outputs[(i, k)] for k in range(len(enc.features))])
                for i, enc in enumerate(encoded))
     return [out if isinstance(out, Result) else Result(out) for out in decoded]
+
+
+def _forward(ctx: Context, steps: Steps, batch) -> list:
+    """The task's forward of one collated batch: a torch model's on its device and dtype under inference_mode; a
+    numpy one's (onnx_lite: no torch loaded) as it is."""
+    if tensor_type(ctx.model) == "np":
+        return steps.forward(ctx, batch)
+    import torch
+
+    with torch.inference_mode():
+        return steps.forward(ctx, to_model(batch, ctx.model))
 
 
 def stream(ctx: Context, steps: Steps, todo: Iterable[tuple[str, Any]], chunk_size: int) -> Iterator[list[Result]]:

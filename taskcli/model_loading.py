@@ -176,6 +176,11 @@ def load_for_inference(task: str, model: str | None, recipe: str | None, sets: l
     """(run, model) ready for predict; smoke without --model gives an untrained tiny model. `run`: the one
     `prepare` already made for these arguments."""
     run = run or prepare(task, recipe, sets, smoke)
+    from taskcli import onnx_lite
+
+    lite = onnx_lite.load(run, model)  # an exported text model, without torch or transformers (issue 20's start-up)
+    if lite is not None:
+        return run, lite
     quiet_libraries()
     import torch
 

@@ -168,9 +168,24 @@ class Encoded:
     group: Hashable = None  # only inputs of one group share a batch (e.g. one image size, equal-length prompts)
 
 
+def tensor_type(model) -> str:
+    """The arrays a model takes and gives: "pt" (torch tensors), or "np" (numpy: onnx_lite's model, run without
+    torch)."""
+    return getattr(model, "tensor_type", "pt")
+
+
 def pad_features(ctx: Context, features: list):
-    """Default `collate`: the processor's own `pad` (tokenizer, feature extractor), as PyTorch tensors."""
-    return ctx.run.processor.pad(features, return_tensors="pt")
+    """Default `collate`: the processor's own `pad` (tokenizer, feature extractor), as the model's tensor type."""
+    return ctx.run.processor.pad(features, return_tensors=tensor_type(ctx.model))
+
+
+def numpy_of(value):
+    """A model output as a float32 numpy array on the CPU, whether torch or numpy (tensor_type "np") gave it."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float32, copy=False)
+    return value.float().cpu().numpy()
 
 
 def rows_of(output, n: int) -> list:
@@ -303,6 +318,9 @@ class Task:
     # the `infer` options this task reads (an InferOptions subclass; generating tasks share
     # taskcli.generation.GenerationOptions); any other flag given to it is refused, naming the tasks it is for
     infer_options: type[InferOptions] = InferOptions
+    # True when the task's Steps also run a numpy model with a `tokenizers`-only tokenizer (taskcli/onnx_lite.py):
+    # infer and serve then run an exported folder without importing torch or transformers
+    numpy_steps: bool = False
     # (run) -> None: settings checked against the loaded model and processor before finetune shows or does any work
     # (e.g. a causal LM's block_size against its context), so a bad one is the only line on stderr
     check: Callable[[Any], None] = lambda run: None

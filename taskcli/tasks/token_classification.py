@@ -8,7 +8,7 @@ from taskcli.errors import TaskcliError
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskcli.task import Context, Encoded, Steps, Task
+from taskcli.task import Context, Encoded, Steps, Task, numpy_of
 from taskcli.tasks import label_sets
 
 # Byte-level BPE tokenizers need this to take pre-split words.
@@ -150,7 +150,12 @@ def encode(ctx, texts):
 
 
 def forward(ctx, batch):
-    probs = ctx.model(**batch).logits.float().softmax(-1).cpu().numpy()
+    import numpy as np
+
+    logits = numpy_of(ctx.model(**batch).logits)
+    # the pipeline's softmax, in numpy: the same scores whether torch or ONNX Runtime (with or without torch) ran
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = shifted / shifted.sum(-1, keepdims=True)
     lengths = batch["attention_mask"].sum(-1).tolist()
     return [row[:n] for row, n in zip(probs, lengths)]
 
@@ -273,4 +278,5 @@ TASK = Task(
     read_data=read_data,
     params=Params,
     cross_entropy_loss=True,
+    numpy_steps=True,
 )
