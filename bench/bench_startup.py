@@ -1,6 +1,6 @@
 """Start-up cost: `taskcli --help` median wall time vs `python -c "import torch"` (target <= 0.25 s, <= 15%), and
 issue 20's one-line `taskcli infer` (whole process) on a smoke NER model: PyTorch (target <= 3 s) and its ONNX
-export (target <= 1.5 s)."""
+export (target <= 1.5 s; torch-free: tokenizers + ONNX Runtime + numpy), each with the heavy libraries it imports."""
 
 import os
 import statistics
@@ -27,6 +27,16 @@ def line(name: str, seconds: float, target: float) -> str:
     return f"{name:<26} median {seconds:.3f} s   (target <= {target:g} s)  {'OK' if seconds <= target else 'MISS'}"
 
 
+def imports_of(args: list[str]) -> str:
+    """How many modules `taskcli ARGS` imports (`python -X importtime`) and which of the heavy libraries: the ONNX
+    path of an exported text model loads neither torch nor transformers (taskcli/onnx_lite.py)."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "taskcli", *args], check=True,
+                          capture_output=True, text=True)
+    names = {row.rsplit("|", 1)[-1].strip() for row in done.stderr.splitlines() if row.startswith("import time:")}
+    heavy = [m for m in ("torch", "transformers", "tokenizers", "onnxruntime") if m in names]
+    return f"imports {len(names)} modules, of them {', '.join(heavy)}"
+
+
 def one_line_infer(tmp: Path) -> None:
     """Fine-tune and export a smoke NER model, then time `infer ner --model M "..." --json` on each (5 runs)."""
     torch_dir, onnx_dir = tmp / "ner", tmp / "ner-onnx"
@@ -34,8 +44,9 @@ def one_line_infer(tmp: Path) -> None:
     subprocess.run([TASKCLI, "export", "ner", "--model", str(torch_dir), "-o", str(onnx_dir)], check=True,
                    capture_output=True)
     for name, folder, target in (("infer ner (torch)", torch_dir, 3.0), ("infer ner (onnx)", onnx_dir, 1.5)):
-        cmd = [TASKCLI, "infer", "ner", "--model", str(folder), "Alice works in Paris .", "--json"]
-        print(line(name, median_wall(cmd, runs=5), target), flush=True)
+        args = ["infer", "ner", "--model", str(folder), "Alice works in Paris .", "--json"]
+        print(line(name, median_wall([TASKCLI, *args], runs=5), target), flush=True)
+        print(f"{'':<26} {imports_of(args)}", flush=True)
     # the machine may be shared: the figures above mean little without it
     print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
