@@ -94,8 +94,6 @@ def best_model_settings(run: Run, has_eval: bool) -> dict:
 def sharding_arguments(run: Run, model) -> tuple[dict, str | None]:
     """(TrainingArguments, the sharding in words for the run header) of train.fsdp / train.deepspeed, checked first: a wrap class the model lacks, a missing
     package or a machine without CUDA GPUs is one line here, not a traceback from deep inside Accelerate."""
-    import importlib.util
-
     import torch
 
     t = run.recipe.train
@@ -119,23 +117,8 @@ def sharding_arguments(run: Run, model) -> tuple[dict, str | None]:
             "cpu_offload": t.fsdp.cpu_offload, "activation_checkpointing": t.fsdp.activation_checkpointing,
             "state_dict_type": f"{t.fsdp.state_dict.upper()}_STATE_DICT"}}, described
     if t.deepspeed is not None:
+        check_deepspeed(t.deepspeed)
         config = t.deepspeed
-        if isinstance(config, str):
-            path = Path(config).expanduser()
-            if not path.is_file():
-                raise TaskcliError(f"train.deepspeed: no such file {config}", "give a DeepSpeed .json config or a "
-                                   "ZeRO stage (0-3)")
-            try:
-                json.loads(path.read_text())
-            except ValueError as err:
-                raise TaskcliError(f"train.deepspeed: {config} is not valid JSON ({err})", "fix the file") from None
-        if importlib.util.find_spec("deepspeed") is None:
-            raise TaskcliError("train.deepspeed needs the deepspeed package, which is not installed",
-                               "pip install 'taskcli[deepspeed]' (on a machine with CUDA GPUs)")
-        if not torch.cuda.is_available():
-            raise TaskcliError("train.deepspeed needs CUDA GPUs, and this machine has none",
-                               "drop train.deepspeed to train data-parallel on CPU (--num-processes N), or run on "
-                               "a GPU machine")
         if isinstance(config, int):  # the Trainer fills every "auto" from the recipe (batch, accumulation, precision)
             described = f"DeepSpeed ZeRO stage {config}"
             config = {"zero_optimization": {"stage": config}, "train_micro_batch_size_per_gpu": "auto",
@@ -146,6 +129,33 @@ def sharding_arguments(run: Run, model) -> tuple[dict, str | None]:
             config = str(Path(config).expanduser())
         return {"deepspeed": config}, described
     return {}, None
+
+
+def check_deepspeed(config: int | str | None) -> None:
+    """train.deepspeed's file, package and GPUs: checked before the data and the model load (sharding_arguments
+    needs the model; these need nothing), so a missing piece is one line within the start-up, not after it."""
+    if config is None:
+        return
+    import importlib.util
+
+    if isinstance(config, str):
+        path = Path(config).expanduser()
+        if not path.is_file():
+            raise TaskcliError(f"train.deepspeed: no such file {config}", "give a DeepSpeed .json config or a "
+                               "ZeRO stage (0-3)")
+        try:
+            json.loads(path.read_text())
+        except ValueError as err:
+            raise TaskcliError(f"train.deepspeed: {config} is not valid JSON ({err})", "fix the file") from None
+    if importlib.util.find_spec("deepspeed") is None:
+        raise TaskcliError("train.deepspeed needs the deepspeed package, which is not installed",
+                           "pip install 'taskcli[deepspeed]' (on a machine with CUDA GPUs)")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise TaskcliError("train.deepspeed needs CUDA GPUs, and this machine has none",
+                           "drop train.deepspeed to train data-parallel on CPU (--num-processes N), or run on "
+                           "a GPU machine")
 
 
 def repeated_layers(model) -> list[str]:
