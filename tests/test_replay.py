@@ -32,7 +32,15 @@ HEAVY = ["object-detection/detr", "automatic-speech-recognition/whisper", "audio
 # The four recipes with full-size inputs (drive.FULL_SIZE) took 56-72 s each of the replay's 426 s (59 %, summed over
 # both drivers under load): the slow tier (CI) runs them, the everyday one (make test) the other 22. Their tasks'
 # code paths run every time on the smoke models.
-SLOW_REPLAY = FULL_SIZE
+# A second recipe of a task on the same dataset as another (same columns, same infer default but for text-cls/bert,
+# whose GLUE pair layout bert-stsb replays): only the checkpoint differs, whose facts are checked every run below.
+# ~90 of the everyday replay's ~300 driver-seconds; CI (the slow tier) replays them too.
+SAME_DATA = {"audio-classification/hubert": "audio-classification/wav2vec2", "fill-mask/bert": "fill-mask/distilroberta",
+             "image-classification/convnext": "image-classification/vit",
+             "text-generation/gpt2": "text-generation/distilgpt2",
+             "token-classification/bert": "token-classification/distilbert",
+             "text-classification/bert": "text-classification/bert-stsb"}
+SLOW_REPLAY = FULL_SIZE | set(SAME_DATA)
 # A recipe that cannot run a step without --model says so in one line: (step, what the line names).
 EXPECTED_ERRORS = {
     # the only CPPE-5 DETRs on the Hub build timm backbones; the COCO checkpoint's labels are not CPPE-5's
@@ -163,6 +171,16 @@ def test_missing_optional_package_is_named(hub, replay_cache, tmp_path):
     proc = taskcli(online_env(hub, replay_cache, tmp_path), tmp_path, "infer", "detection", PHOTO,
                    "--model", "qubvel-hf/detr-resnet-50-finetuned-10k-cppe5")
     one_error_line(proc, "qubvel-hf/detr-resnet-50-finetuned-10k-cppe5", "'timm'", "pip install timm", "no_timm")
+
+
+def test_the_slow_tiers_second_recipes_share_their_partners_data():
+    """SAME_DATA's claim, checked: each recipe left to the slow tier reads the same dataset as its everyday partner."""
+    from taskcli import registry
+
+    for slow, partner in SAME_DATA.items():
+        a, b = (recipe_mod.resolve(registry.get(name.split("/")[0]), name).recipe for name in (slow, partner))
+        assert slow.split("/")[0] == partner.split("/")[0] and a.data.dataset == b.data.dataset, (slow, partner)
+        assert partner in CASES and partner not in SLOW_REPLAY
 
 
 def test_unknown_hub_ids_are_not_found_not_offline(hub, replay_cache, tmp_path):
