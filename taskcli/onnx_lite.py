@@ -60,11 +60,13 @@ class FastTokenizer:
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         return self.backend.num_special_tokens_to_add(pair)
 
-    def __call__(self, texts: list[str], truncation: bool = False, max_length: int | None = None, stride: int = 0,
-                 return_overflowing_tokens: bool = False, return_offsets_mapping: bool = False,
-                 return_special_tokens_mask: bool = False) -> dict:
-        """A batch of texts as lists per key (an overflowing text's windows are rows of their own, with
-        overflow_to_sample_mapping), as the transformers tokenizer called with the same arguments gives them."""
+    def __call__(self, texts: list[str], text_pair: list[str] | None = None, truncation: bool = False,
+                 max_length: int | None = None, stride: int = 0, return_overflowing_tokens: bool = False,
+                 return_offsets_mapping: bool = False, return_special_tokens_mask: bool = False,
+                 verbose: bool = True) -> dict:
+        """A batch of texts (or of pairs, with `text_pair`) as lists per key (an overflowing text's windows are rows
+        of their own, with overflow_to_sample_mapping), as the transformers tokenizer called with the same
+        arguments gives them. `verbose` is transformers' (a warning about long inputs), here for the same calls."""
         if truncation:
             self.backend.enable_truncation(max_length or self.model_max_length, stride=stride,
                                            strategy="longest_first", direction=self.facts["truncation_side"])
@@ -76,7 +78,8 @@ class FastTokenizer:
         field = {"input_ids": "ids", "token_type_ids": "type_ids", "offset_mapping": "offsets"}
         out: dict = {k: [] for k in keys}
         owners = []
-        for i, encoding in enumerate(self.backend.encode_batch(texts, add_special_tokens=True)):
+        batch = list(zip(texts, text_pair)) if text_pair is not None else texts
+        for i, encoding in enumerate(self.backend.encode_batch(batch, add_special_tokens=True)):
             for e in [encoding, *encoding.overflowing] if return_overflowing_tokens else [encoding]:
                 owners.append(i)
                 for k in keys:
@@ -133,7 +136,8 @@ class NumpyModel:
         self.graph = Graph(folder)
         config = json.loads((folder / "config.json").read_text())
         config["id2label"] = {int(k): v for k, v in config.get("id2label", {}).items()}
-        self.config = SimpleNamespace(**config)
+        # what transformers' PretrainedConfig gives beside the file's keys
+        self.config = SimpleNamespace(**{"problem_type": None, **config, "num_labels": len(config["id2label"])})
         self.main_input_name = self.graph.meta.get("main_input_name", "input_ids")
 
     def __call__(self, **batch) -> Outputs:

@@ -188,6 +188,15 @@ def numpy_of(value):
     return value.float().cpu().numpy()
 
 
+def softmax(logits):
+    """Softmax over the last axis in numpy, as the pipelines compute it: the same scores whichever runtime gave the
+    logits (torch, or ONNX Runtime with or without torch)."""
+    import numpy as np
+
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
 def rows_of(output, n: int) -> list:
     """Default `forward` result: a model output split into its `n` rows (batch dimension kept, size 1), floating
     tensors in fp32 on the CPU whatever the model ran in, ready for the processors' post-processing."""

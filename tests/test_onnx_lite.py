@@ -17,13 +17,12 @@ TEXTS = ["Alice works for Acme in Paris .", "Bob lives in Berlin",
          " ".join(["Alice works for Acme in Paris and Bob lives in Berlin"] * 30)]  # ~360 tokens: over the window
 
 
-@pytest.fixture(scope="module")
-def exports(trained, cli, tmp_path_factory, one_torch_thread):
-    """(the smoke NER model, its export, the export with the manifest's tokenizer record removed: an export made
+def export_both(trained, cli, tmp_path_factory, task: str):
+    """(the task's smoke model, its export, the export with the manifest's tokenizer record removed: an export made
     before it, which infers through transformers)."""
-    model = trained("token-classification")
+    model = trained(task)
     out = tmp_path_factory.mktemp("lite") / "onnx"
-    result = cli("export", "ner", "--model", model, "-o", out)
+    result = cli("export", task, "--model", model, "-o", out)
     assert result.exit_code == 0, result.stderr
     old = out.with_name("old")
     shutil.copytree(out, old)
@@ -33,8 +32,13 @@ def exports(trained, cli, tmp_path_factory, one_torch_thread):
     return model, out, old
 
 
-def _rows(cli, *args) -> list[dict]:
-    result = cli("infer", "ner", *map(str, args), "--json")
+@pytest.fixture(scope="module")
+def exports(trained, cli, tmp_path_factory, one_torch_thread):
+    return export_both(trained, cli, tmp_path_factory, "token-classification")
+
+
+def _rows(cli, *args, task="ner") -> list[dict]:
+    result = cli("infer", task, *map(str, args), "--json")
     assert result.exit_code == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskcli import multilabel
-from taskcli.task import Context, Encoded, Steps, Task
+from taskcli.task import Context, Encoded, Steps, Task, numpy_of, softmax
 from taskcli.tasks import classification_common
 
 SCORE = "score"  # the single output of a regression head
@@ -184,20 +184,28 @@ def encode(ctx, pairs):
 
 
 def forward(ctx, batch):
-    logits = ctx.model(**batch).logits.float()
+    """Scores in numpy whichever runtime ran (torch, or an export's ONNX Runtime with or without torch)."""
+    import numpy as np
+
+    logits = numpy_of(ctx.model(**batch).logits)
     if ctx.regression:
-        return logits[:, 0].cpu().tolist()
-    return (logits.sigmoid() if ctx.sigmoid else logits.softmax(-1)).cpu()
+        return logits[:, 0].tolist()
+    if ctx.sigmoid:
+        with np.errstate(over="ignore"):  # a logit below -88: exp overflows, and the score is 0 as it should be
+            return 1.0 / (1.0 + np.exp(-logits))
+    return softmax(logits)
 
 
 def decode(ctx, enc, outputs):
+    import numpy as np
+
     if ctx.regression:  # the number itself: no squashing
         row = {"label": SCORE, "score": float(outputs[0])}
     elif ctx.threshold is not None:
         row = multilabel.over(outputs[0].tolist(), ctx.threshold, ctx.id2label)
     else:
-        scores, ids = outputs[0].topk(ctx.top_k)
-        ranked = [{"label": ctx.id2label[int(j)], "score": float(v)} for v, j in zip(scores.tolist(), ids.tolist())]
+        ids = np.argsort(-outputs[0], kind="stable")[:ctx.top_k]  # highest first, ties in id order
+        ranked = [{"label": ctx.id2label[int(j)], "score": float(outputs[0][j])} for j in ids]
         row = {**ranked[0], **({"top_k": ranked} if ctx.top_k > 1 else {})}
     if enc.tokens > ctx.limit:
         row.update(truncated=True, input_tokens=enc.tokens)
@@ -242,4 +250,5 @@ TASK = Task(
     multi_label=True,
     check=multilabel.check,
     before_save=multilabel.before_save,
+    numpy_steps=True,
 )

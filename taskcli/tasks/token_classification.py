@@ -8,7 +8,7 @@ from taskcli.errors import TaskcliError
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskcli.task import Context, Encoded, Steps, Task, numpy_of
+from taskcli.task import Context, Encoded, Steps, Task, numpy_of, softmax
 from taskcli.tasks import label_sets
 
 # Byte-level BPE tokenizers need this to take pre-split words.
@@ -150,12 +150,7 @@ def encode(ctx, texts):
 
 
 def forward(ctx, batch):
-    import numpy as np
-
-    logits = numpy_of(ctx.model(**batch).logits)
-    # the pipeline's softmax, in numpy: the same scores whether torch or ONNX Runtime (with or without torch) ran
-    shifted = np.exp(logits - logits.max(-1, keepdims=True))
-    probs = shifted / shifted.sum(-1, keepdims=True)
+    probs = softmax(numpy_of(ctx.model(**batch).logits))
     lengths = batch["attention_mask"].sum(-1).tolist()
     return [row[:n] for row, n in zip(probs, lengths)]
 
