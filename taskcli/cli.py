@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import typer
 
-from taskcli import __version__, cli_catalog, cli_tune, display
+from taskcli import __version__, cli_catalog, cli_tune, collector, display
 from taskcli import push as push_mod  # (light: huggingface_hub loads when a push runs)
 from taskcli.cli_common import (AsJsonOpt, AsrTaskOpt, BatchSizeOpt, ChunkSizeOpt, ColumnOpt, ContextOpt, DataOpt, DoSampleOpt, GateOpt,
                                BenchPlotOpt, BenchPrecisionOpt, EvalFoldsOpt, FoldsOpt,
@@ -44,9 +44,7 @@ def _version(value: bool):
 
 
 @app.callback()
-def main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
-):
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version.")):
     """Fine-tune, evaluate and run Hugging Face models for common tasks, from YAML recipes.
 
     Every task has three verbs: `finetune`, `eval` and `infer`. `--smoke` runs any recipe offline on a tiny
@@ -447,4 +445,5 @@ app.command(epilog=cli_tune.EPILOG)(cli_tune.tune)
 
 
 def run() -> None:
+    collector.pause()  # fewer garbage collections while the libraries load (collector.py)
     app()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from taskcli import data as data_mod
-from taskcli import preflight
+from taskcli import collector, preflight
 from taskcli import recipe as recipe_mod
 from taskcli.distributed import check_processes_agree, is_main
 from taskcli.errors import TaskcliError, disk_full
@@ -190,7 +190,8 @@ class Finetune:
                                     callbacks=[self.evaluations, EpochTicker(run.clock), *filter(None, [self.progress]),
                                                *self.callbacks])
         try:
-            return self.trainer.train(resume_from_checkpoint=self.resume_from)
+            with collector.training():  # the loop's collections skip the libraries, the model and the data
+                return self.trainer.train(resume_from_checkpoint=self.resume_from)
         except KeyboardInterrupt:
             if self.progress:
                 self.progress.stop()

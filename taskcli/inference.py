@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
-from taskcli import registry
+from taskcli import collector, registry
 from taskcli.errors import TaskcliError
 from taskcli.inputs import BadInput, Entries, Unusable
 from taskcli.model_loading import load_for_inference
@@ -251,6 +251,7 @@ def session(run: Run, mdl, options: dict | InferOptions, on_text=None):
     steps = run.task.steps(run, mdl)
     ctx = steps.setup(run, mdl, options)
     ctx.on_text = on_text
+    collector.resume()  # loaded: the usual collections from here (after the start-up's pause)
     return steps, ctx
 
 
