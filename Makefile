@@ -30,10 +30,12 @@ demo: install
 
 # Test files run in parallel worker processes (pytest-xdist), a whole file per worker so module fixtures train
 # once; tests/conftest.py gives each worker its share of the cores, shares `trained` models between workers and
-# starts the slowest files first. TEST_WORKERS=0 runs in one process.
+# starts the slowest files first. TEST_WORKERS=0 runs in one process. Python caches bytecode for the run even where
+# PYTHONDONTWRITEBYTECODE is set (as on the machines this was measured on): each test process and each `taskcli` it
+# starts would compile taskcli's and the tests' modules again (~0.35 s a process).
 TEST_WORKERS ?= auto
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
 bench: install
 	$(BIN)/python bench/run.py
