@@ -23,7 +23,9 @@ def sentences(n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(words) for _ in range(rng.choice([4, 8, 12, 20, 35, 60]))) + " ." for _ in range(n)]
 
 
-def build_model(path: str, texts: list[str], **config_overrides) -> None:
+def build_model(path: str, texts: list[str], pieces: tuple[str, ...] = (), embedding_std: float | None = None,
+                **config_overrides) -> None:
+    """A random-init DistilBERT-base-size NER model; its vocabulary: `texts`' words, their characters and `pieces`."""
     import torch
     from transformers import DistilBertConfig, DistilBertForTokenClassification
 
@@ -32,12 +34,17 @@ def build_model(path: str, texts: list[str], **config_overrides) -> None:
 
     torch.manual_seed(0)
     vocab = wordpiece_vocab(texts)
+    for piece in pieces:
+        vocab.setdefault(piece, len(vocab))
     tok = DistilBertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=512)
     labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
     config = DistilBertConfig(vocab_size=30522, num_labels=len(labels), id2label=dict(enumerate(labels)),
                               label2id={l: i for i, l in enumerate(labels)},  # base size: dim 768, 6 layers
                               **config_overrides)
-    DistilBertForTokenClassification(config).save_pretrained(path)
+    model = DistilBertForTokenClassification(config)
+    if embedding_std is not None:
+        torch.nn.init.normal_(model.distilbert.embeddings.word_embeddings.weight, std=embedding_std)
+    model.save_pretrained(path)
     tok.save_pretrained(path)
 
 
