@@ -4,15 +4,15 @@
 infer each, and how often the exported models' entities agree with PyTorch's.
 
 The model is DistilBERT-base size (bench_ner_infer.build_model: dim 768, 6 layers, a 30,522-row embedding), random
-init, trained here by `taskcli finetune ner` for --steps steps, aiming at eval entity F1 >= 0.8 (printed OK/MISS; the
-figures are in README.md). The corpus is SYNTHETIC (bench/ner_corpus.py): no NER corpus big enough is bundled and the benchmark runs
-offline. Template clauses with PER/LOC/ORG slots; eval (and timed) sentences take names from lists, training ones
-random letter strings (no eval name is trained; the model has to read the context); mixed lengths as
-bench_ner_infer.sentences; the tokenizer's vocabulary is the templates' words and every pair of letters, so a name is
-split into two-letter pieces. Everything is written under one temporary folder (the datasets cache too). Targets:
-onnx fp32 >= 1.3x torch, int8 >= 3x, int8 F1 within 0.01 of fp32 on a model with F1 >= 0.8.
+init, trained here by `taskcli finetune ner` for --steps steps, aiming at eval entity F1 >= 0.8 (printed OK/MISS;
+the figures are in README.md). The corpus is SYNTHETIC (bench/ner_corpus.py): no NER corpus big enough is bundled
+and the benchmark runs offline. Template clauses with PER/LOC/ORG slots; eval (and timed) sentences take names from
+lists, training ones random letter strings (no eval name is trained; the model has to read the context); mixed
+lengths as bench_ner_infer.sentences; the tokenizer's vocabulary is the templates' words and every pair of letters,
+so a name is split into two-letter pieces. Everything is written under one temporary folder (the datasets cache
+too). Targets: onnx fp32 >= 1.3x torch, int8 >= 3x, int8 F1 within 0.01 of fp32 on a model with F1 >= 0.8.
 
-    .venv/bin/python bench/bench_export.py [--steps 450] [--lr 2e-4] [--batch-size 8] [--eval-every 150]
+    .venv/bin/python bench/bench_export.py [--steps 300] [--lr 2e-4] [--batch-size 8] [--eval-every 150]
 """
 
 import argparse
