@@ -52,7 +52,10 @@ def two_processes(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("weights", [[], ["--class-weights", "auto"]], ids=["plain", "class-weights"])
+# class weights under DDP (the same counts on every process): the slow tier; one process's weighted loss is
+# test_gradient_accumulation_matches_the_full_batch[class-weights] below, every run
+@pytest.mark.parametrize("weights", [[], pytest.param(["--class-weights", "auto"], marks=slow_tier)],
+                         ids=["plain", "class-weights"])
 def test_two_processes_match_one_at_the_same_global_batch(cli, weights, one_process, two_processes):
     one_dir, one = one_process(*weights)
     two_dir, two, _ = two_processes(*weights)
