@@ -37,8 +37,9 @@ TEST_WORKERS ?= auto
 test: install
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
+# Bytecode cached as an installed package has it: start-up figures are a user's, not a recompile's.
 bench: install
-	$(BIN)/python bench/run.py
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python bench/run.py
 
 clean:
 	rm -rf runs .pytest_cache
