@@ -271,7 +271,8 @@ def export_graph(mdl, sample: dict, path: Path, batch_only: bool = False) -> tup
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8 quantization (weights int8, activations quantized per batch): no calibration data needed."""
+    """Dynamic int8 quantization (weights int8, activations quantized per batch): no calibration data needed. The
+    embedding tables (Gather) too: they were half of a DistilBERT-base int8 file (138 -> 67 MB), at the same speed."""
     import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -280,10 +281,11 @@ def quantize_int8(src: Path, dst: Path) -> None:
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        # the linear layers (MatMul/Gemm: most of a transformer's work); convolutions stay fp32: wav2vec2's
-        # weight-normed conv weight is computed in the graph, which quantize_dynamic refuses ("Expected ... to be an
-        # initializer")
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+        # the linear layers (MatMul/Gemm: most of a transformer's work) and the embeddings; convolutions stay fp32:
+        # wav2vec2's weight-normed conv weight is computed in the graph, which quantize_dynamic refuses ("Expected ...
+        # to be an initializer")
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Gemm", "Gather"])
     finally:
         root.setLevel(level)
 

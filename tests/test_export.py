@@ -43,6 +43,21 @@ def test_export_writes_a_runnable_folder_with_dynamic_axes(ner_onnx):
     assert "Parity passed" in (out / "README.md").read_text()
 
 
+def test_int8_quantizes_the_embedding_tables_as_well_as_the_linear_layers(ner_onnx, tmp_path):
+    """No fp32 matrix is left in the int8 graph: the word and position embeddings (Gather) were half of a
+    DistilBERT-base int8 file when only MatMul/Gemm were quantized."""
+    import onnx
+
+    from taskcli.export import quantize_int8
+
+    quantize_int8(ner_onnx[1] / "model.onnx", tmp_path / "model.int8.onnx")
+    initializers = onnx.load(str(tmp_path / "model.int8.onnx")).graph.initializer
+    matrices = [i.name for i in initializers if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) >= 2]
+    assert matrices == []
+    quantized = {i.name for i in initializers if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)}
+    assert "distilbert.embeddings.word_embeddings.weight_quantized" in quantized, sorted(quantized)
+
+
 def test_exported_model_infers_and_evaluates_as_the_torch_one(ner_onnx, cli):
     model, out, _ = ner_onnx
     rows = {}
