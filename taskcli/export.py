@@ -23,7 +23,8 @@ from pathlib import Path
 
 from taskcli import registry
 from taskcli.errors import TaskcliError
-from taskcli.onnx_model import MANIFEST, ONNX_EXTRA, forward_facts
+from taskcli.onnx_model import forward_facts
+from taskcli.onnx_runtime import MANIFEST, ONNX_EXTRA, manifest
 
 DEFAULT_TOLERANCE = 0.005  # absolute on F1/accuracy-like metrics (0..1), relative on metrics above 1
 NOT_SCORES = {"loss"}  # the exported graph has no loss for most tasks (the Trainer then reads NaN)
@@ -333,16 +334,15 @@ def write_folder(run, mdl, model: str, folder: Path, files: dict, outputs: list[
     if Path(model, "recipe.yaml").is_file():
         shutil.copy(Path(model, "recipe.yaml"), folder / "recipe.yaml")
     source = str(Path(model).resolve()) if Path(model).is_dir() else model  # a folder, or a hub id
-    manifest = {"task": run.task.name, "source": source, "format": "onnx",
-                "model_file": files["onnx-int8" if quantize else "onnx"], "files": files,
-                "quantize": quantize, "outputs": outputs, "output_class": output_class,
-                **forward_facts(mdl.config),
-                # what infer needs to run a text model without torch or transformers (taskcli/onnx_lite.py)
-                "tokenizer": onnx_lite.tokenizer_facts(run.processor, folder),
-                "exporter": "torch.onnx.export(dynamo=True)",
-                "versions": {**provenance.versions(), **{n: _version(n) for n in ("onnx", "onnxruntime",
-                                                                                   "onnxscript")}}}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    meta = {"task": run.task.name, "source": source, "format": "onnx",
+            "model_file": files["onnx-int8" if quantize else "onnx"], "files": files,
+            "quantize": quantize, "outputs": outputs, "output_class": output_class,
+            **forward_facts(mdl.config),
+            # what infer needs to run a text model without torch or transformers (taskcli/onnx_lite.py)
+            "tokenizer": onnx_lite.tokenizer_facts(run.processor, folder),
+            "exporter": "torch.onnx.export(dynamo=True)",
+            "versions": {**provenance.versions(), **{n: _version(n) for n in ("onnx", "onnxruntime", "onnxscript")}}}
+    (folder / MANIFEST).write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def _version(name: str) -> str:
@@ -352,8 +352,7 @@ def _version(name: str) -> str:
 
 
 def _update_manifest(folder: Path, extra: dict) -> None:
-    path = folder / MANIFEST
-    path.write_text(json.dumps({**json.loads(path.read_text()), **extra}, indent=2, default=float) + "\n")
+    (folder / MANIFEST).write_text(json.dumps({**manifest(folder), **extra}, indent=2, default=float) + "\n")
 
 
 def write_card(folder: Path, result: dict) -> None:
@@ -369,7 +368,7 @@ def write_card(folder: Path, result: dict) -> None:
     folder.joinpath("README.md").write_text(f"""# {result['task']} · ONNX export of {result['model']}
 
 Exported by `taskcli export` ({result['exporter']}). Files: {', '.join(result['files'].values())};
-`taskcli infer|eval|serve {result['task']} --model {folder}` runs `{json.loads((folder / MANIFEST).read_text())['model_file']}` with ONNX Runtime.
+`taskcli infer|eval|serve {result['task']} --model {folder}` runs `{manifest(folder)['model_file']}` with ONNX Runtime.
 
 ## Parity with the PyTorch model
 

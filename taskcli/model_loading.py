@@ -10,6 +10,7 @@ from pathlib import Path
 from taskcli import data as data_mod
 from taskcli import registry
 from taskcli.errors import TaskcliError
+from taskcli.onnx_runtime import is_exported
 from taskcli.run import Run, prepare, quiet_libraries, uses_tiny_model
 
 
@@ -74,7 +75,7 @@ def resolve_model_source(run: Run, model: str | None, default: str) -> str:
 def load_processor_and_model(run: Run, labels: list[str] | None):
     try:
         run.processor = run.task.load_processor(run)
-        if Path(run.model_source, "taskcli-export.json").is_file():
+        if is_exported(run.model_source):
             if labels is not None:  # finetune, check: the graph has no gradients
                 raise TaskcliError(f"{run.model_source} is an exported (ONNX) model, which does not train",
                                    "pass the model it was exported from (its taskcli-export.json names it)")

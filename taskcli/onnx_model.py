@@ -13,7 +13,7 @@ import types
 
 import torch
 
-from taskcli.onnx_runtime import MANIFEST, ONNX_EXTRA, Graph, is_exported, manifest, session  # noqa: F401 (its API)
+from taskcli.onnx_runtime import Graph, manifest
 
 
 class OnnxModel(torch.nn.Module):

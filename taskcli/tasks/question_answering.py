@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskcli.errors import TaskcliError
-from taskcli.task import Context, Encoded, InferOptions, Steps, Task
+from taskcli.task import Context, Encoded, InferOptions, Steps, Task, numpy_of, softmax
 
 
 class Params(BaseModel):
@@ -107,8 +107,8 @@ def best_answers(start_logits, end_logits, feature_offsets, feature_example, con
         in_ctx = np.array([offs[i] is not None for i in range(n)] + [False] * (len(s_log) - n))
         keep = in_ctx.copy()
         keep[0] = True  # CLS: the 'no answer' position
-        s_prob = _softmax(np.where(keep, s_log, -np.inf))
-        e_prob = _softmax(np.where(keep, e_log, -np.inf))
+        s_prob = softmax(np.where(keep, s_log, -np.inf))
+        e_prob = softmax(np.where(keep, e_log, -np.inf))
         scores = np.outer(s_prob * in_ctx, e_prob * in_ctx)
         scores = np.triu(scores) - np.triu(scores, k=max_answer_len)  # start <= end < start + max_len
         s_i, e_i = np.unravel_index(int(np.argmax(scores)), scores.shape)
@@ -125,14 +125,6 @@ def best_answers(start_logits, end_logits, feature_offsets, feature_example, con
         entry.pop("null")
         entry["score"] = max(entry["score"], 0.0)
     return best
-
-
-def _softmax(x):
-    import numpy as np
-
-    x = x - np.max(x)
-    e = np.exp(x)
-    return e / e.sum()
 
 
 def metrics(run, examples, features):
@@ -241,7 +233,7 @@ def encode(ctx, pairs):
 def forward(ctx, batch):
     """Per window, (start logits, end logits) of its own tokens (padding dropped)."""
     out = ctx.model(**batch)
-    s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+    s, e = numpy_of(out.start_logits), numpy_of(out.end_logits)
     real = batch["attention_mask"].bool().cpu().numpy()
     return [(s[j][real[j]], e[j][real[j]]) for j in range(len(s))]
 
