@@ -102,10 +102,13 @@ def warm_imports(model: str) -> None:
 
 def onnx_scores(report: dict, loaded: dict) -> dict:
     """{format: its numbers} for the exported graphs, from export's report and the models it loaded."""
+    from taskcli import onnx_generate
+
     folder, out = Path(report["output"]), {}
     for fmt, file in report["files"].items():
         out[fmt] = {"scores": report["metrics"][fmt], "load_s": loaded["load_seconds"][fmt],
-                    "size_mb": size_mb([folder / file, folder / (file + ".data")]),
+                    "size_mb": size_mb(onnx_generate.graph_files(folder, file) if file.endswith(".json")
+                                       else [folder / file, folder / (file + ".data")]),
                     "max_abs_diff": report["max_abs_diff"][fmt], **timings(loaded[fmt], loaded["batches"])}
     return out
 

@@ -3,7 +3,8 @@
 The exporter is torch.onnx.export with dynamo=True (torch.export), every axis Dim.AUTO: the axes that vary (batch,
 sequence, an image's padded size) stay symbolic, the ones the model fixes stay fixed. TorchScript export
 (dynamo=False) is deprecated since torch 2.9; transformers 5's own `transformers.exporters.OnnxExporter` wraps the
-same torch.onnx.export in patches, is marked experimental and warns of version drift here (see README: Export).
+same torch.onnx.export in patches, is marked experimental and warns of version drift here (see README: Export). A
+decoder-only generating model is the exception: its KV-cache graphs come from that exporter (onnx_generate.py).
 
 The gate: the exported model and the PyTorch one are scored on the same rows by the same Trainer evaluation as
 `taskcli eval` (the recipe's eval split, --data, or with --smoke the bundled sample); a metric that moves by more
@@ -12,6 +13,7 @@ than --tolerance is one line and exit 3, as a failed --gate. The largest output 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import json
@@ -28,10 +30,11 @@ from taskcli.onnx_runtime import MANIFEST, ONNX_EXTRA, manifest
 
 DEFAULT_TOLERANCE = 0.005  # absolute on F1/accuracy-like metrics (0..1), relative on metrics above 1
 NOT_SCORES = {"loss"}  # the exported graph has no loss for most tasks (the Trainer then reads NaN)
-# Why the generating tasks do not export yet: generate() loops over a decoder with a KV cache, which needs an
-# exported decoder-with-past graph and a generation loop around ONNX Runtime; taskcli has neither yet.
-GENERATING = ("it generates text token by token (generate() with a KV cache), and taskcli exports single-pass "
-              "models only so far")
+# Why encoder-decoders do not export yet: transformers.exporters' export_for_generation traces their decoder steps only
+# (the encoder, which generate() runs first, stays PyTorch) and fixes the decoder's first step at one token, so
+# neither a torch-free generate() nor eval's teacher-forced scoring would run on the graphs.
+ENCODER_DECODER = ("transformers.exporters traces an encoder-decoder's decoder steps but not its encoder, which "
+                   "generate() runs first; taskcli exports decoder-only generating models (text-generation) so far")
 
 
 def require_packages() -> None:
@@ -42,20 +45,22 @@ def require_packages() -> None:
 
 
 def check_exportable(task, model: str, revision: str | None = None) -> None:
-    """Generating tasks (and Whisper, an encoder-decoder ASR model) are refused in one line, before anything loads
-    (a hub model's config.json alone is fetched)."""
+    """Encoder-decoder generating models (summarization, translation, Whisper) are refused in one line, before
+    anything loads (a hub model's config.json alone is fetched). Decoder-only ones (text-generation) export with their
+    KV cache (onnx_generate.py)."""
     from taskcli.generation import GenerationOptions
 
-    # text-generation, summarization, translation; speech recognition's CTC head (an alt_auto_model) is single-pass,
-    # its Whisper models are caught by their config below
     if not issubclass(task.infer_options, GenerationOptions):
         return  # (DETR's config says is_encoder_decoder too, and predicts in one pass)
-    if not task.alt_auto_models:
-        raise TaskcliError(f"{task.name} does not export yet: {GENERATING}",
-                           "export a single-pass task's model (taskcli tasks lists them)")
-    if _config_json(model, revision).get("is_encoder_decoder"):
-        raise TaskcliError(f"{model} is an encoder-decoder model (e.g. Whisper), which does not export yet: {GENERATING}",
-                           "export a CTC speech model (wav2vec2, HuBERT) instead")
+    # summarization and translation load Seq2SeqLM classes only; speech recognition's Whisper says so in its config
+    if task.seq2seq and not task.alt_auto_models or _config_json(model, revision).get("is_encoder_decoder"):
+        raise TaskcliError(f"{model} is an encoder-decoder model, which does not export yet: {ENCODER_DECODER}",
+                           "export a decoder-only text-generation model or a single-pass task's model (taskcli tasks "
+                           "lists them)" if not task.alt_auto_models else "export a CTC speech model (wav2vec2, "
+                           "HuBERT) instead")
+    if importlib.util.find_spec("transformers.exporters") is None:
+        raise TaskcliError(f"exporting a generating model needs transformers.exporters, which this transformers "
+                           f"{_version('transformers')} lacks", "pip install -U 'transformers>=5.24'")
 
 
 def _config_json(model: str, revision: str | None) -> dict:
@@ -132,8 +137,8 @@ def _export(run, model: str, data: str | None, folder: Path, quantize: str | Non
     _, mdl = load_scored_model(run, model, dsd)
     load_seconds = {"torch": time.perf_counter() - started}
     if run.seq2seq:  # (an encoder-decoder config was refused above; a config that hides it is caught here)
-        raise TaskcliError(f"{model} generates, which does not export yet: {GENERATING}",
-                           "export a single-pass model")
+        raise TaskcliError(f"{model} is an encoder-decoder model, which does not export yet: {ENCODER_DECODER}",
+                           "export a decoder-only text-generation model or a single-pass task's model")
     mdl.eval()
     features = build_features(run, dsd["eval"], False)
     with tempfile.TemporaryDirectory(prefix="taskcli-export-") as tmp:
@@ -161,7 +166,7 @@ def _export(run, model: str, data: str | None, folder: Path, quantize: str | Non
         loaded.update(torch=mdl, batches=every, load_seconds=load_seconds)
     failed = [line for fmt in files for line in parity_lines(scores["torch"], scores[fmt], fmt, tolerance)]
     result = {"task": run.task.name, "model": model, "output": str(folder), "files": files,
-              "exporter": f"torch.onnx.export(dynamo=True) {_version('torch')}", "export_seconds": round(seconds, 1),
+              "exporter": f"{exporter_name(mdl)} {_version('torch')}", "export_seconds": round(seconds, 1),
               "data": run.data_info.source, "split": run.data_info.eval_split, "samples": len(dsd["eval"]),
               "tolerance": tolerance, "metrics": scores, "max_abs_diff": diffs, "parity_failed": failed}
     write_card(folder, result)
@@ -172,19 +177,30 @@ def _export(run, model: str, data: str | None, folder: Path, quantize: str | Non
 
 def _write_exports(run, mdl, model: str, folder: Path, batch: dict, quantize: str | None) -> tuple[dict, float]:
     """The graph (and its int8 twin) written into `folder` with what infer needs beside it: ({format: file}, the
-    seconds the export took). A failed export leaves no folder it made."""
+    seconds the export took). A generating model's format names its graphs' manifest (onnx_generate.py). A failed
+    export leaves no folder it made."""
+    from taskcli import onnx_generate
+
     made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    generating = mdl.can_generate()
     try:
-        outputs, output_class = export_graph(prepared_for_export(mdl), batch, folder / "model.onnx",
-                                             batch_only=fixed_size(run.processor))
+        with exporting(mdl):
+            if generating:
+                files = {"onnx": onnx_generate.export(mdl, batch, folder)}
+                outputs, output_class = ["logits"], None
+            else:
+                outputs, output_class = export_graph(prepared_for_export(mdl), batch, folder / "model.onnx",
+                                                     batch_only=fixed_size(run.processor))
+                files = {"onnx": "model.onnx"}
     except TaskcliError:
         if made:  # nothing of the user's was there: leave no empty folder behind
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    files = {"onnx": "model.onnx"}
-    if quantize:
+    if quantize and generating:
+        files["onnx-int8"] = onnx_generate.quantize(folder, quantize_int8)
+    elif quantize:
         quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
         files["onnx-int8"] = "model.int8.onnx"
     seconds = time.perf_counter() - started
@@ -222,15 +238,42 @@ def prepared_for_export(mdl):
     return mdl
 
 
+@contextlib.contextmanager
+def exporting(mdl):
+    """torch.onnx's progress lines and warnings silenced (a failure raises); its error, long and coloured, becomes
+    one line naming the model and the first line of the cause."""
+    import io
+    import logging
+    import os
+    import warnings
+
+    # "torchvision is not installed. Skipping torchvision::nms", onnx_ir's "Attribute type is ambiguous ..." (audio)
+    loggers = {logging.getLogger(name): logging.getLogger(name).level for name in ("torch.onnx", "onnx_ir",
+                                                                                    "onnxscript", "transformers")}
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        except TaskcliError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the exporter's errors are long; name the model and the cause
+            if os.environ.get("TASKCLI_DEBUG") == "1":
+                raise
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # torch.onnx colours its messages
+            first = text.splitlines()[0][:200] if text else type(err).__name__
+            raise TaskcliError(f"{type(mdl).__name__} did not export to ONNX: {first}",
+                               "TASKCLI_DEBUG=1 shows the exporter's trace") from None
+        finally:
+            for logger, level in loggers.items():
+                logger.setLevel(level)
+
+
 def export_graph(mdl, sample: dict, path: Path, batch_only: bool = False) -> tuple[list[str], str]:
     """`mdl` on `sample`'s inputs to an ONNX file (Dim.AUTO on every axis, or on the batch axis alone when the
     processor fixes the rest); returns the output names (the model output's fields, in order) and the output
-    class's import path, which the exported model returns too."""
-    import contextlib
-    import io
-    import logging
-    import warnings
-
+    class's import path, which the exported model returns too. Run it inside `exporting`."""
     import torch
 
     with torch.inference_mode():
@@ -243,29 +286,8 @@ def export_graph(mdl, sample: dict, path: Path, batch_only: bool = False) -> tup
     # symbolic image sizes cost time for nothing when the processor fixes them (Mask2Former's window padding: 191 s
     # to export the smoke model with every axis symbolic, 74 s with the batch alone)
     shapes = {k: {i: auto for i in range(1 if batch_only else v.dim())} for k, v in sample.items()}
-    # torch.onnx prints its progress and warns about ops it skips; a failure raises and is reported below
-    # "torchvision is not installed. Skipping torchvision::nms", onnx_ir's "Attribute type is ambiguous ..." (audio)
-    loggers = {logging.getLogger(name): logging.getLogger(name).level for name in ("torch.onnx", "onnx_ir",
-                                                                                    "onnxscript")}
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        try:
-            program = torch.onnx.export(mdl, (), kwargs=dict(sample), dynamo=True, dynamic_shapes=shapes,
-                                        input_names=list(sample), output_names=names)
-        except Exception as err:  # noqa: BLE001 - the exporter's errors are long; name the model and the cause
-            import os
-
-            if os.environ.get("TASKCLI_DEBUG") == "1":
-                raise
-            text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # torch.onnx colours its messages
-            first = text.splitlines()[0][:200] if text else type(err).__name__
-            raise TaskcliError(f"{type(mdl).__name__} did not export to ONNX: {first}",
-                               "TASKCLI_DEBUG=1 shows the exporter's trace") from None
-        finally:
-            for logger, level in loggers.items():
-                logger.setLevel(level)
+    program = torch.onnx.export(mdl, (), kwargs=dict(sample), dynamo=True, dynamic_shapes=shapes,
+                                input_names=list(sample), output_names=names)
     program.save(str(path))
     cls = type(reference)
     return names, f"{cls.__module__}.{cls.__qualname__}"
@@ -330,6 +352,8 @@ def write_folder(run, mdl, model: str, folder: Path, files: dict, outputs: list[
     from taskcli import onnx_lite, provenance
 
     mdl.config.save_pretrained(folder)
+    if mdl.can_generate():  # generate()'s settings (max length, eos/pad ids, sampling defaults) as the model had them
+        mdl.generation_config.save_pretrained(folder)
     run.processor.save_pretrained(str(folder))
     if Path(model, "recipe.yaml").is_file():
         shutil.copy(Path(model, "recipe.yaml"), folder / "recipe.yaml")
@@ -340,9 +364,14 @@ def write_folder(run, mdl, model: str, folder: Path, files: dict, outputs: list[
             **forward_facts(mdl.config),
             # what infer needs to run a text model without torch or transformers (taskcli/onnx_lite.py)
             "tokenizer": onnx_lite.tokenizer_facts(run.processor, folder),
-            "exporter": "torch.onnx.export(dynamo=True)",
+            "exporter": exporter_name(mdl), "generate": mdl.can_generate(),
             "versions": {**provenance.versions(), **{n: _version(n) for n in ("onnx", "onnxruntime", "onnxscript")}}}
     (folder / MANIFEST).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def exporter_name(mdl) -> str:
+    return ("transformers.exporters OnnxExporter.export_for_generation, torch.onnx.export(dynamo=True)"
+            if mdl.can_generate() else "torch.onnx.export(dynamo=True)")
 
 
 def _version(name: str) -> str:

@@ -90,11 +90,16 @@ def _forward_signature(meta: dict, config) -> inspect.Signature:
                               for name, kind in meta["forward"]])
 
 
-def load(folder, file: str | None = None) -> OnnxModel:
+def load(folder, file: str | None = None):
     """The exported model in `folder` (its manifest's model file, or `file`), as a class named after the PyTorch
-    one ('OnnxDistilBertForTokenClassification') with that class's forward signature."""
+    one ('OnnxDistilBertForTokenClassification') with that class's forward signature. A generating model's file is
+    its graphs' manifest (onnx_generate.py)."""
     from transformers import AutoConfig
 
+    if (file or manifest(folder)["model_file"]).endswith(".json"):
+        from taskcli import onnx_generate
+
+        return onnx_generate.load(folder, file or manifest(folder)["model_file"])
     config = AutoConfig.from_pretrained(folder)
     name = (config.architectures or ["PreTrainedModel"])[0]
 

@@ -1,0 +1,115 @@
+"""A decoder-only language model (text-generation) exported with its KV cache, run by transformers' own generate().
+
+`transformers.exporters.OnnxExporter.export_for_generation` runs one real generate() call and traces the two forwards
+it makes: `prefill` (the prompt, on an empty cache) and `decode` (new tokens on a filled cache), both with dynamic
+batch, sequence and cache axes. The folder it writes (`export.json` naming each graph's file and its traced inputs and
+outputs) is its own format: `ExportedModel.from_pretrained` reads it too.
+
+Running it: `load` gives a parameter-free model of the PyTorch class whose forward hands each call to the prefill or
+decode graph (ONNX Runtime, through transformers' runner, which rebuilds the DynamicCache from the graph's outputs).
+generate() itself is unchanged, so greedy, sampling (same seed, same tokens), beams, stopping and streaming are the
+PyTorch model's; with `labels` the forward adds the model's own loss, so `eval` scores perplexity as for torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+COMPONENTS = "export.json"  # transformers.exporters' manifest; the int8 graphs get their own (export.int8.json)
+# The forwards generate() makes, in the order export_for_generation traces them
+STEPS = ("prefill", "decode")
+
+
+def export(mdl, batch: dict, folder: Path) -> str:
+    """Trace `mdl`'s prefill and decode graphs from a generate() call on two of `batch`'s rows and write them into
+    `folder`; returns the components manifest's name."""
+    import logging
+
+    from transformers.exporters import OnnxConfig, OnnxExporter, exporter_dynamo, exporter_onnx
+
+    # their loggers are named by file path, outside transformers' tree: the advice to pass explicit dynamic_shapes is
+    # the exporter's own (a DynamicCache's axes vary by model), not the user's to act on
+    loggers = [logging.getLogger(module.__file__) for module in (exporter_dynamo, exporter_onnx)]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        exported = OnnxExporter().export_for_generation(mdl, sample(batch), OnnxConfig(dynamic=True),
+                                                        multi_token_decode=True)
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+    exported.save_pretrained(folder)
+    return COMPONENTS
+
+
+def sample(batch: dict) -> dict:
+    """generate()'s inputs for the trace: two rows (one would fix the batch axis at 1), at most 8 tokens each."""
+    ids, mask = batch["input_ids"][:2, :8], batch.get("attention_mask")
+    mask = torch.ones_like(ids) if mask is None else mask[:2, :8]
+    if len(ids) == 1:
+        ids, mask = ids.repeat(2, 1), mask.repeat(2, 1)
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def quantize(folder: Path, quantize_graph) -> str:
+    """Each graph through `quantize_graph(src, dst)` (export's dynamic int8), with a manifest of its own."""
+    components = json.loads((folder / COMPONENTS).read_text())
+    for entry in components["components"].values():
+        int8 = entry["file"].replace(".onnx", ".int8.onnx")
+        quantize_graph(folder / entry["file"], folder / int8)
+        entry["file"] = int8
+    name = COMPONENTS.replace(".json", ".int8.json")
+    (folder / name).write_text(json.dumps(components, indent=2) + "\n")
+    return name
+
+
+def graph_files(folder: Path, file: str) -> list[Path]:
+    """The files a format's graphs take on disk (each graph and its external weights)."""
+    entries = json.loads((Path(folder) / file).read_text())["components"].values()
+    return [Path(folder) / name for e in entries for name in (e["file"], e["file"] + ".data")]
+
+
+def load(folder, file: str = COMPONENTS):
+    """The exported graphs in `folder` (their manifest `file`) as a model of the PyTorch class, without weights."""
+    import transformers
+    from transformers import AutoConfig, GenerationConfig, PreTrainedModel
+    from transformers.exporters.metadata import ExportMetadata
+    from transformers.exporters.runners.runner_onnx import OnnxModelRunner
+
+    from taskcli.onnx_runtime import session
+
+    folder = Path(folder)
+    config = AutoConfig.from_pretrained(folder)
+    components = json.loads((folder / file).read_text())["components"]
+    runners = {name: OnnxModelRunner(ExportMetadata(**entry["metadata"]), session(folder / entry["file"]))
+               for name, entry in components.items()}
+    arch = getattr(transformers, (config.architectures or ["AutoModelForCausalLM"])[0])
+
+    def __init__(self, config):
+        PreTrainedModel.__init__(self, config)  # not the class's own: it would build (and allocate) every layer
+        self.runners = runners
+
+    def forward(self, input_ids=None, cache=None, attention_mask=None, position_ids=None, labels=None, **kwargs):
+        past = 0 if cache is None else cache.get_seq_length()
+        if position_ids is None:  # as the PyTorch forward makes them (eval's batches come without)
+            position_ids = torch.arange(past, past + input_ids.shape[1]).expand(input_ids.shape[0], -1)
+        if attention_mask is None:
+            attention_mask = torch.ones(input_ids.shape[0], past + input_ids.shape[1], dtype=torch.long)
+        out = self.runners[STEPS[past > 0]](input_ids=input_ids, cache=cache, attention_mask=attention_mask,
+                                            position_ids=position_ids)
+        if labels is not None:  # the graphs have no loss: the model's own (shifted cross-entropy) on their logits
+            out.loss = self.loss_function(out.logits, labels, vocab_size=self.config.vocab_size, **kwargs)
+        return out
+
+    cpu = property(lambda self: torch.device("cpu"))
+    fp32 = property(lambda self: torch.float32)
+    cls = type(f"Onnx{arch.__name__}", (arch,), {"__init__": __init__, "forward": forward, "device": cpu,
+                                                 "dtype": fp32})
+    model = cls(config)
+    if (folder / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(folder)
+    return model.eval()
