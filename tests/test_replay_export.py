@@ -47,7 +47,7 @@ HEAVY = {"image-segmentation/mask2former": 406, "depth-estimation/glpn": 91, "au
 # multi-label RoBERTa) and a masked LM (distilroberta's, and BERT's body in four other recipes).
 REPEATS = {"text-classification/bert": "bert-stsb and distilbert-multilabel",
            "text-classification/distilbert": "bert-stsb and distilbert-multilabel",
-           "fill-mask/bert": "distilroberta and qa/bert", "text-generation/gpt2": "distilgpt2 (the same GPT-2 code)"}
+           "fill-mask/bert": "distilroberta and qa/bert", "text-generation/gpt2": "distilgpt2 and the smoke GPT-2"}
 
 
 def skipped(recipe: str) -> str | None:
