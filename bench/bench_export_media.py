@@ -1,16 +1,18 @@
-"""Exported vision and speech models vs PyTorch (issue 20's "the same table"): `taskcli export --quantize int8`,
+"""Exported vision, speech and text-generation models vs PyTorch (issue 20's "the same table"): `taskcli export --quantize int8`,
 then whole `taskcli infer` processes with torch fp32, ONNX fp32 and ONNX int8 over the same inputs:
 
 * image-classification, ViT-base size (hidden 768, 12 layers, 224 px, patch 16), over 200 JPEGs of mixed sizes cut
   from the bundled sample images;
 * speech recognition, CTC at wav2vec2-base size (7 conv layers of 512, hidden 768, 12 layers), over 50 clips of
-  0.5-6 s made from the bundled clips. CTC, not Whisper: Whisper generates token by token, which `export` refuses.
+  0.5-6 s made from the bundled clips. CTC, not Whisper: Whisper is an encoder-decoder, which `export` refuses;
+* text-generation, GPT-2 at distilgpt2 size (6 layers of 768, a 50,257-token vocabulary), 48 prompts of 3-12 words
+  from the bundled sample, greedy, 32 new tokens each: generate() over the exported prefill and decode graphs.
 
 Random weights (built offline; speed does not depend on the weights): the parity gate runs on the bundled sample
 (`--smoke` scoring) at --tolerance 1, since the metric of a random model means nothing; its numbers and the
 agreement of the outputs are printed anyway. Everything is written under one temporary folder.
 
-    .venv/bin/python bench/bench_export_media.py [--images 200] [--clips 50] [--only vit|ctc] [--small]
+    .venv/bin/python bench/bench_export_media.py [--images 200] [--clips 50] [--prompts 48] [--only vit|ctc|gpt2] [--small]
 """
 
 from __future__ import annotations
@@ -113,8 +115,43 @@ def make_clips(out: Path, n: int) -> list[str]:
     return paths
 
 
-def one_model(name: str, task: str, metric: str, build, make, n: int, small: bool, recipe: tuple[str, ...] = ()
-              ) -> None:
+def build_gpt2(out: Path, small: bool) -> None:
+    """GPT2LMHeadModel at distilgpt2 size (6 layers of 768, GPT-2's 50,257-token vocabulary: the LM head is about half
+    the work a token), with a byte-level BPE tokenizer from the bundled sample whose vocabulary is filled up to 50,257
+    with placeholder tokens, so every id a random model draws decodes."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
+
+    from taskcli.tiny.lm import _bpe
+
+    texts = (SAMPLES / "text-generation.txt").read_text().splitlines()
+    vocab, merges = _bpe(texts, ["<|endoftext|>"], 600)
+    size = 1000 if small else 50257
+    for i in range(len(vocab), size):
+        vocab[f"Ġfill{i}"] = i  # (Ġ: byte-level BPE's space)
+    tok = GPT2Tokenizer(vocab=vocab, merges=merges, model_max_length=1024)
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tok), bos_token_id=eos, eos_token_id=eos, n_layer=6,
+                        **(dict(n_embd=64, n_head=2) if small else {}))  # GPT2Config's defaults: 768 wide, 12 heads
+    GPT2LMHeadModel(config).save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def make_prompts(out: Path, n: int) -> list[str]:
+    """One text file of n prompts: the first 3-12 words of the bundled sample's lines."""
+    import random
+
+    rng = random.Random(0)
+    lines = [line for line in (SAMPLES / "text-generation.txt").read_text().splitlines() if len(line.split()) > 3]
+    prompts = [" ".join(lines[i % len(lines)].split()[: rng.randint(3, 12)]) for i in range(n)]
+    out.mkdir()
+    (out / "prompts.txt").write_text("\n".join(prompts) + "\n")
+    return [str(out / "prompts.txt")]
+
+
+def one_model(name: str, task: str, metric: str, build, make, n: int, small: bool, recipe: tuple[str, ...] = (),
+              infer_args: tuple[str, ...] = ()) -> None:
     """Build, export (parity on the bundled sample), then the whole-process table at batch 8."""
     with tempfile.TemporaryDirectory(prefix="bench-export-media-") as tmp:
         tmp = Path(tmp)
@@ -123,8 +160,9 @@ def one_model(name: str, task: str, metric: str, build, make, n: int, small: boo
         inputs = make(tmp / "inputs", n)
         report = table.export(task, tmp / "torch", tmp, ["--smoke", "--tolerance", "1", *recipe], env=env)
         table.print_parity(report, metric)
-        results, runs = table.speed_table(task, tmp, inputs, inputs[0], f"{name}: {n} inputs",
-                                          (*recipe, "--batch-size", "8"), env=env)
+        one = inputs[0] if len(inputs) > 1 else "The history of"
+        results, runs = table.speed_table(task, tmp, inputs, one, f"{name}: {n} inputs",
+                                          (*recipe, *infer_args, "--batch-size", "8"), env=env)
         table.print_ratios(runs, {"onnx": 1.3, "int8": 3.0})
         ref = [output(row) for row in table.rows(results["torch"])]
         for fmt in ("onnx", "int8"):
@@ -134,14 +172,15 @@ def one_model(name: str, task: str, metric: str, build, make, n: int, small: boo
 
 def output(row: dict):
     """What an infer row predicts: the top label (image-classification) or the transcript (speech)."""
-    return row["labels"][0]["label"] if "labels" in row else row["text"]
+    return row["labels"][0]["label"] if "labels" in row else row.get("generated_text", row.get("text"))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--clips", type=int, default=50)
-    parser.add_argument("--only", choices=("vit", "ctc"))
+    parser.add_argument("--prompts", type=int, default=48)
+    parser.add_argument("--only", choices=("vit", "ctc", "gpt2"))
     parser.add_argument("--small", action="store_true", help="tiny configs: check the script, not a figure")
     args = parser.parse_args()
     if args.only in (None, "vit"):
@@ -150,3 +189,6 @@ if __name__ == "__main__":
     if args.only in (None, "ctc"):
         one_model("wav2vec2-base CTC speech recognition", "asr", "wer", build_ctc, make_clips, args.clips,
                   args.small, ("--recipe", "wav2vec2"))
+    if args.only in (None, "gpt2"):  # greedy, 32 new tokens a prompt (a random model never stops early)
+        one_model("distilgpt2-size text-generation", "text-generation", "perplexity", build_gpt2, make_prompts,
+                  args.prompts, args.small, infer_args=("--max-new-tokens", "32"))

@@ -40,7 +40,7 @@ def export(task: str, model: Path, tmp: Path, score_args: list[str], env: dict |
     report["wall_s"] = took
     shutil.copytree(tmp / "int8", tmp / "onnx")
     manifest = json.loads((tmp / "onnx" / "taskcli-export.json").read_text())
-    (tmp / "onnx" / "taskcli-export.json").write_text(json.dumps({**manifest, "model_file": "model.onnx"}))
+    (tmp / "onnx" / "taskcli-export.json").write_text(json.dumps({**manifest, "model_file": report["files"]["onnx"]}))
     return report
 
 
@@ -57,8 +57,9 @@ def print_parity(report: dict, main: str) -> None:
 
 
 def weights_mb(folder: Path, fmt: str) -> float:
-    files = {"torch": folder.glob("*.safetensors"), "onnx": folder.glob("model.onnx*"),
-             "int8": folder.glob("model.int8.onnx*")}[fmt]
+    # (a generating model's export has two graphs: prefill.onnx and decode.onnx)
+    files = {"torch": folder.glob("*.safetensors"), "onnx": [f for f in folder.glob("*.onnx*") if ".int8." not in f.name],
+             "int8": folder.glob("*.int8.onnx*")}[fmt]
     return sum(f.stat().st_size for f in files) / 2**20
 
 
