@@ -154,6 +154,18 @@ def test_encoder_decoder_tasks_say_why_they_do_not_export(cli, tmp_path, task):
     assert_clean_error(result, "encoder-decoder", "does not export yet", "not its encoder")
 
 
+def test_text_generation_without_transformers_exporters_is_one_line(cli, tmp_path, monkeypatch):
+    """An older transformers (no transformers.exporters) is named before anything loads."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "transformers.exporters" else real(name, *a))
+    (tmp_path / "config.json").write_text("{}")
+    result = cli("export", "text-generation", "--model", tmp_path)
+    assert_clean_error(result, "needs transformers.exporters", "pip install -U")
+
+
 def test_text_generation_exports_with_its_kv_cache_and_generates_the_same(trained, cli, tmp_path, one_torch_thread):
     """A decoder-only LM exports as prefill and decode graphs (transformers.exporters' folder, which its own
     ExportedModel reads), passes the perplexity gate in fp32 and int8, and generate() on the graphs gives the PyTorch
