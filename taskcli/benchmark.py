@@ -107,8 +107,7 @@ def onnx_scores(report: dict, loaded: dict) -> dict:
     folder, out = Path(report["output"]), {}
     for fmt, file in report["files"].items():
         out[fmt] = {"scores": report["metrics"][fmt], "load_s": loaded["load_seconds"][fmt],
-                    "size_mb": size_mb(onnx_generate.graph_files(folder, file) if file.endswith(".json")
-                                       else [folder / file, folder / (file + ".data")]),
+                    "size_mb": size_mb(onnx_generate.graph_files(folder, file)),
                     "max_abs_diff": report["max_abs_diff"][fmt], **timings(loaded[fmt], loaded["batches"])}
     return out
 

@@ -54,13 +54,17 @@ def check_exportable(task, model: str, revision: str | None = None) -> None:
         return  # (DETR's config says is_encoder_decoder too, and predicts in one pass)
     # summarization and translation load Seq2SeqLM classes only; speech recognition's Whisper says so in its config
     if task.seq2seq and not task.alt_auto_models or _config_json(model, revision).get("is_encoder_decoder"):
-        raise TaskcliError(f"{model} is an encoder-decoder model, which does not export yet: {ENCODER_DECODER}",
-                           "export a decoder-only text-generation model or a single-pass task's model (taskcli tasks "
-                           "lists them)" if not task.alt_auto_models else "export a CTC speech model (wav2vec2, "
-                           "HuBERT) instead")
+        raise encoder_decoder_refused(model, "export a CTC speech model (wav2vec2, HuBERT) instead"
+                                      if task.alt_auto_models else None)
     if importlib.util.find_spec("transformers.exporters") is None:
         raise TaskcliError(f"exporting a generating model needs transformers.exporters, which this transformers "
                            f"{_version('transformers')} lacks", "pip install -U 'transformers>=5.24'")
+
+
+def encoder_decoder_refused(model: str, hint: str | None = None) -> TaskcliError:
+    return TaskcliError(f"{model} is an encoder-decoder model, which does not export yet: {ENCODER_DECODER}",
+                        hint or "export a decoder-only text-generation model or a single-pass task's model (taskcli "
+                        "tasks lists them)")
 
 
 def _config_json(model: str, revision: str | None) -> dict:
@@ -137,8 +141,7 @@ def _export(run, model: str, data: str | None, folder: Path, quantize: str | Non
     _, mdl = load_scored_model(run, model, dsd)
     load_seconds = {"torch": time.perf_counter() - started}
     if run.seq2seq:  # (an encoder-decoder config was refused above; a config that hides it is caught here)
-        raise TaskcliError(f"{model} is an encoder-decoder model, which does not export yet: {ENCODER_DECODER}",
-                           "export a decoder-only text-generation model or a single-pass task's model")
+        raise encoder_decoder_refused(model)
     mdl.eval()
     features = build_features(run, dsd["eval"], False)
     with tempfile.TemporaryDirectory(prefix="taskcli-export-") as tmp:
@@ -364,7 +367,7 @@ def write_folder(run, mdl, model: str, folder: Path, files: dict, outputs: list[
             **forward_facts(mdl.config),
             # what infer needs to run a text model without torch or transformers (taskcli/onnx_lite.py)
             "tokenizer": onnx_lite.tokenizer_facts(run.processor, folder),
-            "exporter": exporter_name(mdl), "generate": mdl.can_generate(),
+            "exporter": exporter_name(mdl),
             "versions": {**provenance.versions(), **{n: _version(n) for n in ("onnx", "onnxruntime", "onnxscript")}}}
     (folder / MANIFEST).write_text(json.dumps(meta, indent=2) + "\n")
 

@@ -19,8 +19,11 @@ from pathlib import Path
 import torch
 
 COMPONENTS = "export.json"  # transformers.exporters' manifest; the int8 graphs get their own (export.int8.json)
-# The forwards generate() makes, in the order export_for_generation traces them
-STEPS = ("prefill", "decode")
+
+
+def is_components(file: str) -> bool:
+    """Whether an export's format file is a generating model's graphs manifest (else it is the one ONNX graph)."""
+    return file.endswith(".json")
 
 
 def export(mdl, batch: dict, folder: Path) -> str:
@@ -68,9 +71,11 @@ def quantize(folder: Path, quantize_graph) -> str:
 
 
 def graph_files(folder: Path, file: str) -> list[Path]:
-    """The files a format's graphs take on disk (each graph and its external weights)."""
-    entries = json.loads((Path(folder) / file).read_text())["components"].values()
-    return [Path(folder) / name for e in entries for name in (e["file"], e["file"] + ".data")]
+    """The files a format takes on disk: its graph, or each graph of a generating model, and their external
+    weights."""
+    graphs = [e["file"] for e in json.loads((Path(folder) / file).read_text())["components"].values()] \
+        if is_components(file) else [file]
+    return [Path(folder) / name for graph in graphs for name in (graph, graph + ".data")]
 
 
 def load(folder, file: str = COMPONENTS):
@@ -99,8 +104,8 @@ def load(folder, file: str = COMPONENTS):
             position_ids = torch.arange(past, past + input_ids.shape[1]).expand(input_ids.shape[0], -1)
         if attention_mask is None:
             attention_mask = torch.ones(input_ids.shape[0], past + input_ids.shape[1], dtype=torch.long)
-        out = self.runners[STEPS[past > 0]](input_ids=input_ids, cache=cache, attention_mask=attention_mask,
-                                            position_ids=position_ids)
+        out = self.runners["decode" if past else "prefill"](input_ids=input_ids, cache=cache,
+                                                           attention_mask=attention_mask, position_ids=position_ids)
         if labels is not None:  # the graphs have no loss: the model's own (shifted cross-entropy) on their logits
             out.loss = self.loss_function(out.logits, labels, vocab_size=self.config.vocab_size, **kwargs)
         return out

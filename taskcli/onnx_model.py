@@ -96,10 +96,11 @@ def load(folder, file: str | None = None):
     its graphs' manifest (onnx_generate.py)."""
     from transformers import AutoConfig
 
-    if (file or manifest(folder)["model_file"]).endswith(".json"):
-        from taskcli import onnx_generate
+    from taskcli import onnx_generate
 
-        return onnx_generate.load(folder, file or manifest(folder)["model_file"])
+    file = file or manifest(folder)["model_file"]
+    if onnx_generate.is_components(file):
+        return onnx_generate.load(folder, file)
     config = AutoConfig.from_pretrained(folder)
     name = (config.architectures or ["PreTrainedModel"])[0]
 
