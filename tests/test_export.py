@@ -172,6 +172,8 @@ def test_text_generation_exports_with_its_kv_cache_and_generates_the_same(traine
     model's tokens: greedy, beams, and sampling with a seed."""
     from transformers.exporters import ExportedModel
 
+    from taskcli.onnx_generate import graph_files
+
     model = trained("text-generation")
     out = tmp_path / "onnx"
     result = cli("export", "text-generation", "--model", model, "-o", out, "--quantize", "int8", "--json")
@@ -181,6 +183,13 @@ def test_text_generation_exports_with_its_kv_cache_and_generates_the_same(traine
     assert report["max_abs_diff"]["onnx"] < 1e-3, report["max_abs_diff"]
     assert report["metrics"]["onnx"]["perplexity"] == pytest.approx(report["metrics"]["torch"]["perplexity"], rel=1e-4)
     assert set(ExportedModel.from_pretrained(out).components) == {"prefill", "decode"}
+    # the weights both graphs hold are on disk once, in prefill's file, for fp32 and for int8
+    assert not list(out.glob("*.partial"))
+    for manifest, kind in (("export.json", ""), ("export.int8.json", ".int8")):
+        files = {p.name: p.stat().st_size for p in graph_files(out, manifest)}
+        assert set(files) == {f"{g}{kind}.onnx{data}" for g in ("prefill", "decode") for data in ("", ".data")}
+        assert files[f"decode{kind}.onnx.data"] < files[f"prefill{kind}.onnx.data"] / 10, files
+    assert (out / "prefill.onnx.data").stat().st_size < 1.1 * (model / "model.safetensors").stat().st_size
     prompts = ["The history of", "A cat sat on the mat and"]
 
     def generated(folder, *flags):
