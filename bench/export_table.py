@@ -57,9 +57,12 @@ def print_parity(report: dict, main: str) -> None:
 
 
 def weights_mb(folder: Path, fmt: str) -> float:
-    # (a generating model's export has two graphs: prefill.onnx and decode.onnx)
-    files = {"torch": folder.glob("*.safetensors"), "onnx": [f for f in folder.glob("*.onnx*") if ".int8." not in f.name],
-             "int8": folder.glob("*.int8.onnx*")}[fmt]
+    """The weights' files on disk: the safetensors, or the graph(s) the folder's manifest names and their external
+    data (a generating model's two graphs share theirs: taskcli.onnx_generate.share_weights)."""
+    from taskcli.onnx_generate import graph_files
+
+    files = folder.glob("*.safetensors") if fmt == "torch" else \
+        graph_files(folder, json.loads((folder / "taskcli-export.json").read_text())["model_file"])
     return sum(f.stat().st_size for f in files) / 2**20
 
 
