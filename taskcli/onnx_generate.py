@@ -63,12 +63,12 @@ def share_weights(folder: Path, manifest: str) -> None:
 
     graphs = [entry["file"] for entry in json.loads((folder / manifest).read_text())["components"].values()]
     protos = {graph: onnx.load(str(folder / graph), load_external_data=False) for graph in graphs}
-    places, read_from = {}, set()
+    places = {}
     for graph, proto in protos.items():
         # written beside: the graphs' tensors still point at their old files until all are read
         with open(folder / f"{graph}.data.partial", "wb") as out:
             for tensor in _tensors(proto.graph):
-                data = _take_bytes(folder, tensor, read_from)
+                data = _take_bytes(folder, tensor)
                 if data is None:
                     continue
                 digest = hashlib.sha256(data).digest()
@@ -83,18 +83,16 @@ def share_weights(folder: Path, manifest: str) -> None:
     for graph, proto in protos.items():
         (folder / f"{graph}.data.partial").replace(folder / f"{graph}.data")
         onnx.save(proto, str(folder / graph))
-    for name in read_from - {f"{graph}.data" for graph in graphs}:
-        (folder / name).unlink()
+    # no other file is deleted: what a graph read from may be another format's (int8 graphs pointing at fp32 data)
 
 
-def _take_bytes(folder: Path, tensor, read_from: set) -> bytes | None:
-    """A tensor's bytes, from its external file (whose name joins `read_from`) or out of the proto (1 KB or more;
-    None for smaller ones, which stay in the graph)."""
+def _take_bytes(folder: Path, tensor) -> bytes | None:
+    """A tensor's bytes, from its external file or out of the proto (1 KB or more; None for smaller ones, which stay
+    in the graph)."""
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
     if uses_external_data(tensor):
         info = ExternalDataInfo(tensor)
-        read_from.add(info.location)
         with open(folder / info.location, "rb") as src:
             src.seek(info.offset or 0)
             return src.read() if info.length is None else src.read(info.length)
