@@ -11,14 +11,16 @@ half the training slots take names from lists and the rest random letter strings
 sentences are new sentences with the listed names, and a second eval set has held-out names (what the model learnt
 of the context alone: its F1 is printed for torch and int8 too). The tokenizer's vocabulary is the templates' words
 and every pair of letters, so a name is split into two-letter pieces. Training batches are grouped by length
-(Trainer's group_by_length sampler: 1.2 s a step here against 3.6 s for random batches of these mixed lengths).
+(Trainer's group_by_length sampler: 1.2-1.5 s a step here against 3.6 s for random batches of these mixed lengths).
 Everything is written under one temporary folder (the datasets cache too). Targets: onnx fp32 >= 1.3x torch, int8
 >= 3x, int8 F1 within 0.01 of fp32 on a model with F1 >= 0.8.
 
-    .venv/bin/python bench/bench_export.py [--steps 800] [--lr 2e-4] [--batch-size 8] [--seen-share 0.5] [--eval-every 200]
+    .venv/bin/python bench/bench_export.py [--steps 800] [--lr 2e-4] [--batch-size 8] [--seen-share 0.5]
+        [--eval-every 200]
 """
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -34,8 +36,6 @@ from bench_ner_infer import build_model  # noqa: E402
 
 def train(tmp: Path, args: argparse.Namespace, env: dict) -> dict:
     """`taskcli finetune ner` from random init on the synthetic corpus; returns its --json report."""
-    import json
-
     data = ner_corpus.write(tmp / "data", n_train=4000, n_eval=500, seen_share=args.seen_share)
     # Neither changes the forward's cost: fixed sinusoidal positions (the long eval sentences reach positions no short
     # training row trained), no dropout, and word embeddings drawn at std 1, not 0.02: the sinusoids are of size 1 and,
@@ -64,8 +64,6 @@ def train(tmp: Path, args: argparse.Namespace, env: dict) -> dict:
 
 def unseen_f1(tmp: Path, model: Path, env: dict) -> float:
     """Entity F1 of `taskcli eval ner --model MODEL` on the sentences with held-out names."""
-    import json
-
     with (tmp / "eval-unseen.json").open("w") as fh:
         table.taskcli("eval", "ner", "--model", str(model), "--data", str(tmp / "data-unseen.jsonl"), "--json",
                       out=fh, env=env)

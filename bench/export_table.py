@@ -60,9 +60,9 @@ def weights_mb(folder: Path, fmt: str) -> float:
     """The weights' files on disk: the safetensors, or the graph(s) the folder's manifest names and their external
     data (a generating model's two graphs share theirs: taskcli.onnx_generate.share_weights)."""
     from taskcli.onnx_generate import graph_files
+    from taskcli.onnx_runtime import manifest
 
-    files = folder.glob("*.safetensors") if fmt == "torch" else \
-        graph_files(folder, json.loads((folder / "taskcli-export.json").read_text())["model_file"])
+    files = folder.glob("*.safetensors") if fmt == "torch" else graph_files(folder, manifest(folder)["model_file"])
     return sum(f.stat().st_size for f in files) / 2**20
 
 

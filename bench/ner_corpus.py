@@ -50,8 +50,9 @@ LENGTHS = (4, 8, 12, 20, 35, 60)  # target words a sentence, as bench_ner_infer.
 TRAIN_LENGTHS = LENGTHS
 JOINERS = ("and", ",", "while", "after", "because")
 # Half the training slots take names from the lists' first 70%, the others random letter strings. Measured (800
-# steps, bench_export defaults): eval entity F1 0.92 on sentences with those names, 0.42 with held-out names; trained
-# on random names only, held-out-name F1 was 0.41 after 300 steps (the model learns names far faster than context).
+# steps, bench_export defaults): eval entity F1 0.90-0.92 on sentences with those names, 0.42-0.52 with held-out
+# ones; trained on random names only, held-out-name F1 was 0.41 after 300 steps (names are learnt far faster than
+# context).
 SEEN_SHARE = 0.5
 
 

@@ -61,8 +61,7 @@ def share_weights(folder: Path, manifest: str) -> None:
 
     import onnx
 
-    graphs = [entry["file"] for entry in json.loads((folder / manifest).read_text())["components"].values()]
-    protos = {graph: onnx.load(str(folder / graph), load_external_data=False) for graph in graphs}
+    protos = {graph: onnx.load(str(folder / graph), load_external_data=False) for graph in _graphs(folder, manifest)}
     places = {}
     for graph, proto in protos.items():
         # written beside: the graphs' tensors still point at their old files until all are read
@@ -101,6 +100,11 @@ def _take_bytes(folder: Path, tensor) -> bytes | None:
     data = tensor.raw_data
     tensor.ClearField("raw_data")
     return data
+
+
+def _graphs(folder: Path, manifest: str) -> list[str]:
+    """The graph files a components manifest names (prefill first)."""
+    return [entry["file"] for entry in json.loads((folder / manifest).read_text())["components"].values()]
 
 
 def _tensors(graph):
@@ -144,12 +148,12 @@ def graph_files(folder: Path, file: str) -> list[Path]:
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
     folder = Path(folder)
-    graphs = [e["file"] for e in json.loads((folder / file).read_text())["components"].values()] \
-        if is_components(file) else [file]
+    graphs = _graphs(folder, file) if is_components(file) else [file]
     names = dict.fromkeys(name for graph in graphs for name in (graph, f"{graph}.data"))
     for graph in graphs:
         proto = onnx.load(str(folder / graph), load_external_data=False)
-        names.update(dict.fromkeys(ExternalDataInfo(t).location for t in _tensors(proto.graph) if uses_external_data(t)))
+        pointed = (ExternalDataInfo(t).location for t in _tensors(proto.graph) if uses_external_data(t))
+        names.update(dict.fromkeys(pointed))
     return [folder / name for name in names if (folder / name).is_file()]
 
 
