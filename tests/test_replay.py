@@ -40,7 +40,13 @@ SAME_DATA = {"audio-classification/hubert": "audio-classification/wav2vec2", "fi
              "text-generation/gpt2": "text-generation/distilgpt2",
              "token-classification/bert": "token-classification/distilbert",
              "text-classification/bert": "text-classification/bert-stsb"}
-SLOW_REPLAY = FULL_SIZE | set(SAME_DATA)
+# A second recipe of a task that another recipe replays every run, where what is its own runs every run elsewhere:
+# text-classification/distilbert's checkpoint and IMDB are fine-tuned (streamed) in test_streaming_a_hub_dataset;
+# summarization/bart's XSum has billsum's layout (a document column, a summary column) and BART's summarization runs in
+# the smoke tests (test_generative_seq2seq). ~40 driver-seconds; CI (the slow tier) replays them too.
+SAME_LAYOUT = {"text-classification/distilbert": "text-classification/distilbert-multilabel",
+               "summarization/bart": "summarization/t5-small"}
+SLOW_REPLAY = FULL_SIZE | set(SAME_DATA) | set(SAME_LAYOUT)
 # A recipe that cannot run a step without --model says so in one line: (step, what the line names).
 EXPECTED_ERRORS = {
     # the only CPPE-5 DETRs on the Hub build timm backbones; the COCO checkpoint's labels are not CPPE-5's
@@ -181,6 +187,8 @@ def test_the_slow_tiers_second_recipes_share_their_partners_data():
         a, b = (recipe_mod.resolve(registry.get(name.split("/")[0]), name).recipe for name in (slow, partner))
         assert slow.split("/")[0] == partner.split("/")[0] and a.data.dataset == b.data.dataset, (slow, partner)
         assert partner in CASES and partner not in SLOW_REPLAY
+    for slow, partner in SAME_LAYOUT.items():  # the same task, replayed every run by its partner
+        assert slow.split("/")[0] == partner.split("/")[0] and partner in CASES and partner not in SLOW_REPLAY
 
 
 def test_unknown_hub_ids_are_not_found_not_offline(hub, replay_cache, tmp_path):
@@ -195,7 +203,10 @@ def test_streaming_a_hub_dataset(hub, replay_cache, tmp_path):
     """data.streaming on a shipped recipe's hub dataset: shards read as training consumes them."""
     proc = taskcli(online_env(hub, replay_cache, tmp_path), tmp_path, "finetune", "text-cls", "--recipe", "distilbert",
                    "-o", tmp_path / "out", "--set", "data.streaming=true", "--set", "train.max_steps=2", "--set",
-                   "data.max_eval_samples=8", "--set", "train.eval_strategy=no", "--json")
+                   "data.max_eval_samples=8", "--set", "train.eval_strategy=no",
+                   # the replay's few rows fill the default 10,000-row buffer only by re-reading the file over HTTP
+                   # ~1,000 times (~10 s here); a user's IMDB fills it in one pass
+                   "--set", "data.shuffle_buffer=8", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     header = " ".join(proc.stderr.split())
     assert "stanfordnlp/imdb · train streamed (split 'train')" in header and "of the data's 'test' split" in header

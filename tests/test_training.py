@@ -124,6 +124,9 @@ def _two_nodes(out, per_node=lambda rank: []):
     return results
 
 
+# ~32 s: the two-process run's metrics are compared with one process every run, and the two-node launch (torchrun's
+# rendezvous across "machines") runs every run in the test below; the slow tier (CI) trains on two nodes too
+@slow_tier
 def test_two_nodes_match_one_process_at_the_same_global_batch(tmp_path, one_process):
     _, one = one_process()
     (rc0, out0, err0), (rc1, out1, err1) = _two_nodes(tmp_path / "two")
