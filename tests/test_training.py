@@ -71,6 +71,8 @@ def test_two_processes_match_one_at_the_same_global_batch(cli, weights, one_proc
         assert evals[1][name] == pytest.approx(evals[0][name], abs=1e-4), name
 
 
+# ~25 s: a third two-process training; the choice of the setting is checked every run (the test below)
+@slow_tier
 def test_ddp_skips_the_search_for_unused_weights_the_model_does_not_have(tmp_path, two_processes):
     """NER's DistilBERT uses every weight: the task's setting (find_unused_parameters off) trains to the same loss
     and metrics as the Trainer's default (on), without its warning per process and its extra pass over the graph."""
