@@ -50,8 +50,8 @@ def one_torch_thread():
 # Under pytest-xdist (make test: --dist loadfile) files are handed to the workers in this order: the slowest
 # (measured) first, so no long file starts last and leaves the other worker idle at the end. The Hub replay builds
 # its cache and runs two driver processes; test_training launches two-process trainings. test_detection trains the
-# smoke DETR before test_export reaches its object-detection case: the other way round, one worker waited ~40 s on
-# the other's `trained` lock.
+# smoke DETR before test_export reaches its object-detection case: the other way round, the two workers reached it
+# together and one waited on the other's `trained` lock (each took ~44 s over it in one run).
 SLOW_FIRST = ("test_replay.py", "test_training.py", "test_detection.py", "test_replay_export.py", "test_export.py",
               "test_audio_tasks.py", "test_tune.py",
               "test_serve_faults.py", "test_preprocess.py", "test_provenance.py", "test_serve.py")

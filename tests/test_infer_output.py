@@ -60,6 +60,14 @@ def test_output_file_holds_the_json_rows(cli, ner_model, lines, tmp_path):
     assert cli("infer", "ner", str(lines), "--model", ner_model, "--output", out, "--overwrite").exit_code == 0
 
 
+def _file_rows(path) -> list[dict]:
+    """The rows of an --output .jsonl or .csv file, the .csv's entities parsed back from their JSON cell."""
+    if path.suffix == ".csv":
+        with path.open(newline="") as fh:
+            return [{"input": r["input"], "entities": json.loads(r["entities"])} for r in csv.DictReader(fh)]
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def test_csv_and_parquet_outputs(cli, ner_model, lines, tmp_path):
     import pyarrow.parquet as pq
 
@@ -67,10 +75,9 @@ def test_csv_and_parquet_outputs(cli, ner_model, lines, tmp_path):
     for name in ("rows.csv", "rows.parquet"):
         result = cli("infer", "ner", str(lines), "--model", ner_model, "--output", tmp_path / name)
         assert result.exit_code == 0, result.stderr
-    with (tmp_path / "rows.csv").open(newline="") as fh:
-        table = list(csv.DictReader(fh))
+    table = _file_rows(tmp_path / "rows.csv")
     assert [r["input"] for r in table] == [r["input"] for r in expected]
-    assert same_rows([json.loads(r["entities"]) for r in table], [r["entities"] for r in expected])
+    assert same_rows([r["entities"] for r in table], [r["entities"] for r in expected])
     parquet = pq.read_table(tmp_path / "rows.parquet").to_pylist()
     assert [r["input"] for r in parquet] == [r["input"] for r in expected]
     assert same_rows([json.loads(r["entities"]) for r in parquet], [r["entities"] for r in expected])
@@ -106,27 +113,21 @@ def test_resume_after_kill_9_has_no_duplicates_or_gaps(cli, ner_model, lines, tm
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
 def test_resume_after_a_torn_last_row(cli, ner_model, lines, tmp_path, suffix):
-    """What a kill mid-write leaves, made exactly (the kill -9 test above cannot choose where it lands): the file cut
-    inside a row; --resume drops the torn row and the file equals an uninterrupted run's."""
+    """What a kill mid-write leaves, made exactly (the kill -9 test above cannot choose where it lands): three whole
+    chunks, then a row cut short; --resume drops the torn row and writes the rest, in input order."""
     whole = tmp_path / f"whole{suffix}"
     args = ["infer", "ner", str(lines), "--model", ner_model, "--chunk-size", "40"]
     assert cli(*args, "--output", whole).exit_code == 0
-    text = whole.read_text()
-    kept = text.splitlines(keepends=True)[:120 + (suffix == ".csv")]  # three whole chunks (and the csv header)
-    torn = text.splitlines(keepends=True)[len(kept)][:-5]  # then a row five characters short of its end
+    written = whole.read_text().splitlines(keepends=True)
+    kept = 120 + (suffix == ".csv")  # three chunks of 40 (and the csv header)
     cut = tmp_path / f"cut{suffix}"
-    cut.write_text("".join(kept) + torn)
+    cut.write_text("".join(written[:kept]) + written[kept][:-5])  # the next row five characters short of its end
     result = cli(*args, "--output", cut, "--resume")
     assert result.exit_code == 0, result.stderr
-    assert "were there already" in result.stderr
-
-    def rows(path):
-        if suffix == ".csv":
-            with path.open(newline="") as fh:
-                return [{"input": r["input"], "entities": json.loads(r["entities"])} for r in csv.DictReader(fh)]
-        return [json.loads(line) for line in path.read_text().splitlines()]
-
-    resumed, expected = rows(cut), rows(whole)  # scores within float noise: the resumed chunks are batched anew
+    assert "(120 were there already)" in result.stderr
+    resumed, expected = _file_rows(cut), _file_rows(whole)
+    # compared within same_rows' tolerance: measured here, the resumed rows' scores differed from the whole run's in
+    # the last digits (the kill -9 test's subprocess resume matched exactly); the cause was not found
     assert [r["input"] for r in resumed] == [r["input"] for r in expected] and same_rows(resumed, expected)
 
 
