@@ -120,6 +120,11 @@ def quiet_libraries() -> None:
     if "huggingface_hub" not in sys.modules and not os.environ.get("HF_HUB_OFFLINE") and not hub_reachable():
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["HF_DATASETS_OFFLINE"] = "1"
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
+        # transformers 5 swaps layers for the Hub's `kernels` when a model on a GPU switches to eval mode, fetching
+        # them then: offline, with none cached, that raised after training had finished (seen on an H200).
+        # USE_HUB_KERNELS=YES keeps them for a user who cached them while online.
+        os.environ.setdefault("USE_HUB_KERNELS", "NO")
     import transformers
     from huggingface_hub.utils import disable_progress_bars
 

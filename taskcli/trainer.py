@@ -66,7 +66,7 @@ def load_converted(model, folder) -> bool:
     folder = Path(folder or "")
     if not isinstance(model, PreTrainedModel) or not (folder / "config.json").is_file() or not any(
             (folder / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")):
-        return False  # LoRA (peft saves its adapter), sharded or FSDP checkpoints: the Trainer's own way
+        return False  # LoRA (peft saves its adapter) or sharded checkpoints: the Trainer's own way
     saved = type(model).from_pretrained(str(folder), config=model.config)
     model.load_state_dict(saved.state_dict(), strict=True)
     return True
@@ -77,12 +77,18 @@ def taskcli_trainer(trainer_class):
     evaluation's outputs across processes with _metrics_gather."""
 
     class TaskcliTrainer(trainer_class):
+        def _sharded(self) -> bool:
+            # FSDP2 keeps the model's class (as FSDP<Name>, still a PreTrainedModel) with its weights split across
+            # processes: a whole state dict does not load into it (one process on an H200 failed so at the end of
+            # a smoke run). FSDP's and DeepSpeed's own checkpoint loading is the Trainer's.
+            return self.is_fsdp_enabled or self.is_deepspeed_enabled
+
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-            if not load_converted(model or self.model, resume_from_checkpoint):
+            if self._sharded() or not load_converted(model or self.model, resume_from_checkpoint):
                 super()._load_from_checkpoint(resume_from_checkpoint, model)
 
         def _load_best_model(self):
-            if not load_converted(self.model, self.state.best_model_checkpoint):
+            if self._sharded() or not load_converted(self.model, self.state.best_model_checkpoint):
                 super()._load_best_model()
 
         def evaluation_loop(self, *args, **kwargs):

@@ -64,3 +64,32 @@ def test_deepspeed_missing_package_then_missing_gpu(cli, tmp_path):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 1 and len(lines) == 1, done.stderr[-1500:]
     assert lines[0].startswith("error: train.deepspeed needs CUDA GPUs, and this machine has none"), lines[0]
+
+
+@pytest.mark.parametrize("fsdp, deepspeed, loader", [(True, False, "trainer"), (False, True, "trainer"),
+                                                     (False, False, "taskcli")])
+def test_sharded_models_restore_checkpoints_the_trainers_way(monkeypatch, fsdp, deepspeed, loader):
+    """FSDP2 keeps a model a PreTrainedModel with its weights split across processes, so taskcli's whole-state-dict
+    restore (load_converted) must leave the best model and --resume to the Trainer's FSDP/DeepSpeed loading: a
+    one-process FSDP smoke run on an H200 failed at the end with "Error(s) in loading state_dict for
+    FSDPDistilBertForTokenClassification" before this."""
+    from types import SimpleNamespace
+
+    from taskcli import trainer as trainer_mod
+
+    calls = []
+
+    class Base:  # stands in for transformers.Trainer: records that its own loading ran
+        def _load_best_model(self):
+            calls.append("trainer")
+
+        def _load_from_checkpoint(self, folder, model=None):
+            calls.append("trainer")
+
+    monkeypatch.setattr(trainer_mod, "load_converted", lambda model, folder: calls.append("taskcli") or True)
+    trainer = trainer_mod.taskcli_trainer(Base)()
+    trainer.model, trainer.state = object(), SimpleNamespace(best_model_checkpoint="checkpoint-20")
+    trainer.is_fsdp_enabled, trainer.is_deepspeed_enabled = fsdp, deepspeed
+    trainer._load_best_model()
+    trainer._load_from_checkpoint("checkpoint-20")
+    assert calls == [loader, loader]
