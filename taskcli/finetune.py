@@ -24,7 +24,7 @@ from taskcli.run import Run, prepare, quiet_libraries, uses_tiny_model
 from taskcli.run_folder import (check_output_dir, default_output_dir, finished_run, interrupted, mark_run,
                                 newest_checkpoint, no_space_left, start_run)
 from taskcli.trainer import build_features, kept_model_metrics, make_trainer, report_step, scored_checkpoint, strip_prefix
-from taskcli.training_args import check_deepspeed, ddp_arguments, device_name, sharding_arguments, training_arguments
+from taskcli.training_args import check_train_section, ddp_arguments, device_name, sharding_arguments, training_arguments
 
 
 def finetune(
@@ -57,7 +57,7 @@ def finetune(
         return {"dry_run": True, "task": run.task.name, "recipe": run.resolved.name, "smoke": run.smoke,
                 "output_dir": str(out), "output_dir_exists": out.exists(),
                 "resolved": provenance.effective_recipe(run, out), **({"folds": folds} if folds else {})}
-    check_deepspeed(run.recipe.train.deepspeed)  # its package and GPUs, before the data and the model load
+    check_train_section(run.recipe.train)  # DeepSpeed's package and GPUs, trainer_args' names: before any load
     # Under DDP only rank 0 judges the folder (and clears it: start_run); other ranks would see rank 0's files.
     resume_from = check_output_dir(out, resume, overwrite) if is_main() else (newest_checkpoint(out) if resume else None)
     job = Finetune(run, out, run.recipe.cli.model, run.recipe.cli.data, resume_from, log, callbacks)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from taskcli.errors import TaskcliError
+from taskcli.errors import TaskcliError, did_you_mean
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def training_arguments(run: Run, output_dir: str, for_eval: bool = False, shardi
         kwargs.update(eval_strategy="no", save_strategy="no", load_best_model_at_end=False, metric_for_best_model=None)
     else:
         kwargs.update(sharding or {})
-    kwargs.update(t.trainer_args)
+    kwargs.update(trainer_args(t.trainer_args))
     if run.seq2seq:
         gen = run.recipe.infer.generation
         return Seq2SeqTrainingArguments(
@@ -129,6 +129,33 @@ def sharding_arguments(run: Run, model) -> tuple[dict, str | None]:
             config = str(Path(config).expanduser())
         return {"deepspeed": config}, described
     return {}, None
+
+
+def check_train_section(t) -> None:
+    """What of the train section can be checked before the data and the model load: DeepSpeed's pieces and the names
+    in train.trainer_args (a typo there failed only once the model had loaded)."""
+    check_deepspeed(t.deepspeed)
+    trainer_args(t.trainer_args)
+
+
+def trainer_args(extra: dict) -> dict:
+    """train.trainer_args as the Trainer takes them: a name TrainingArguments lacks is one line naming the closest,
+    and an unquoted `no` or `off`, which YAML reads as false, is the string "no" where the argument takes a string
+    (the strategies: `save_strategy: no` raised "False is not a valid SaveStrategy")."""
+    import dataclasses
+    import enum
+
+    from transformers import Seq2SeqTrainingArguments
+
+    fields = {f.name: f for f in dataclasses.fields(Seq2SeqTrainingArguments) if f.init}
+    out = {}
+    for key, value in extra.items():
+        if key not in fields:
+            raise TaskcliError(f"train.trainer_args.{key}: TrainingArguments has no argument '{key}'"
+                               f"{did_you_mean(key, fields)}", "see transformers' TrainingArguments for the names")
+        takes_text = isinstance(fields[key].default, (str, enum.Enum))
+        out[key] = "no" if value is False and takes_text else value
+    return out
 
 
 def check_deepspeed(config: int | str | None) -> None:

@@ -224,3 +224,19 @@ def test_the_kept_model_is_not_evaluated_twice(cli, tmp_path, task):
     assert scalars == {k for k, v in again.items() if isinstance(v, float)}
     for key in scalars:
         assert final[key] == pytest.approx(again[key], rel=1e-5, abs=1e-6), key
+
+
+def test_a_misspelt_trainer_arg_is_one_line_before_anything_loads(cli, tmp_path):
+    result = cli("finetune", "ner", "--smoke", "-o", tmp_path / "out", "--set", "train.trainer_args.save_stratgy=steps")
+    assert_clean_error(result, "train.trainer_args.save_stratgy", "did you mean 'save_strategy'")
+    assert not (tmp_path / "out").exists()  # stopped before the output dir, the data and the model
+
+
+def test_yamls_no_is_the_strategy_no_and_stays_false_elsewhere():
+    """`--set train.trainer_args.save_strategy=no` reaches the recipe as false (YAML 1.1), which the Trainer refused
+    ("False is not a valid SaveStrategy"); a boolean argument keeps its false."""
+    from taskcli.training_args import trainer_args
+
+    given = {"save_strategy": False, "logging_strategy": "epoch", "greater_is_better": False, "save_steps": 50}
+    assert trainer_args(given) == {"save_strategy": "no", "logging_strategy": "epoch", "greater_is_better": False,
+                                   "save_steps": 50}
