@@ -135,7 +135,11 @@ def check_train_section(t) -> None:
     """What of the train section can be checked before the data and the model load: DeepSpeed's pieces and the names
     in train.trainer_args (a typo there failed only once the model had loaded)."""
     check_deepspeed(t.deepspeed)
-    trainer_args(t.trainer_args)
+    if t.trainer_args:
+        from taskcli.run import quiet_libraries
+
+        quiet_libraries()  # first: it decides offline mode before transformers (and huggingface_hub) load
+        trainer_args(t.trainer_args)
 
 
 def trainer_args(extra: dict) -> dict:

@@ -106,6 +106,22 @@ def test_unreachable_hub_fails_fast_without_offline_flags():
     assert "Traceback" not in done.stderr and "Retrying" not in done.stderr
 
 
+def test_unreachable_hub_fails_fast_with_trainer_args_checked_first(tmp_path):
+    """train.trainer_args are checked (importing transformers) before the data loads: offline mode must still be
+    decided first, or the load retries the Hub for a minute."""
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "taskcli", "finetune", "ner", "--set", "train.trainer_args.save_steps=10",
+                           "-o", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, env=env,
+                          timeout=120)
+    assert done.returncode == 1 and time.perf_counter() - start < 30
+    assert done.stderr.startswith("error: cannot reach the Hugging Face Hub to load dataset 'leondz/wnut_17'")
+    assert "Retrying" not in done.stderr
+
+
 @pytest.mark.parametrize("offline, user_says, enabled", [("1", None, False), ("1", "YES", True), ("0", None, True)])
 def test_offline_runs_skip_the_hubs_kernels(monkeypatch, offline, user_says, enabled):
     """Offline, transformers must not fetch the Hub's `kernels` when a GPU model goes to eval mode (it raised after
