@@ -131,6 +131,23 @@ def sharding_arguments(run: Run, model) -> tuple[dict, str | None]:
     return {}, None
 
 
+# TrainingArguments that recipe fields set (training_arguments): given again in trainer_args, the run would do one
+# thing while recipe.yaml, the run header and the model card said another; output_dir would also take checkpoints
+# out of the folder that --overwrite and --resume look after.
+RECIPE_OWNS = {"output_dir": "train.output_dir (or -o)", "num_train_epochs": "train.epochs",
+               "max_steps": "train.max_steps", "learning_rate": "train.learning_rate",
+               "per_device_train_batch_size": "train.batch_size", "per_device_eval_batch_size": "eval.batch_size",
+               "gradient_accumulation_steps": "train.gradient_accumulation_steps",
+               "weight_decay": "train.weight_decay", "warmup_steps": "train.warmup_ratio",
+               "warmup_ratio": "train.warmup_ratio", "lr_scheduler_type": "train.lr_scheduler", "seed": "train.seed",
+               "data_seed": "train.seed", "bf16": "train.precision", "fp16": "train.precision",
+               "eval_strategy": "train.eval_strategy", "eval_steps": "train.eval_steps",
+               "save_total_limit": "train.save_total_limit", "logging_steps": "train.logging_steps",
+               "report_to": "train.report_to", "dataloader_num_workers": "train.dataloader_num_workers",
+               "metric_for_best_model": "eval.metric_for_best_model", "fsdp": "train.fsdp",
+               "fsdp_config": "train.fsdp", "deepspeed": "train.deepspeed"}
+
+
 def check_train_section(t) -> None:
     """What of the train section can be checked before the data and the model load: DeepSpeed's pieces and the names
     in train.trainer_args (a typo there failed only once the model had loaded)."""
@@ -143,8 +160,8 @@ def check_train_section(t) -> None:
 
 
 def trainer_args(extra: dict) -> dict:
-    """train.trainer_args as the Trainer takes them: a name TrainingArguments lacks is one line naming the closest,
-    and an unquoted `no` or `off`, which YAML reads as false, is the string "no" where the argument takes a string
+    """train.trainer_args as the Trainer takes them: a name TrainingArguments lacks is one line naming the closest, one
+    a recipe field sets (RECIPE_OWNS) one line naming that field, and an unquoted `no` or `off`, which YAML reads as false, is the string "no" where the argument takes a string
     (the strategies: `save_strategy: no` raised "False is not a valid SaveStrategy")."""
     import dataclasses
     import enum
@@ -154,6 +171,9 @@ def trainer_args(extra: dict) -> dict:
     fields = {f.name: f for f in dataclasses.fields(Seq2SeqTrainingArguments) if f.init}
     out = {}
     for key, value in extra.items():
+        if key in RECIPE_OWNS:  # one place per setting: recipe.yaml, the header and the card show the field
+            raise TaskcliError(f"train.trainer_args.{key}: the recipe's {RECIPE_OWNS[key]} sets it",
+                               f"set {RECIPE_OWNS[key].split(' ')[0]} instead")
         if key not in fields:
             raise TaskcliError(f"train.trainer_args.{key}: TrainingArguments has no argument '{key}'"
                                f"{did_you_mean(key, fields)}", "see transformers' TrainingArguments for the names")

@@ -226,9 +226,16 @@ def test_the_kept_model_is_not_evaluated_twice(cli, tmp_path, task):
         assert final[key] == pytest.approx(again[key], rel=1e-5, abs=1e-6), key
 
 
-def test_a_misspelt_trainer_arg_is_one_line_before_anything_loads(cli, tmp_path):
-    result = cli("finetune", "ner", "--smoke", "-o", tmp_path / "out", "--set", "train.trainer_args.save_stratgy=steps")
-    assert_clean_error(result, "train.trainer_args.save_stratgy", "did you mean 'save_strategy'")
+@pytest.mark.parametrize("given, fragments", [
+    ("save_stratgy=steps", ["train.trainer_args.save_stratgy", "did you mean 'save_strategy'"]),
+    # a recipe field's setting given again: checkpoints out of the run's folder, or a run unlike its recipe.yaml
+    ("output_dir=elsewhere", ["train.trainer_args.output_dir", "train.output_dir (or -o) sets it"]),
+    ("learning_rate=0.1", ["train.trainer_args.learning_rate", "set train.learning_rate instead"]),
+    ("warmup_ratio=0.1", ["train.trainer_args.warmup_ratio", "train.warmup_ratio sets it"]),
+])
+def test_a_wrong_trainer_arg_is_one_line_before_anything_loads(cli, tmp_path, given, fragments):
+    result = cli("finetune", "ner", "--smoke", "-o", tmp_path / "out", "--set", f"train.trainer_args.{given}")
+    assert_clean_error(result, *fragments)
     assert not (tmp_path / "out").exists()  # stopped before the output dir, the data and the model
 
 
