@@ -88,7 +88,7 @@ def finetune(tmp: Path, precision: str, steps: int, batch: int, lr: float, timeo
                    str(tmp / f"out-{precision}-{batch}"), "--set", f"train.precision={precision}", "--set",
                    f"train.max_steps={steps}", "--set", f"train.batch_size={batch}", "--set",
                    f"train.learning_rate={lr}", "--set", "train.warmup_ratio=0.1", "--set", "train.seed=0", "--set",
-                   "train.eval_strategy=no", "--set", "train.trainer_args.save_strategy='no'", "--set",
+                   "train.eval_strategy=no", "--set", "train.trainer_args.save_strategy=no", "--set",
                    "train.trainer_args.train_sampling_strategy=group_by_length", "--set", "train.logging_steps=50",
                    timeout=timeout)
 
@@ -101,7 +101,8 @@ def main(args: argparse.Namespace) -> None:
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    figures: dict = {"gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "torch": torch.__version__}
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    figures: dict = {"gpu": gpu, "torch": torch.__version__}
 
     def save():
         (out / "gpu.json").write_text(json.dumps(figures, indent=1))
@@ -121,7 +122,8 @@ def main(args: argparse.Namespace) -> None:
         os.environ["HF_DATASETS_CACHE"] = str(tmp / "datasets-cache")
         ner_corpus.write(tmp / "data", n_train=4000, n_eval=500)
         build_model(str(tmp / "base"), ner_corpus.vocab_texts(), pieces=tuple(ner_corpus.name_pieces()),
-                    embedding_std=1.0, sinusoidal_pos_embds=True, dropout=0.0, attention_dropout=0.0, n_layers=args.layers)
+                    embedding_std=1.0, sinusoidal_pos_embds=True, dropout=0.0, attention_dropout=0.0,
+                    n_layers=args.layers)
         one_pass = work(tmp / "base", tmp / "data")
         figures["model"] = {k: one_pass[k] for k in ("params", "linear_params")}
         print(f"model: {one_pass['params'] / 1e6:.1f} M parameters ({one_pass['linear_params'] / 1e6:.1f} M in linear "
@@ -140,10 +142,10 @@ def main(args: argparse.Namespace) -> None:
                 continue
             rows_s = steps * batch / report["train_runtime_s"]
             flops_s = rows_s * one_pass["flops"] / one_pass["rows"]
+            tokens_s = rows_s * one_pass["tokens"] / one_pass["rows"]
             row = {"precision": precision, "batch": batch, "steps": steps, "f1": report["metrics"]["f1"],
                    "train_runtime_s": report["train_runtime_s"], "process_s": round(took, 1),
-                   "samples_per_s": round(rows_s, 1), "tokens_per_s": round(rows_s * one_pass["tokens"]
-                                                                            / one_pass["rows"]),
+                   "samples_per_s": round(rows_s, 1), "tokens_per_s": round(tokens_s),
                    "model_tflops": round(flops_s / 1e12, 2), "mfu_measured_peak": round(flops_s / peak[precision], 4),
                    "mfu_datasheet": round(flops_s / SPEC[precision], 4), "train_loss": report["train_loss"]}
             figures["finetune"].append(row)
@@ -165,8 +167,7 @@ def main(args: argparse.Namespace) -> None:
             model = tmp / f"out-no-{args.batch_size}"
             report, took, err = taskcli("benchmark", "ner", "--model", str(model), "--formats", "torch",
                                         "--precision", ",".join("fp32" if p == "no" else p for p in precisions),
-                                        "--data",
-                                        str(tmp / "data" / "validation.jsonl"), "--tolerance", str(TOLERANCE),
+                                        "--data", str(tmp / "data" / "validation.jsonl"), "--tolerance", str(TOLERANCE),
                                         timeout=args.timeout)
             figures["benchmark"] = report if report is not None else {"error": err}
             save()
@@ -174,9 +175,10 @@ def main(args: argparse.Namespace) -> None:
             print(json.dumps(report, indent=1) if report is not None else f"FAILED: {err}", flush=True)
         # FSDP through Accelerate needs a distributed launch; one process on one GPU shows the config runs on CUDA
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "-m", "taskcli", "finetune", "ner", "--smoke",
-                               "-o", str(tmp / "fsdp"), "--set", "train.fsdp=true", "--set", "train.max_steps=20",
-                               "--json"], capture_output=True, text=True, timeout=args.timeout)
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "-m", "taskcli",
+                               "finetune", "ner", "--smoke", "-o", str(tmp / "fsdp"), "--set", "train.fsdp=true",
+                               "--set", "train.max_steps=20", "--json"], capture_output=True, text=True,
+                              timeout=args.timeout)
         fsdp = {"rc": done.returncode, "seconds": round(time.perf_counter() - start, 1),
                 "errors": [line for line in done.stderr.splitlines() if "error" in line.lower()][:5]}
         if done.returncode == 0:

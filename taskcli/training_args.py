@@ -160,9 +160,10 @@ def check_train_section(t) -> None:
 
 
 def trainer_args(extra: dict) -> dict:
-    """train.trainer_args as the Trainer takes them: a name TrainingArguments lacks is one line naming the closest, one
-    a recipe field sets (RECIPE_OWNS) one line naming that field, and an unquoted `no` or `off`, which YAML reads as false, is the string "no" where the argument takes a string
-    (the strategies: `save_strategy: no` raised "False is not a valid SaveStrategy")."""
+    """train.trainer_args as the Trainer takes them. A name a recipe field sets (RECIPE_OWNS) is one line naming the
+    field, a name TrainingArguments lacks one line naming the closest; an unquoted `no` or `off`, which YAML reads as
+    false, is the string "no" where the argument takes a string (`save_strategy: no` raised "False is not a valid
+    SaveStrategy")."""
     import dataclasses
     import enum
 
