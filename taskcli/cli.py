@@ -277,6 +277,7 @@ def infer(
                                  options=options, start=writer.done if writer else 0, chunk_size=chunk_size,
                                  on_text=on_text)
     display.print_rows(run, writer, output, as_json, show_progress)
+    collector.skip_teardown()  # its results, maps and overlays are closed files by now
 
 
 @app.command(epilog="Examples: `taskcli serve ner --model runs/ner` · `curl -s localhost:8000/predict -H "
@@ -445,5 +446,4 @@ app.command(epilog=cli_tune.EPILOG)(cli_tune.tune)
 
 
 def run() -> None:
-    collector.pause()  # fewer garbage collections while the libraries load (collector.py)
-    app()
+    collector.run(app)  # fewer collections while the libraries load; infer leaves out the teardown (collector.py)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from taskcli import data as data_mod
+from taskcli import import_cache
 from taskcli import recipe as recipe_mod
 from taskcli import registry
 from taskcli.task import EpochClock, Learned
@@ -125,6 +126,7 @@ def quiet_libraries() -> None:
         # them then: offline, with none cached, that raised after training had finished (seen on an H200).
         # USE_HUB_KERNELS=YES keeps them for a user who cached them while online.
         os.environ.setdefault("USE_HUB_KERNELS", "NO")
+    import_cache.install()
     import transformers
     from huggingface_hub.utils import disable_progress_bars
 

@@ -73,10 +73,11 @@ def test_a_taskcli_process_collects_as_usual_once_loaded(trained, tmp_path):
     """`taskcli infer` (cli.run) starts paused and is back on Python's thresholds after loading the model, with the
     start-up's objects frozen."""
     model = trained("token-classification")
-    code = ("import gc, json, sys\nfrom taskcli import cli\n"
+    # read at exit: infer's process ends in collector.end, which runs the atexit handlers and then leaves
+    code = ("import atexit, gc, json, sys\nfrom taskcli import cli\n"
             f"sys.argv = ['taskcli', 'infer', 'ner', '--model', {str(model)!r}, 'Alice works in Paris .', '--json']\n"
-            "try:\n    cli.run()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "print(json.dumps([gc.get_threshold(), gc.get_freeze_count()]))")
+            "atexit.register(lambda: print(json.dumps([gc.get_threshold(), gc.get_freeze_count()])))\n"
+            "cli.run()")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     thresholds, frozen = json.loads(out.stdout.splitlines()[-1])
@@ -87,3 +88,46 @@ def test_a_taskcli_process_collects_as_usual_once_loaded(trained, tmp_path):
 def _clean_collector():
     yield
     gc.unfreeze()
+
+
+TEARDOWN_PROBE = """
+import atexit, sys, threading, time
+from pathlib import Path
+from taskcli import collector
+
+class Freed:
+    def __del__(self):
+        print("teardown ran", flush=True)
+
+kept = Freed()  # a module global: freed in the interpreter's teardown only
+atexit.register(lambda: print("atexit ran", flush=True))
+threading.Thread(target=lambda: (time.sleep(0.2), Path(sys.argv[2]).write_text("done"))).start()
+if sys.argv[1] == "skip":
+    collector.skip_teardown()
+collector.end(int(sys.argv[3]))
+print("end returned", flush=True)
+"""
+
+
+@pytest.mark.parametrize("ask, code", [("skip", 0), ("keep", 0), ("skip", 1)])
+def test_end_leaves_out_only_the_teardown_after_a_command_that_asked(tmp_path, ask, code):
+    """infer asks (cli.run calls `end`): the atexit handlers and a running thread still finish, the objects are not
+    freed one by one. A command that did not ask, or failed, ends as Python always does."""
+    marker = tmp_path / "thread.txt"
+    done = subprocess.run([sys.executable, "-c", TEARDOWN_PROBE, ask, str(marker), str(code)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "atexit ran" in done.stdout and marker.read_text() == "done"
+    skipped = ask == "skip" and code == 0
+    assert ("end returned" not in done.stdout) == skipped
+    assert ("teardown ran" not in done.stdout) == skipped
+
+
+def test_infer_asks_to_leave_out_the_teardown(cli, trained):
+    from taskcli import collector
+
+    collector._teardown["skip"] = False
+    result = cli("infer", "ner", "Alice works in Paris .", "--model", trained("token-classification"), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert collector._teardown["skip"] is True
+    collector._teardown["skip"] = False
