@@ -234,3 +234,21 @@ def test_generated_eval_under_two_processes_scores_each_row_once(cli, tmp_path, 
     assert scored.keys() == {k for k in single["metrics"] if k != "loss"}
     for name, value in scored.items():
         assert value == pytest.approx(single["metrics"][name], abs=1e-6), (name, ddp["metrics"], single["metrics"])
+
+
+@pytest.mark.parametrize("name, uses", [("GPT2LMHeadModel", True), ("ViTForImageClassification", True),
+                                        ("Wav2Vec2ForCTC", True), ("DistilBertForTokenClassification", False),
+                                        ("T5ForConditionalGeneration", False),
+                                        ("Wav2Vec2ForSequenceClassification", False)])
+def test_which_models_compute_their_loss_through_loss_function(name, uses):
+    """Read from the forward's bytecode (through its decorators); its source text says the same. The Trainer's loss
+    kwargs are switched off for the models that average their loss inline (model_loading.load_processor_and_model)."""
+    import inspect
+
+    import transformers
+
+    from taskcli.model_loading import model_forward_uses_loss_function
+
+    cls = getattr(transformers, name)
+    assert model_forward_uses_loss_function(cls.__new__(cls)) is uses
+    assert ("self.loss_function" in inspect.getsource(cls.forward)) is uses
