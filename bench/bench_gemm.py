@@ -3,7 +3,8 @@ machine's fp32 GEMM peak.
 
 The model and inputs are bench_ner_infer's: a DistilBERT-base-size NER model (random weights), 1,000 sentences of
 mixed length. Figures, each with the load average (the machine may be shared):
-- the GEMM peak: torch.mm on square fp32 matrices at the thread count `taskcli infer` runs with (torch's default);
+- the GEMM peak: square fp32 products at the thread count `taskcli infer` runs with (torch's default), the best of
+  torch.mm (MKL) and oneDNN's linear, which infer's large fp32 layers use (taskcli/cpu_linear.py);
 - the useful work: FLOPs of every linear layer and of attention's QK^T and AV from the real token counts, and the
   same from the padded batch shapes the inference loop ran (padding waste = padded / real - 1);
 - the compute seconds: time inside the model's forward calls of an in-process run of the real CLI code path, so the
@@ -31,16 +32,24 @@ def load() -> str:
     return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def gemm_rate(n: int):
-    """A function timing one n x n fp32 torch.mm, in GFLOP/s (its matrices made once, a warm-up call done)."""
+def gemm_rate(n: int, kernel: str = "mm"):
+    """A function timing one n x n fp32 product, in GFLOP/s (its matrices made once, a warm-up call done): torch.mm
+    (MKL), or "onednn", oneDNN's linear (`mkldnn._linear_pointwise`), which infer's large fp32 layers use on CPU
+    (taskcli/cpu_linear.py)."""
     import torch
 
     a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
-    torch.mm(a, b, out=out)  # warm-up: first-call packing and allocation
+    if kernel == "onednn":
+        def product():
+            torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+    else:
+        def product():
+            torch.mm(a, b, out=out)
+    product()  # warm-up: first-call packing and allocation
 
     def rate(cpu: list | None = None) -> float:
         start, start_cpu = time.perf_counter(), time.process_time()
-        torch.mm(a, b, out=out)
+        product()
         if cpu is not None:  # GFLOP and CPU seconds (all threads): a rate the machine's other jobs barely move
             cpu.append((2 * n ** 3 / 1e9, time.process_time() - start_cpu))
         return 2 * n ** 3 / (time.perf_counter() - start) / 1e9
@@ -48,9 +57,16 @@ def gemm_rate(n: int):
     return rate
 
 
-def gemm_peak(sizes=(1024, 2048, 3072, 4096), repeats: int = 3) -> tuple[float, int]:
-    """(best GFLOP/s, the size it came at): torch.mm on square fp32 matrices, the best of a few calls each."""
-    return max((max(rate() for _ in range(repeats)), n) for n, rate in ((n, gemm_rate(n)) for n in sizes))
+def kernels() -> tuple[str, ...]:
+    from taskcli import cpu_linear
+
+    return ("mm", "onednn") if cpu_linear.available() else ("mm",)
+
+
+def gemm_peak(sizes=(1024, 2048, 3072, 4096), repeats: int = 3) -> tuple[float, str]:
+    """(best GFLOP/s, where it came from): square fp32 products through each kernel, the best of a few calls each."""
+    return max((max(rate() for _ in range(repeats)), f"{kernel} {n}^2") for kernel in kernels() for n, rate in
+               ((n, gemm_rate(n, kernel)) for n in sizes))
 
 
 class Meter:
@@ -170,13 +186,13 @@ def main() -> None:
         path = os.path.join(tmp, "sentences.txt")
         with open(path, "w", encoding="utf-8") as fh:
             fh.write("\n".join(texts) + "\n")
-        before, size = gemm_peak()
-        print(f"fp32 GEMM peak: {before:.1f} GFLOP/s (torch.mm {size}^2, {torch.get_num_threads()} threads)   "
+        before, where = gemm_peak()
+        print(f"fp32 GEMM peak: {before:.1f} GFLOP/s ({where}, {torch.get_num_threads()} threads)   "
               f"{load()}", flush=True)
-        meter = Meter(gemm_rate(PROBE))
+        meter = Meter(gemm_rate(PROBE, kernels()[-1]))  # the kernel the forward's large layers use
         wall = cli_run(["infer", "ner", path, "--model", tmp, "--json", "--no-progress"], meter,
                        os.path.join(tmp, "rows.jsonl"))
-        after, size = gemm_peak()
+        after, _ = gemm_peak()
         peak = max(before, after, *meter.probed)  # the best seen: the fairer (higher) denominator
         print(f"fp32 GEMM peak after the run: {after:.1f} GFLOP/s, between its forward calls up to "
               f"{max(meter.probed):.1f}: the peak is {peak:.1f}   {load()}")

@@ -1,0 +1,53 @@
+"""fp32 CPU inference's large linear layers through oneDNN (taskcli/cpu_linear.py): the same outputs as torch's own
+linear, only where it is faster, never under autograd, and switched on by infer's loading (cast_for_inference)."""
+
+import pytest
+import torch
+
+from taskcli import cpu_linear
+
+pytestmark = pytest.mark.skipif(not cpu_linear.available(), reason="this torch has no oneDNN linear")
+
+
+def stack(width: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(width, 4 * width), torch.nn.GELU(),
+                               torch.nn.Linear(4 * width, width, bias=False), torch.nn.Linear(width, 8)).eval()
+
+
+def test_switched_layers_give_torchs_outputs():
+    model = stack(384)
+    x = torch.randn(3, 17, 384)
+    with torch.inference_mode():
+        before = model(x)
+        assert cpu_linear.use_for(model) == 2  # the 8-output head is too small to gain
+        after = model(x)
+        strided = model(x.transpose(0, 1))  # a non-contiguous input
+    assert model[3].forward.__func__ is not cpu_linear._forward and model[0].forward.__func__ is cpu_linear._forward
+    assert torch.allclose(before, after, atol=1e-5, rtol=1e-5) and not torch.equal(before, torch.zeros_like(before))
+    assert torch.allclose(strided, before.transpose(0, 1), atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_and_other_dtypes_take_torchs_own_linear(recwarn):
+    model = stack(384)
+    cpu_linear.use_for(model)
+    x = torch.randn(2, 384, requires_grad=True)
+    model(x).sum().backward()  # oneDNN's op has no autograd kernel: with gradients on, F.linear runs
+    assert x.grad is not None and model[0].weight.grad is not None
+    assert not [w for w in recwarn if "autograd kernel was not registered" in str(w.message)]
+    with torch.inference_mode():
+        assert model.to(torch.bfloat16)(x.detach().bfloat16()).dtype == torch.bfloat16
+
+
+def test_infer_loading_switches_fp32_cpu_models_unless_turned_off(monkeypatch):
+    from taskcli.model_loading import cast_for_inference
+
+    model = stack(384)
+    model.device = torch.device("cpu")  # as a PreTrainedModel has it
+    cast_for_inference(model, "fp32")
+    assert sum(m.forward.__func__ is cpu_linear._forward for m in model if isinstance(m, torch.nn.Linear)) == 2
+    monkeypatch.setenv("TASKCLI_ONEDNN_LINEAR", "0")
+    fresh = stack(384)
+    fresh.device = torch.device("cpu")
+    cast_for_inference(fresh, "fp32")
+    assert not [m for m in fresh if "forward" in vars(m)]
