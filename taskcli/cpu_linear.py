@@ -7,8 +7,8 @@ product. Measured on the 2-core Genoa (AVX-512), DistilBERT-base shapes (1,120 t
 1,000 sentences 1.19x faster (the two models interleaved batch by batch), logits within 3e-6 and the same argmax.
 
 Small layers are slower through it (its per-call overhead: 0.27x at 32 features), so only layers with at least
-MIN_FEATURES inputs and outputs switch. Autograd does not go through the op: a call with gradients on, on another
-dtype or device, takes F.linear as before. TASKCLI_ONEDNN_LINEAR=0 keeps torch's own everywhere.
+MIN_FEATURES inputs and outputs switch. Autograd does not go through the op: a call with gradients on, under CPU
+autocast, or on another dtype or device takes F.linear as before. TASKCLI_ONEDNN_LINEAR=0 keeps torch's own everywhere.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ def available() -> bool:
 
 
 def _forward(self, x):
-    if x.dtype == torch.float32 and x.device.type == "cpu" and not torch.is_grad_enabled():
+    if (x.dtype == torch.float32 and x.device.type == "cpu" and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")):  # autocast would have run F.linear in bf16
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
     return F.linear(x, self.weight, self.bias)
 

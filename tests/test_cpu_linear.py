@@ -28,7 +28,7 @@ def test_switched_layers_give_torchs_outputs():
     assert torch.allclose(strided, before.transpose(0, 1), atol=1e-5, rtol=1e-5)
 
 
-def test_gradients_and_other_dtypes_take_torchs_own_linear(recwarn):
+def test_gradients_autocast_and_other_dtypes_take_torchs_own_linear(recwarn):
     model = stack(384)
     cpu_linear.use_for(model)
     x = torch.randn(2, 384, requires_grad=True)
@@ -36,6 +36,8 @@ def test_gradients_and_other_dtypes_take_torchs_own_linear(recwarn):
     assert x.grad is not None and model[0].weight.grad is not None
     assert not [w for w in recwarn if "autograd kernel was not registered" in str(w.message)]
     with torch.inference_mode():
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast's bf16 product, as F.linear gives it
+            assert model[0](x.detach()).dtype == torch.bfloat16
         assert model.to(torch.bfloat16)(x.detach().bfloat16()).dtype == torch.bfloat16
 
 
