@@ -72,7 +72,8 @@ def skip_teardown() -> None:
 
 def end(code) -> None:
     """After a `taskcli` process's command (`run`; never inside a test's in-process runner): when the command asked
-    for it and succeeded, run the atexit handlers, flush, and leave at once with `code`. Otherwise return."""
+    for it and succeeded (`code` 0), run the atexit handlers, flush, and leave at once with 0. Otherwise return, and
+    Python ends the process as usual."""
     import atexit
     import os
     import sys
@@ -89,4 +90,6 @@ def end(code) -> None:
         sys.stderr.flush()
     except BrokenPipeError:  # the reader left: as cli_common._reader_gone
         os._exit(141)
+    except OSError:  # e.g. a full disk under a redirected stdout: Python's own exit reports it
+        return
     os._exit(0)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import weakref
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +132,15 @@ def test_infer_asks_to_leave_out_the_teardown(cli, trained):
     assert result.exit_code == 0, result.stderr
     assert collector._teardown["skip"] is True
     collector._teardown["skip"] = False
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_flush_that_fails_is_left_to_pythons_own_exit():
+    """stdout on a full disk: `end` returns instead of raising, and Python's exit reports the failed write."""
+    code = ("import sys\nfrom taskcli import collector\nsys.stdout = open(1, 'w', buffering=65536, closefd=False)\n"
+            "print('a row')\ncollector.skip_teardown()\n"
+            "collector.end(0)\nsys.stderr.write('end returned\\n')")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-c", code], cwd=REPO, stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+    assert "end returned" in done.stderr and done.returncode != 0
