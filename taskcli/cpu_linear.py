@@ -34,7 +34,7 @@ def _forward(self, x):
     return F.linear(x, self.weight, self.bias)
 
 
-def use_for(model, min_features: int = MIN_FEATURES) -> int:
+def use_for(model) -> int:
     """Route the model's large fp32 CPU `nn.Linear` layers (the class itself, not subclasses such as quantized or
     adapter layers, which have forwards of their own) through oneDNN; how many switched."""
     if not available():
@@ -42,7 +42,8 @@ def use_for(model, min_features: int = MIN_FEATURES) -> int:
     switched = 0
     for module in model.modules():
         if (type(module) is torch.nn.Linear and module.weight.dtype == torch.float32
-                and module.weight.device.type == "cpu" and min(module.in_features, module.out_features) >= min_features):
+                and module.weight.device.type == "cpu"
+                and min(module.in_features, module.out_features) >= MIN_FEATURES):
             module.forward = types.MethodType(_forward, module)
             switched += 1
     return switched
