@@ -39,8 +39,58 @@ def test_export_writes_a_runnable_folder_with_dynamic_axes(ner_onnx):
     # batch and sequence are symbolic: any batch of any length runs
     assert all(isinstance(d, str) for d in dims["input_ids"]), dims
     assert report["parity_failed"] == [] and report["max_abs_diff"]["onnx"] < 1e-4
+    # traced with eager attention: no NaN guard (IsNaN + Where) after each softmax, as sdpa's decomposition has
+    assert "IsNaN" not in {node.op_type for node in graph.node}
     assert report["metrics"]["onnx"]["f1"] == pytest.approx(report["metrics"]["torch"]["f1"], abs=0.005)
     assert "Parity passed" in (out / "README.md").read_text()
+
+
+def test_the_model_is_traced_with_eager_attention_and_keeps_its_own(trained):
+    from transformers import AutoModelForTokenClassification
+
+    from taskcli.export import eager_attention
+
+    mdl = AutoModelForTokenClassification.from_pretrained(trained("token-classification"))
+    assert mdl.config._attn_implementation == "sdpa"
+    with eager_attention(mdl):
+        assert mdl.config._attn_implementation == "eager"
+    assert mdl.config._attn_implementation == "sdpa"  # the parity check runs the model as the user has it
+
+
+def test_sessions_leave_out_the_slow_skip_layer_norm_fusion(tmp_path, monkeypatch):
+    """A residual Add + LayerNorm stays two ops in the session's optimized graph (ONNX Runtime would fuse them into
+    SkipLayerNormalization, whose CPU kernel measured 4x slower)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from taskcli import onnx_runtime
+
+    dim = 16
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "y"], ["s"]),
+         helper.make_node("LayerNormalization", ["s", "w", "b"], ["out"], axis=-1, epsilon=1e-5)], "residual",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["B", "L", dim]) for n in ("x", "y")],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["B", "L", dim])],
+        [numpy_helper.from_array(np.ones(dim, np.float32), "w"), numpy_helper.from_array(np.zeros(dim, np.float32),
+                                                                                         "b")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "g.onnx")
+    real = ort.InferenceSession
+
+    def keep_optimized(path, options, **kwargs):  # ONNX Runtime writes the graph it will run
+        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        return real(path, options, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", keep_optimized)
+    sess = onnx_runtime.session(tmp_path / "g.onnx", threads=1)
+    x = np.random.default_rng(0).standard_normal((2, 3, dim)).astype(np.float32)
+    (out,) = sess.run(None, {"x": x, "y": x})
+    s = x + x
+    expected = (s - s.mean(-1, keepdims=True)) / np.sqrt(s.var(-1, keepdims=True) + 1e-5)
+    assert np.allclose(out, expected, atol=1e-4)
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
+    assert "LayerNormalization" in ops and "SkipLayerNormalization" not in ops, ops
 
 
 def test_int8_quantizes_the_embedding_tables_as_well_as_the_linear_layers(ner_onnx, tmp_path):
