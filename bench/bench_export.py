@@ -16,12 +16,13 @@ Everything is written under one temporary folder (the datasets cache too). Targe
 >= 3x, int8 F1 within 0.01 of fp32 on a model with F1 >= 0.8.
 
     .venv/bin/python bench/bench_export.py [--steps 800] [--lr 2e-4] [--batch-size 8] [--seen-share 0.5]
-        [--eval-every 200]
+        [--eval-every 200] [--keep DIR]
 """
 
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -99,11 +100,15 @@ def main(args: argparse.Namespace) -> None:
         for fmt in ("onnx", "int8"):
             same = sum(a == b for a, b in zip(ref, entities(results[fmt])))
             print(f"{table.NAMES[fmt]}: the same entities as torch fp32 in {same} of {len(ref)} sentences")
+        if args.keep:  # the trained model, its exports and the timed sentences, for a closer look afterwards
+            for name in ("torch", "onnx", "int8", "sentences.txt"):
+                (shutil.copytree if (tmp / name).is_dir() else shutil.copy)(tmp / name, Path(args.keep) / name)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--keep", metavar="DIR", help="copy the trained model, its exports and the sentences here")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seen-share", type=float, default=ner_corpus.SEEN_SHARE, help="training name slots filled "

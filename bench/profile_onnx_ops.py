@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import ner_corpus  # noqa: E402
+from taskcli.onnx_runtime import SLOW_FUSIONS  # noqa: E402
 from bench_ner_infer import build_model  # noqa: E402
 
 
@@ -30,7 +31,9 @@ def profile(model_file: Path, batches: list[dict]) -> dict[str, float]:
     opts.intra_op_num_threads = 2
     opts.enable_profiling = True
     opts.profile_file_prefix = str(model_file.with_suffix(""))
-    session = ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])
+    # the fusions taskcli's sessions leave out (onnx_runtime.SLOW_FUSIONS), left out here too
+    session = ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"],
+                                   disabled_optimizers=SLOW_FUSIONS)
     names = {i.name for i in session.get_inputs()}
     for batch in batches:  # warm-up, profiled too: the first half of the events, dropped below
         session.run(None, {k: v for k, v in batch.items() if k in names})
