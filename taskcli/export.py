@@ -237,14 +237,13 @@ def eager_attention(mdl):
     of sdpa's output, traced as a view, does not export at all ("Cannot view a tensor with shape ..."). A model that
     refuses eager attention exports with its own."""
     own = _attn_implementations(mdl.config)
-    try:
+    refused = (ValueError, NotImplementedError, AttributeError)
+    with contextlib.suppress(*refused):  # refused: it exports with its own attention
         mdl.set_attn_implementation("eager")
-    except (ValueError, NotImplementedError, AttributeError):
-        own = None
     try:
         yield mdl
     finally:
-        if own is not None:
+        with contextlib.suppress(*refused):  # (also undoes a switch that failed half-way)
             mdl.set_attn_implementation(own)
 
 

@@ -57,6 +57,25 @@ def test_the_model_is_traced_with_eager_attention_and_keeps_its_own(trained):
     assert mdl.config._attn_implementation == "sdpa"  # the parity check runs the model as the user has it
 
 
+def test_a_model_that_refuses_eager_attention_exports_with_its_own():
+    from types import SimpleNamespace
+
+    from taskcli.export import eager_attention
+
+    class Refuses:
+        config = SimpleNamespace(_attn_implementation="sdpa", sub_configs={})
+        asked: list = []
+
+        def set_attn_implementation(self, implementation):
+            self.asked.append(implementation)
+            if implementation == "eager":
+                raise ValueError("eager attention is not supported")
+
+    with eager_attention(Refuses()) as mdl:
+        assert mdl.config._attn_implementation == "sdpa"
+    assert Refuses.asked == ["eager", {"": "sdpa"}]
+
+
 def test_sessions_leave_out_the_slow_skip_layer_norm_fusion(tmp_path, monkeypatch):
     """A residual Add + LayerNorm stays two ops in the session's optimized graph (ONNX Runtime would fuse them into
     SkipLayerNormalization, whose CPU kernel measured 4x slower)."""
