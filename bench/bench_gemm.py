@@ -131,16 +131,17 @@ class Meter:
         return self.linear[kind] + self.attention[kind]
 
 
-def cli_run(args: list[str], meter: Meter, out_path: str) -> float:
+def cli_run(args: list[str], meter: Meter | None, out_path: str) -> float:
     """Wall seconds of `taskcli ARGS` run in this process through the CLI's own code (stdout into out_path), with
-    `meter` hooked onto the model the inference session gets."""
+    `meter` (if any) hooked onto the model the inference session gets."""
     from taskcli import inference
     from taskcli.cli import app
 
     original = inference.session
 
     def hooked(run, mdl, *rest, **kwargs):
-        meter.attach(mdl)
+        if meter is not None:
+            meter.attach(mdl)
         return original(run, mdl, *rest, **kwargs)
 
     inference.session = hooked
