@@ -55,6 +55,7 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 def _relaunch(num_processes: int) -> None:
     """Re-run this very command under Accelerate's launcher with N processes (DDP; gloo without GPUs)."""
     import subprocess
+    import tempfile
 
     argv = sys.argv[1:]
     cleaned, skip = [], False
@@ -68,12 +69,16 @@ def _relaunch(num_processes: int) -> None:
         if arg.startswith("--num-processes="):
             continue
         cleaned.append(arg)
-    # `--cpu --num_processes N` silently runs one process (platform-facts.md); --multi_gpu really forks N,
-    # and falls back to gloo on machines without GPUs.
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "taskcli", *cleaned]
     env = dict(os.environ, TASKCLI_LAUNCHED="1")
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    # `--cpu --num_processes N` silently runs one process (platform-facts.md); --multi_gpu really forks N,
+    # and falls back to gloo on machines without GPUs. torchrun, under the launcher, makes a folder for its workers'
+    # logs in the temp dir and never removes it: one left behind per run unless given one, removed here at the end.
+    with tempfile.TemporaryDirectory(prefix="taskcli-launch-") as logs:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+               str(num_processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--log_dir", logs, "-m", "taskcli", *cleaned]
+        code = subprocess.call(cmd, env=env)
+    raise typer.Exit(code)
 
 
 @app.command(epilog="Examples: `taskcli finetune ner --smoke` · `taskcli finetune text-classification --recipe bert "

@@ -1,6 +1,7 @@
 """Training mechanics: data-parallel launch, gradient accumulation, resume, outputs that transformers loads."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,8 +16,14 @@ SHORT = ["--set", "train.eval_strategy=no", "--set", "train.epochs=4"]
 def _finetune(out, *extra, processes=1, with_stderr=False):
     cmd = [sys.executable, "-m", "taskcli", "finetune", "ner", "--smoke", "--output-dir", str(out), "--json",
            "--num-processes", str(processes), *SHORT, *extra]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    temp = out.parent / "temp"  # the run's temp dir: what the launch leaves there is looked at below
+    temp.mkdir()
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600,
+                          env=dict(os.environ, TMPDIR=str(temp)))
     assert done.returncode == 0, done.stderr[-2000:]
+    # torch's compile cache (torchinductor_USER) is one folder every run reuses, by its design; nothing else stays
+    left = sorted(p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_"))
+    assert not left, f"left in the temp dir: {left}"
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return (result, done.stderr) if with_stderr else result
 
