@@ -64,7 +64,8 @@ def test_trials_are_runs_and_best_yaml_reproduces_the_best_one(cli, tmp_path):
 
 def test_kill_9_mid_study_then_resume_keeps_the_finished_trials(cli, tmp_path):
     out, log = tmp_path / "study", tmp_path / "stderr.txt"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    # TMPDIR: a killed run cannot remove its temp folders (the smoke model's); they stay in the test's own
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), TMPDIR=str(tmp_path))
     with open(log, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "taskcli", "tune", "text-cls", *SMALL, "--trials", "3",
                                  "-o", str(out)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err)
