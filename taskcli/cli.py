@@ -57,18 +57,11 @@ def _relaunch(num_processes: int) -> None:
     import subprocess
     import tempfile
 
-    argv = sys.argv[1:]
-    cleaned, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg == "--num-processes":
-            skip = True
-            continue
-        if arg.startswith("--num-processes="):
-            continue
-        cleaned.append(arg)
+    cleaned, skip = [], False  # this command's arguments less --num-processes and its value
+    for arg in sys.argv[1:]:
+        if not skip and arg != "--num-processes" and not arg.startswith("--num-processes="):
+            cleaned.append(arg)
+        skip = arg == "--num-processes" and not skip
     env = dict(os.environ, TASKCLI_LAUNCHED="1")
     # `--cpu --num_processes N` silently runs one process (platform-facts.md); --multi_gpu really forks N,
     # and falls back to gloo on machines without GPUs. torchrun, under the launcher, makes a folder for its workers'
