@@ -5,8 +5,8 @@ cache a first run left).
 
 Useful work is bench_gemm's count (every linear layer, attention's two products, real tokens), measured on the eager
 model; both forwards run the batches `taskcli infer ner FILE --json` runs (captured from the CLI), in a process each;
-the GEMM peak is bench_gemm's. Eager ops around the products (attention's softmax, GELU, LayerNorm, residual adds) are separate
-passes over memory; inductor fuses them, which is the gap between the two rows.
+the GEMM peak is bench_gemm's. Eager ops around the products (attention's softmax, GELU, LayerNorm, residual adds)
+are separate passes over memory; inductor fuses them, which is the gap between the rows.
 
     .venv/bin/python bench/bench_compiled_forward.py
 """
@@ -113,7 +113,8 @@ def main() -> None:
         for name, f in (("eager (infer's)", eager), ("torch.compile, cold cache", cold),
                         ("torch.compile, warm cache", warm)):
             rate = work / f["seconds"] / 1e9
-            print(f"| {name} | {f['first_call']:.1f} s | {f['seconds']:.2f} s | {rate:.1f} | {100 * rate / peak:.1f} % |")
+            print(f"| {name} | {f['first_call']:.1f} s | {f['seconds']:.2f} s | {rate:.1f} | "
+                  f"{100 * rate / peak:.1f} % |")
         saved = eager["seconds"] - warm["seconds"]
         cost = warm["first_call"] - eager["first_call"]
         if saved > 0:

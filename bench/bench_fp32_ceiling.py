@@ -65,7 +65,8 @@ def metered(fmt: str, infer: list[str], tmp: Path) -> dict:
     """forwards() in a process of its own: one run's threads do not slow the next (ONNX Runtime measured after
     PyTorch in one process ran slower than its whole process)."""
     done = subprocess.run([sys.executable, __file__, "--forwards", fmt, json.dumps(infer), str(tmp)], check=True,
-                          capture_output=True, text=True, env={**os.environ, "HF_DATASETS_CACHE": str(tmp / "datasets")})
+                          capture_output=True, text=True,
+                          env={**os.environ, "HF_DATASETS_CACHE": str(tmp / "datasets")})
     return json.loads(done.stdout.splitlines()[-1])
 
 

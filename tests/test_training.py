@@ -124,7 +124,8 @@ def _two_nodes(out, per_node=lambda rank: []):
         [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank),
          "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
          # its log folder in the test's own: left to itself torchrun leaves an empty /tmp/torchelastic_* per run
-         "--log-dir", str(out.parent / f"torchrun-{rank}"), "-m", "taskcli", "finetune", "ner", "--smoke", "--output-dir", str(out), "--json", *SHORT,
+         "--log-dir", str(out.parent / f"torchrun-{rank}"),
+         "-m", "taskcli", "finetune", "ner", "--smoke", "--output-dir", str(out), "--json", *SHORT,
          "--set", "train.batch_size=4", *per_node(rank)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO) for rank in (0, 1)]
     results = []
