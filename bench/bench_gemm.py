@@ -86,13 +86,13 @@ class Meter:
         self._start = self._start_cpu = 0.0
         self._mask = None
 
-    def attach(self, model) -> None:
+    def attach(self, model) -> list:
+        """Hook the meter onto `model`; returns the hooks' handles (`.remove()` each to detach it)."""
         import torch
 
         layers, hidden = model.config.num_hidden_layers, model.config.hidden_size
-        for module in model.modules():
-            if isinstance(module, torch.nn.Linear):
-                module.register_forward_hook(self._on_linear)
+        handles = [module.register_forward_hook(self._on_linear) for module in model.modules()
+                   if isinstance(module, torch.nn.Linear)]
 
         def before(_module, _args, kwargs):
             self._mask = kwargs["attention_mask"]
@@ -106,8 +106,9 @@ class Meter:
             if self.probe is not None:
                 self.probed.append(self.probe(self.probe_cpu))
 
-        model.register_forward_pre_hook(before, with_kwargs=True)
-        model.register_forward_hook(after, with_kwargs=True)
+        handles.append(model.register_forward_pre_hook(before, with_kwargs=True))
+        handles.append(model.register_forward_hook(after, with_kwargs=True))
+        return handles
 
     def _on_linear(self, module, args, _output) -> None:
         rows = args[0].numel() // module.in_features  # every position of the (padded) batch

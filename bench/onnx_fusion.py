@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import ner_corpus  # noqa: E402
-from taskcli.onnx_runtime import SLOW_FUSIONS  # noqa: E402
+from taskcli import onnx_runtime  # noqa: E402
 from bench_ner_infer import build_model  # noqa: E402
 from profile_onnx_ops import batches_of  # noqa: E402
 
@@ -75,12 +75,7 @@ def static_int8(base: Path, calibration: list[dict]) -> Path:
 
 
 def timed(path: Path, batches: list[dict]) -> tuple[float, list]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.log_severity_level = 2, 3
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"],
-                                   disabled_optimizers=SLOW_FUSIONS)  # as taskcli's sessions
+    session = onnx_runtime.session(path, threads=2)  # as taskcli opens its sessions
     names = {i.name for i in session.get_inputs()}
     session.run(None, {k: v for k, v in batches[0].items() if k in names})  # warm-up
     start = time.perf_counter()
