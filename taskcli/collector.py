@@ -70,6 +70,11 @@ def skip_teardown() -> None:
     _teardown["skip"] = True
 
 
+# How long `end` waits for each thread still running before it leaves the exit to Python (which waits as long as it
+# takes, and first wakes the threads that wait for it: a library's unclosed ThreadPoolExecutor hung `end` forever).
+THREAD_WAIT_S = 1.0
+
+
 def end(code) -> None:
     """After a `taskcli` process's command (`run`; never inside a test's in-process runner): when the command asked
     for it and succeeded (`code` 0), run the atexit handlers, flush, and leave at once with 0. Otherwise return, and
@@ -83,7 +88,9 @@ def end(code) -> None:
         return
     for thread in threading.enumerate():  # Python's own exit waits for these too
         if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+            thread.join(THREAD_WAIT_S)
+            if thread.is_alive():  # e.g. a ThreadPoolExecutor's idle worker: only Python's exit tells it to stop
+                return
     atexit._run_exitfuncs()
     try:
         sys.stdout.flush()
