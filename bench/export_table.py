@@ -21,11 +21,12 @@ def load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def taskcli(*args: str, out=subprocess.DEVNULL, env: dict | None = None) -> float:
-    """Seconds for one whole `taskcli` process; its stderr is kept for the error when it fails."""
+def taskcli(*args: str, out=subprocess.DEVNULL, env: dict | None = None, entry: list[str] | None = None) -> float:
+    """Seconds for one whole `taskcli` process (or `python ENTRY...`, a script that runs taskcli's CLI); its stderr is
+    kept for the error when it fails."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "taskcli", *args], stdout=out, stderr=subprocess.PIPE, text=True,
-                          env={**os.environ, **(env or {})})
+    done = subprocess.run([sys.executable, *(entry or ["-m", "taskcli"]), *args], stdout=out, stderr=subprocess.PIPE,
+                          text=True, env={**os.environ, **(env or {})})
     if done.returncode not in (0, 3):  # 3: a failed parity gate, reported by the caller
         sys.exit(f"taskcli {' '.join(args[:2])} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
     return time.perf_counter() - start
