@@ -3,9 +3,9 @@ runtime reach the forward speed issue 20's "onnx fp32 >= 1.3x" needs? taskcli it
 Runtime; this adapter gives an OpenVINO compiled model the three session calls taskcli's `onnx_runtime.Graph` makes
 (get_inputs, get_outputs, run), so the same tokenizing, batching and decoding run around it.
 
-    python bench/openvino_session.py infer ner --model EXPORTED FILE --json   # a whole taskcli process, OpenVINO forward
+    python bench/openvino_session.py infer ner --model EXPORTED FILE --json   # a whole taskcli process, OpenVINO's
 
-Needs `pip install openvino` (the `bench` extra: `make bench` installs it).
+Needs `pip install openvino` (not a dependency of taskcli or of its bench extra: bench_fp32_ceiling skips its row).
 """
 
 from __future__ import annotations
