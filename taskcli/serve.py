@@ -20,6 +20,7 @@ many requests wait. Limits (`Limits`) bound what one request or client can take;
 
 import json
 import queue
+import signal
 
 from taskcli.errors import TaskcliError
 from taskcli.serve_worker import HEADER_BYTES, RETRY_AFTER_S, WORKER_STOPPED, Limits, Predictor
@@ -180,6 +181,10 @@ def serve(task: str, model: str | None, recipe: str | None, sets: list[str] | No
           port: int, batch_size: int | None, max_wait_ms: float, log, limits: Limits = Limits(),
           api_key: str | None = None, cors_origins: list[str] | None = None, docs: bool = False) -> None:
     require()
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler it found: Python's default
+    # ended the process there, before `run.close()` removed the run's temp folders (--smoke's model). This one ends
+    # it through the `finally` and Python's exit (code 143, as a SIGTERM'd process reports itself); loading included.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     import uvicorn
 
     from taskcli import audio, images, model_loading
@@ -200,3 +205,7 @@ def serve(task: str, model: str | None, recipe: str | None, sets: list[str] | No
         uvicorn.Server(config).run()
     finally:
         run.close()
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)

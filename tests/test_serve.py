@@ -4,6 +4,8 @@ the worker survives any exception (in-process, with a failing step). The hostile
 
 import base64
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -27,10 +29,11 @@ def _port() -> int:
 
 
 class Server:
-    def __init__(self, *args):
+    def __init__(self, *args, env: dict | None = None):
         self.url = f"http://127.0.0.1:{_port()}"
         self.proc = subprocess.Popen([sys.executable, "-m", "taskcli", "serve", *map(str, args), "--port",
-                                      self.url.rsplit(":", 1)[1]], cwd=REPO, stderr=subprocess.PIPE, text=True)
+                                      self.url.rsplit(":", 1)[1]], cwd=REPO, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})})
         deadline = time.time() + 120
         while time.time() < deadline:
             assert self.proc.poll() is None, self.proc.stderr.read()
@@ -230,3 +233,15 @@ def test_missing_server_packages_are_named(tmp_path):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 1 and len(lines) == 1, done.stderr
     assert "needs fastapi and uvicorn" in lines[0] and "pip install 'taskcli[serve]'" in lines[0]
+
+
+def test_sigterm_ends_a_smoke_server_without_leaving_its_model(tmp_path):
+    """uvicorn raises the SIGTERM it shut down on again: under Python's default handler the process died before it
+    removed --smoke's tiny model from the temp dir (one folder left per stopped server)."""
+    server = Server("ner", "--smoke", env={"TMPDIR": str(tmp_path)})
+    assert [p.name for p in tmp_path.glob("taskcli-smoke-*")], "the smoke model is not where the test looks"
+    assert httpx.post(f"{server.url}/predict", json={"input": TEXTS[0]}, timeout=60).status_code == 200
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert "Traceback" not in server.proc.stderr.read()
+    assert not [p.name for p in tmp_path.iterdir() if not p.name.startswith("torchinductor_")]
