@@ -1,7 +1,7 @@
 """What fusing the forward's small ops would buy taskcli's PyTorch path (issue 20's "compute >= 85 % of the GEMM peak"):
 torch.compile (inductor, weights frozen) against infer's eager forward (oneDNN linear layers: taskcli/cpu_linear.py)
 on bench_gemm's model and sentences, and what the compilation costs, cold (an empty inductor cache) and warm (the
-cache a first run left).
+cache a first run left); then whole `taskcli infer` processes with and without `--set infer.compile=true`.
 
 Useful work is bench_gemm's count (every linear layer, attention's two products, real tokens), measured on the eager
 model; both forwards run the batches `taskcli infer ner FILE --json` runs (captured from the CLI), in a process each;
@@ -53,11 +53,11 @@ def run(folder: str, compiled: bool) -> dict:
     data = torch.load(os.path.join(folder, "batches.pt"))
     model = AutoModelForTokenClassification.from_pretrained(folder).eval()
     figures = {}
-    if compiled:
-        import torch._inductor.config as inductor
+    if compiled:  # what `infer.compile: true` does
+        from taskcli import compiled as compiled_mod
 
-        inductor.freezing = True  # weights as constants: oneDNN-packed, GELU and bias folded into the products
-        forward = torch.compile(model, dynamic=True)
+        compiled_mod.compile_model(model)
+        forward = model
     else:
         cpu_linear.use_for(model)  # infer's eager path
         forward = model
@@ -120,6 +120,25 @@ def main() -> None:
                   f"it pays after ~{1000 * cost / saved:,.0f} sentences")
         else:
             print(f"compiling saves nothing here ({saved:+.2f} s per 1,000 sentences)")
+        whole_processes(tmp)
+
+
+def whole_processes(folder: str) -> None:
+    """Whole `taskcli infer ner FILE --json` processes over the same 1,000 sentences, eager and with
+    `--set infer.compile=true` (an empty inductor cache, then the one it left), interleaved with eager runs."""
+    import export_table as table
+
+    infer = ["infer", "ner", os.path.join(folder, "sentences.txt"), "--model", folder, "--json", "--no-progress"]
+    cache = {"TORCHINDUCTOR_CACHE_DIR": os.path.join(folder, "inductor-whole")}
+    eager = [table.taskcli(*infer)]
+    cold = table.taskcli(*infer, "--set", "infer.compile=true", env=cache)
+    eager.append(table.taskcli(*infer))
+    warm = table.taskcli(*infer, "--set", "infer.compile=true", env=cache)
+    print("| whole `taskcli infer ner FILE` (1,000 sentences) | seconds |")
+    print("|---|---|")
+    for name, t in (("eager (runs 1, 2)", " / ".join(f"{x:.1f}" for x in eager)),
+                    ("infer.compile, cold cache", f"{cold:.1f}"), ("infer.compile, warm cache", f"{warm:.1f}")):
+        print(f"| {name} | {t} |")
 
 
 if __name__ == "__main__":

@@ -182,6 +182,10 @@ def load_for_inference(task: str, model: str | None, recipe: str | None, sets: l
     """(run, model) ready for predict; smoke without --model gives an untrained tiny model. `run`: the one
     `prepare` already made for these arguments."""
     run = run or prepare(task, recipe, sets, smoke)
+    if run.recipe.infer.compile:
+        from taskcli import compiled
+
+        compiled.check(run, model)
     from taskcli import onnx_lite
 
     lite = onnx_lite.load(run, model)  # an exported text model, without torch or transformers (issue 20's start-up)
@@ -208,26 +212,30 @@ def load_for_inference(task: str, model: str | None, recipe: str | None, sets: l
 
 
 def set_inference_precision(run: Run, mdl) -> None:
-    """Cast for `infer.precision`; bf16 on CPU also takes the bf16-friendly attention path (see attention.py)."""
-    cast_for_inference(mdl, run.recipe.infer.precision)
+    """Cast for `infer.precision`; bf16 on CPU also takes the bf16-friendly attention path (see attention.py).
+    `infer.compile` compiles the forward (compiled.py)."""
+    cast_for_inference(mdl, run.recipe.infer.precision, run.recipe.infer.compile)
 
 
-def cast_for_inference(mdl, precision: str) -> None:
+def cast_for_inference(mdl, precision: str, compile_forward: bool = False) -> None:
     """`mdl` in bf16 or fp16, as infer runs it (also benchmark's torch rows); fp32 on CPU: its large linear layers
-    through oneDNN."""
+    through oneDNN. A compiled forward keeps torch's own layers and attention: inductor packs and fuses them itself."""
     import torch
 
     if precision in ("no", "fp32"):
-        if mdl.device.type == "cpu":
+        if mdl.device.type == "cpu" and not compile_forward:
             from taskcli import cpu_linear
 
             cpu_linear.use_for(mdl)  # oneDNN's fused-bias kernel for the large layers (~1.2x a forward: cpu_linear.py)
-        return
-    if precision == "fp16" and mdl.device.type != "cuda":
-        raise TaskcliError("fp16 inference needs a CUDA GPU and none is available", "use --precision bf16 or no")
-    mdl.to(torch.bfloat16 if precision == "bf16" else torch.float16)
-    if mdl.device.type == "cpu":
-        from taskcli import attention
+    else:
+        if precision == "fp16" and mdl.device.type != "cuda":
+            raise TaskcliError("fp16 inference needs a CUDA GPU and none is available", "use --precision bf16 or no")
+        mdl.to(torch.bfloat16 if precision == "bf16" else torch.float16)
+        if mdl.device.type == "cpu" and not compile_forward:
+            from taskcli import attention
 
-        attention.use_for(mdl)
+            attention.use_for(mdl)
+    if compile_forward:
+        from taskcli import compiled
 
+        compiled.compile_model(mdl)

@@ -191,6 +191,9 @@ class InferSection(_Strict):
     precision: Precision = Field("no", description="weights and activations at inference: no (fp32), bf16 or "
                                                    "fp16 (CUDA only); bf16 roughly halves CPU time where the CPU "
                                                    "has bf16 instructions, at bf16's ~3 significant digits")
+    compile: bool = Field(False, description="torch.compile the PyTorch model's forward (single-forward tasks; needs "
+                          "a C++ compiler): faster forwards after 15-30 s of compiling per process, so for long "
+                          "runs and serve (taskcli/compiled.py)")
     generation: dict[str, Any] = Field(default_factory=dict, description="generate() settings for generative tasks")
 
 

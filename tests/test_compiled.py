@@ -1,0 +1,86 @@
+"""`infer.compile` (taskcli/compiled.py): a compiled forward gives the eager forward's results, and is refused in one
+line where it cannot run. Its speed is bench/bench_compiled_forward.py's, not a test's."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tiers import slow_tier
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPILE = ["--set", "infer.compile=true"]
+
+
+def _infer(*args: str, kernels: Path | None = None) -> list[dict]:
+    """`taskcli infer ... --json` in a process of its own (torch.compile's settings are process-wide); with `kernels`,
+    compiled: inductor's cache goes there, and the run must have said it compiles and have written kernels there."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if kernels:
+        args, env["TORCHINDUCTOR_CACHE_DIR"] = (*args, *COMPILE), str(kernels)
+    done = subprocess.run([sys.executable, "-m", "taskcli", "infer", *args, "--json"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    if kernels:
+        assert "compiling the forward" in done.stderr
+        assert list(kernels.rglob("*.py")), "inductor wrote no kernels: the forward was not compiled"
+    else:
+        assert "compiling" not in done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def _assert_same(eager: list[dict], compiled: list[dict], key: str, fields: tuple[str, ...]) -> None:
+    assert len(eager) == len(compiled) > 0
+    for e, c in zip(eager, compiled):
+        assert [tuple(x[f] for f in fields) for x in e[key]] == [tuple(x[f] for f in fields) for x in c[key]]
+        assert [x["score"] for x in c[key]] == pytest.approx([x["score"] for x in e[key]], abs=1e-4)
+
+
+def test_a_compiled_forward_gives_the_eager_results(trained, tmp_path):
+    """Sentences of different lengths in one run: batches of several shapes go through the one compiled graph."""
+    model = str(trained("token-classification"))
+    texts = ["Alice works for Acme in Paris .", "Bob lives in Berlin .",
+             "The team from Zorg said the deal would grow , the mayor of Dublin , Wen Schmidt , spoke to reporters ."]
+    args = ["ner", *texts, "--model", model, "--batch-size", "2"]
+    _assert_same(_infer(*args), _infer(*args, kernels=tmp_path), "entities", ("entity_group", "start", "end"))
+
+
+@slow_tier
+def test_a_compiled_image_classifier_gives_the_eager_results(trained, tmp_path):
+    model = str(trained("image-classification"))
+    images = sorted(str(p) for p in (ROOT / "taskcli" / "samples" / "image-classification").rglob("*.jpg"))[:3]
+    args = ["image-classification", *images, "--model", model, "--top-k", "2"]
+    _assert_same(_infer(*args), _infer(*args, kernels=tmp_path), "labels", ("label",))
+
+
+def _refused(cli, *args) -> str:
+    result = cli("infer", *args, *COMPILE)
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_a_generating_task_is_refused_before_loading(cli):
+    assert "text-generation generates token by token" in _refused(cli, "text-generation", "--smoke", "Once upon")
+
+
+def test_an_exported_model_is_refused(cli, tmp_path):
+    (tmp_path / "taskcli-export.json").write_text("{}")  # what marks a `taskcli export` folder
+    assert "holds an exported (ONNX) model" in _refused(cli, "ner", "--model", tmp_path, "Alice lives in Paris .")
+
+
+def test_a_missing_cxx_compiler_is_refused(cli, monkeypatch):
+    monkeypatch.setenv("CXX", "/nonexistent/g++")
+    line = _refused(cli, "ner", "--smoke", "Alice lives in Paris .")
+    assert "needs a C++ compiler" in line and "/nonexistent/g++" in line
+
+
+def test_a_generating_speech_model_is_refused(cli):
+    """Speech recognition is one task for CTC models (one forward) and Whisper (generate): the model decides."""
+    clip = ROOT / "taskcli" / "samples" / "automatic-speech-recognition" / "clip_00.flac"
+    line = _refused(cli, "asr", "--smoke", "--recipe", "whisper", clip)
+    assert "WhisperForConditionalGeneration generates token by token" in line
