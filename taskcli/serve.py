@@ -19,8 +19,10 @@ many requests wait. Limits (`Limits`) bound what one request or client can take;
 """
 
 import json
+import os
 import queue
 import signal
+import sys
 
 from taskcli.errors import TaskcliError
 from taskcli.serve_worker import HEADER_BYTES, RETRY_AFTER_S, WORKER_STOPPED, Limits, Predictor
@@ -181,10 +183,8 @@ def serve(task: str, model: str | None, recipe: str | None, sets: list[str] | No
           port: int, batch_size: int | None, max_wait_ms: float, log, limits: Limits = Limits(),
           api_key: str | None = None, cors_origins: list[str] | None = None, docs: bool = False) -> None:
     require()
-    # uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler it found: Python's default
-    # ended the process there, before `run.close()` removed the run's temp folders (--smoke's model). This one ends
-    # it through the `finally` and Python's exit (code 143, as a SIGTERM'd process reports itself); loading included.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # SIGTERM while loading: Python's exit, which removes the temp folders made so far (--smoke's model)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     import uvicorn
 
     from taskcli import audio, images, model_loading
@@ -201,11 +201,18 @@ def serve(task: str, model: str | None, recipe: str | None, sets: list[str] | No
         log_level="warning", http=_h11_protocol(limits.read_timeout), limit_concurrency=limits.max_concurrency,
         timeout_keep_alive=limits.keep_alive, timeout_graceful_shutdown=limits.graceful_timeout,
         h11_max_incomplete_event_size=HEADER_BYTES, server_header=False)
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler it found. Python's default
+    # ended the process there, before `run.close()` removed the run's temp folders; a plain exit would run asyncio's
+    # teardown, which logs a traceback for each request cut at --graceful-timeout. So: the folders, then out at once.
+    signal.signal(signal.SIGTERM, lambda signum, frame: _end_now(run, 128 + signum))
     try:
         uvicorn.Server(config).run()
     finally:
         run.close()
 
 
-def _exit_on_sigterm(signum, frame):
-    raise SystemExit(128 + signum)
+def _end_now(run, code: int) -> None:
+    run.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
