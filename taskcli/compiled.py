@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 
 from taskcli.errors import TaskcliError
@@ -36,9 +37,21 @@ def check(run, model: str | None) -> None:
         raise TaskcliError(f"infer.compile compiles PyTorch models; {model} holds an exported (ONNX) model",
                            "leave infer.compile off, or give the PyTorch model's folder")
     compiler = os.environ.get("CXX") or _CXX_DEFAULT
-    if shutil.which(compiler) is None:
+    if not _works(compiler):
         raise TaskcliError(f"infer.compile needs a C++ compiler for torch.compile's kernels and {compiler} was not "
-                           "found", "install one (e.g. apt install g++), set CXX to it, or leave infer.compile off")
+                           "found or does not run", "install one (e.g. apt install g++), set CXX to it, or leave "
+                           "infer.compile off")
+
+
+def _works(compiler: str) -> bool:
+    """inductor's own test of a compiler (cpp_builder.cpp_compiler_search): `CXX --version` runs."""
+    path = shutil.which(compiler)
+    if path is None:
+        return False
+    try:
+        return subprocess.run([path, "--version"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def compile_model(mdl) -> None:

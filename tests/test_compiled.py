@@ -73,10 +73,11 @@ def test_an_exported_model_is_refused(cli, tmp_path):
     assert "holds an exported (ONNX) model" in _refused(cli, "ner", "--model", tmp_path, "Alice lives in Paris .")
 
 
-def test_a_missing_cxx_compiler_is_refused(cli, monkeypatch):
-    monkeypatch.setenv("CXX", "/nonexistent/g++")
+@pytest.mark.parametrize("cxx", ["/nonexistent/g++", "false"])  # not there; there but failing (`false --version`)
+def test_a_missing_or_broken_cxx_compiler_is_refused(cli, monkeypatch, cxx):
+    monkeypatch.setenv("CXX", cxx)
     line = _refused(cli, "ner", "--smoke", "Alice lives in Paris .")
-    assert "needs a C++ compiler" in line and "/nonexistent/g++" in line
+    assert "needs a C++ compiler" in line and cxx in line
 
 
 def test_a_generating_speech_model_is_refused(cli):
