@@ -67,4 +67,8 @@ def compile_model(mdl) -> None:
     # weights as constants: oneDNN-packed, bias and GELU folded into the products. Process-wide, and this process
     # only runs inference: frozen graphs need no gradients.
     inductor.freezing = True
-    mdl.compile(dynamic=True)
+    # Text batches change length every batch: every dimension dynamic from the start, one compilation. Image processors
+    # give one size (DETR's a few): a static graph first, then torch's automatic dynamic for the dimensions that
+    # change. Marking an image's dimensions dynamic up front fails in inductor for SegFormer and GLPN (torch 2.13:
+    # "ValueRangeError: Invalid ranges [0:-1]").
+    mdl.compile(dynamic=None if mdl.main_input_name == "pixel_values" else True)

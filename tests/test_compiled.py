@@ -32,11 +32,22 @@ def _infer(*args: str, kernels: Path | None = None) -> list[dict]:
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
-def _assert_same(eager: list[dict], compiled: list[dict], key: str, fields: tuple[str, ...]) -> None:
+def _close(eager, compiled) -> bool:
+    """The same rows, numbers within 1e-4 (fused kernels round differently)."""
+    if isinstance(eager, dict):
+        return isinstance(compiled, dict) and eager.keys() == compiled.keys() and all(
+            _close(eager[k], compiled[k]) for k in eager)
+    if isinstance(eager, list):
+        return isinstance(compiled, list) and len(eager) == len(compiled) and all(map(_close, eager, compiled))
+    if isinstance(eager, float):
+        return compiled == pytest.approx(eager, abs=1e-4)
+    return eager == compiled
+
+
+def _assert_same(eager: list[dict], compiled: list[dict]) -> None:
     assert len(eager) == len(compiled) > 0
     for e, c in zip(eager, compiled):
-        assert [tuple(x[f] for f in fields) for x in e[key]] == [tuple(x[f] for f in fields) for x in c[key]]
-        assert [x["score"] for x in c[key]] == pytest.approx([x["score"] for x in e[key]], abs=1e-4)
+        assert _close(e, c), (e, c)
 
 
 def test_a_compiled_forward_gives_the_eager_results(trained, tmp_path):
@@ -45,15 +56,28 @@ def test_a_compiled_forward_gives_the_eager_results(trained, tmp_path):
     texts = ["Alice works for Acme in Paris .", "Bob lives in Berlin .",
              "The team from Zorg said the deal would grow , the mayor of Dublin , Wen Schmidt , spoke to reporters ."]
     args = ["ner", *texts, "--model", model, "--batch-size", "2"]
-    _assert_same(_infer(*args), _infer(*args, kernels=tmp_path), "entities", ("entity_group", "start", "end"))
+    eager = _infer(*args)
+    assert any(row["entities"] for row in eager)
+    _assert_same(eager, _infer(*args, kernels=tmp_path))
+
+
+def _images(task: str, n: int = 3) -> list[str]:
+    return sorted(str(p) for p in (ROOT / "taskcli" / "samples" / task).rglob("*") if p.suffix in (".jpg", ".png")
+                  and "masks" not in p.parts and "depth" not in p.parts)[:n]
+
+
+def test_a_compiled_segmenter_gives_the_eager_results(tmp_path):
+    """Images compile static first (compile_model): SegFormer's graph with every dimension dynamic failed in
+    inductor (ValueRangeError). Batches of 2 and 1: a second shape, recompiled with a dynamic batch."""
+    args = ["image-segmentation", "--smoke", *_images("image-segmentation"), "--batch-size", "2"]
+    _assert_same(_infer(*args), _infer(*args, kernels=tmp_path))
 
 
 @slow_tier
-def test_a_compiled_image_classifier_gives_the_eager_results(trained, tmp_path):
-    model = str(trained("image-classification"))
-    images = sorted(str(p) for p in (ROOT / "taskcli" / "samples" / "image-classification").rglob("*.jpg"))[:3]
-    args = ["image-classification", *images, "--model", model, "--top-k", "2"]
-    _assert_same(_infer(*args), _infer(*args, kernels=tmp_path), "labels", ("label",))
+@pytest.mark.parametrize("task", ["image-classification", "depth-estimation", "object-detection"])
+def test_a_compiled_vision_model_gives_the_eager_results(task, tmp_path):
+    args = [task, "--smoke", *_images(task), "--batch-size", "2"]
+    _assert_same(_infer(*args), _infer(*args, kernels=tmp_path))
 
 
 def _refused(cli, *args) -> str:
