@@ -37,8 +37,9 @@ class Session:
         from taskcli.onnx_runtime import torch_threads
 
         config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-        if threads or torch_threads():
-            config["INFERENCE_NUM_THREADS"] = threads or torch_threads()
+        threads = threads or torch_threads()  # 0: OpenVINO's own default
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)
         self.request = self.compiled.create_infer_request()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import same_rows
 from tiers import slow_tier
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,22 +33,10 @@ def _infer(*args: str, kernels: Path | None = None) -> list[dict]:
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
-def _close(eager, compiled) -> bool:
-    """The same rows, numbers within 1e-4 (fused kernels round differently)."""
-    if isinstance(eager, dict):
-        return isinstance(compiled, dict) and eager.keys() == compiled.keys() and all(
-            _close(eager[k], compiled[k]) for k in eager)
-    if isinstance(eager, list):
-        return isinstance(compiled, list) and len(eager) == len(compiled) and all(map(_close, eager, compiled))
-    if isinstance(eager, float):
-        return compiled == pytest.approx(eager, abs=1e-4)
-    return eager == compiled
-
-
 def _assert_same(eager: list[dict], compiled: list[dict]) -> None:
     assert len(eager) == len(compiled) > 0
     for e, c in zip(eager, compiled):
-        assert _close(e, c), (e, c)
+        assert same_rows(e, c, tol=1e-4), (e, c)  # fused kernels round differently
 
 
 def test_a_compiled_forward_gives_the_eager_results(trained, tmp_path):

@@ -229,7 +229,7 @@ def test_missing_server_packages_are_named(tmp_path):
         "            raise ModuleNotFoundError(name)\n        return None\n"
         "sys.meta_path.insert(0, Block())\n")
     done = subprocess.run([sys.executable, "-m", "taskcli", "serve", "ner", "--smoke"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(hide)})
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(hide)})
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 1 and len(lines) == 1, done.stderr
     assert "needs fastapi and uvicorn" in lines[0] and "pip install 'taskcli[serve]'" in lines[0]
