@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from taskcli import data as data_mod
-from taskcli import import_cache
+from taskcli import deferred_imports, import_cache
 from taskcli import recipe as recipe_mod
 from taskcli import registry
 from taskcli.task import EpochClock, Learned
@@ -127,6 +127,7 @@ def quiet_libraries() -> None:
         # USE_HUB_KERNELS=YES keeps them for a user who cached them while online.
         os.environ.setdefault("USE_HUB_KERNELS", "NO")
     import_cache.install()
+    deferred_imports.install()
     import transformers
     from huggingface_hub.utils import disable_progress_bars
 
