@@ -53,3 +53,39 @@ def test_infer_loading_switches_fp32_cpu_models_unless_turned_off(monkeypatch):
     fresh.device = torch.device("cpu")
     cast_for_inference(fresh, "fp32")
     assert not [m for m in fresh if "forward" in vars(m)]
+
+
+def _packed(model) -> list[int]:
+    return [i for i, m in enumerate(model) if "_taskcli_packed" in vars(m)]
+
+
+def test_switched_weights_are_packed_once_and_a_changed_weight_is_read_as_it_is():
+    """oneDNN's blocked copy of each switched weight is what the layer multiplies by; a weight changed in place or
+    replaced after packing is used as it now is (the stale copy would give the old layer's outputs)."""
+    model = stack(384)
+    x = torch.randn(5, 384)
+    cpu_linear.use_for(model)
+    assert _packed(model) == [0, 2]
+    with torch.inference_mode():
+        assert torch.allclose(model[0](x), torch.nn.functional.linear(x, model[0].weight, model[0].bias), atol=1e-5)
+        with torch.no_grad():
+            model[0].weight.mul_(-2.0)
+        assert torch.allclose(model[0](x), torch.nn.functional.linear(x, model[0].weight, model[0].bias), atol=1e-5)
+        model[2].weight = torch.nn.Parameter(torch.randn(384, 1536))
+        y = torch.randn(2, 1536)
+        assert torch.allclose(model[2](y), y @ model[2].weight.t(), atol=1e-4)
+
+
+def test_no_packed_copy_without_room_for_it_or_when_turned_off(monkeypatch):
+    import psutil
+
+    model = stack(384)
+    weights = sum(m.weight.numel() * 4 for m in (model[0], model[2]))
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("Memory", (), {"available": 2 * weights - 8})())
+    assert cpu_linear.use_for(model) == 2 and _packed(model) == []  # switched all the same
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("Memory", (), {"available": 2 * weights})())
+    fits = stack(384)
+    assert cpu_linear.use_for(fits) == 2 and _packed(fits) == [0, 2]
+    monkeypatch.setenv("TASKCLI_ONEDNN_PACK", "0")
+    off = stack(384)
+    assert cpu_linear.use_for(off) == 2 and _packed(off) == []
