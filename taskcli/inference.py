@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
-from taskcli import collector, registry
+from taskcli import collector, heap, registry
 from taskcli.errors import TaskcliError
 from taskcli.inputs import BadInput, Entries, Unusable
 from taskcli.model_loading import load_for_inference
@@ -282,6 +282,7 @@ def infer_stream(
     typed = options_for(run, given)
     inputs_mod.check_tables(run, typed, inputs)  # a table without its column is one line before the model loads
     run, mdl = load_for_inference(task, model, recipe, sets, smoke, run)
+    heap.keep()  # from here on the batches' freed buffers are kept for the next batches (heap.py)
     try:
         steps, ctx = session(run, mdl, typed, on_text)
         found = entries(ctx, steps, inputs)
