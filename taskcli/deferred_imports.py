@@ -3,8 +3,8 @@
 transformers' modeling_utils imports all its loss functions, and the object-detection one runs
 `from scipy.optimize import linear_sum_assignment` (DETR's Hungarian matcher) at import time, so loading any model
 imported scipy.optimize and scipy.linalg with it. Only training or evaluating a detector calls that function.
-Measured on the 2-core Genoa, a one-line `taskcli infer ner`, medians of 7 interleaved rounds: 2.74 -> 2.56 s on a smoke
-model, 2.94 -> 2.72 s at DistilBERT-base size.
+Measured on the 2-core Genoa, a one-line `taskcli infer ner`, medians of 7 interleaved rounds: 2.74 -> 2.56 s on a
+smoke model, 2.94 -> 2.72 s at DistilBERT-base size.
 
 `install()` (run.quiet_libraries, before transformers loads) puts a stand-in module under the name: its
 `linear_sum_assignment` imports the real module at its first call, and any other name read from it does the same and
