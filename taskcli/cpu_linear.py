@@ -11,7 +11,7 @@ MIN_FEATURES inputs and outputs switch. Autograd does not go through the op: a c
 autocast, or on another dtype or device takes F.linear as before. TASKCLI_ONEDNN_LINEAR=0 keeps torch's own everywhere.
 
 Each switched layer's weight is also kept in oneDNN's own blocked layout (`mkldnn._reorder_linear_weight`, what
-torch.compile's frozen graphs use), so no call reorders it again: the same outputs bit for bit, and 1.00-1.20x the
+torch.compile's frozen graphs use), so no call reorders it again: the same outputs bit for bit, and 1.01-1.20x the
 layer's speed (1,120 x 768 -> 3,072: 210 -> 219 GFLOP/s; 32 rows: 184 -> 221); the NER forward over 1,000 sentences
 80.0 / 82.5 % -> 84.8 / 86.1 % of the GEMM peak (bench_gemm, two interleaved pairs). The copy costs the layers' weights
 again in memory, so it is made only while all copies fit in half the memory available; TASKCLI_ONEDNN_PACK=0 skips it.

@@ -1,6 +1,11 @@
 """fp32 CPU inference's large linear layers through oneDNN (taskcli/cpu_linear.py): the same outputs as torch's own
 linear, only where it is faster, never under autograd, and switched on by infer's loading (cast_for_inference)."""
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -110,11 +115,6 @@ print(json.dumps({"grew_mb": (rss() - before) / 2**20, "caches": [os.environ.get
 
 
 def _growth(kind: str, **env) -> dict:
-    import json
-    import os
-    import subprocess
-    import sys
-
     clean = {k: v for k, v in os.environ.items() if k not in cpu_linear.CACHES}
     done = subprocess.run([sys.executable, "-c", GROWTH, kind], capture_output=True, text=True, timeout=300,
                           env={**clean, **env})
