@@ -46,6 +46,25 @@ def load(url: str, texts: list[str], clients: int) -> tuple[float, list[float]]:
     return len(texts) / (time.perf_counter() - start), latencies
 
 
+def start_server(model: str, options: list[str], env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`taskcli serve ner --model MODEL --batch-size 32 OPTIONS` on a free port, once /health answers: (process, url)."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "taskcli", "serve", "ner", "--model", model, "--port", str(port),
+                               "--batch-size", "32", *options], stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            httpx.get(f"{url}/health", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    return server, url
+
+
 if __name__ == "__main__":
     import httpx
     from transformers import pipeline
@@ -64,19 +83,8 @@ if __name__ == "__main__":
         rate = len(texts) / (time.perf_counter() - start)
         print(f"pipeline() loop, one request at a time: {rate:6.1f} req/s   p50 {1000 * statistics.median(latencies):6.1f} ms"
               f"   p99 {1000 * percentile(latencies, 0.99):6.1f} ms")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        server = subprocess.Popen([sys.executable, "-m", "taskcli", "serve", "ner", "--model", tmp, "--port", str(port),
-                                   "--batch-size", "32", "--max-wait-ms", os.environ.get("MAX_WAIT_MS", "5")], stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
+        server, url = start_server(tmp, ["--max-wait-ms", os.environ.get("MAX_WAIT_MS", "5")])
         try:
-            for _ in range(600):
-                try:
-                    httpx.get(f"{url}/health", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
             load(url, texts[:8], 1)  # warm-up
             for clients in (1, 8, 32):
                 rate, lat = load(url, texts, clients)
