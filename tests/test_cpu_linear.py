@@ -102,14 +102,16 @@ import psutil, torch
 from taskcli import cpu_linear
 torch.manual_seed(0); random.seed(0)
 model = torch.nn.Sequential(torch.nn.Linear(768, 3072), torch.nn.GELU(), torch.nn.Linear(3072, 768)).eval()
-parts = [model, torch.nn.Conv1d(4, 4, 3)] if sys.argv[1] == "conv" else [model]  # e.g. a speech model's feature encoder
-cpu_linear.use_for(torch.nn.ModuleList(parts))
+conv = torch.nn.Conv1d(4, 4, 3) if sys.argv[1] == "conv" else None  # e.g. a speech model's feature encoder
+cpu_linear.use_for(torch.nn.ModuleList([model] + ([conv] if conv else [])))
 rss = lambda: psutil.Process().memory_info().rss
 with torch.inference_mode():
     model(torch.randn(8, 768))
     before = rss()
     for rows in random.sample(range(32, 1200), 250):  # a new row count each call, as a text batch has
         model(torch.randn(rows, 768))
+        if conv:  # and a new length, as a recording has
+            conv(torch.randn(1, 4, rows))
 print(json.dumps({"grew_mb": (rss() - before) / 2**20, "caches": [os.environ.get(n) for n in cpu_linear.CACHES]}))
 """
 
@@ -122,11 +124,12 @@ def _growth(kind: str, **env) -> dict:
     return json.loads(done.stdout)
 
 
-def test_a_text_models_oneDNN_caches_are_capped_so_new_shapes_do_not_grow_memory():
-    """Every new row count builds a oneDNN primitive; with the caches at their 1,024 entries memory grows by hundreds
-    of MB over a long run (measured here: ~250 MB for 250 shapes; capped: a few tens)."""
-    capped = _growth("text")
-    uncapped = _growth("text", ONEDNN_PRIMITIVE_CACHE_CAPACITY="1024", LRU_CACHE_CAPACITY="1024")  # the user's
-    assert capped["caches"] == [cpu_linear.CACHE_ENTRIES] * 2 and uncapped["caches"] == ["1024", "1024"]
-    assert capped["grew_mb"] < uncapped["grew_mb"] / 2, (capped, uncapped)
-    assert _growth("conv")["caches"] == [None, None]  # a convolution reuses its primitives every forward
+def test_oneDNN_caches_are_capped_so_new_shapes_do_not_grow_memory():
+    """Every new row count or length builds oneDNN primitives; with the caches at their 1,024 entries memory grows by
+    hundreds of MB over a long run (measured here: ~250 MB for 250 shapes; capped: a few tens). A convolution adds 2
+    entries (each forward needs its own primitive)."""
+    for kind, entries in (("text", cpu_linear.CACHE_ENTRIES), ("conv", cpu_linear.CACHE_ENTRIES + 2)):
+        capped = _growth(kind)
+        uncapped = _growth(kind, ONEDNN_PRIMITIVE_CACHE_CAPACITY="1024", LRU_CACHE_CAPACITY="1024")  # the user's
+        assert capped["caches"] == [str(entries)] * 2 and uncapped["caches"] == ["1024", "1024"]
+        assert capped["grew_mb"] < uncapped["grew_mb"] / 2, (kind, capped, uncapped)
