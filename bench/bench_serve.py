@@ -47,14 +47,16 @@ def load(url: str, texts: list[str], clients: int) -> tuple[float, list[float]]:
 
 
 def start_server(model: str, options: list[str], env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """`taskcli serve ner --model MODEL --batch-size 32 OPTIONS` on a free port, once /health answers: (process, url)."""
+    """`taskcli serve ner --model MODEL --batch-size 32 OPTIONS` on a free port, once /health answers:
+    (process, url)."""
     import httpx
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-m", "taskcli", "serve", "ner", "--model", model, "--port", str(port),
-                               "--batch-size", "32", *options], stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+                               "--batch-size", "32", *options],
+                              stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:

@@ -1,6 +1,6 @@
 """Does `taskcli serve ner` keep its memory bounded over many requests of varied sizes? A DistilBERT-base-size model
-answers REQUESTS requests from 8 concurrent clients, each of 1-32 sentences of 1-250 words (median 4), so the worker's batches
-take many different row counts and lengths (each a new shape for oneDNN's linear layers). The server's RSS is
+answers --requests requests from 8 concurrent clients, each of 1-32 sentences of 1-250 words (median 4), so the
+worker's batches take many different row counts and lengths (each a new shape for oneDNN's linear layers). Its RSS is
 sampled every 0.1 s: after start-up, after a warm-up, after each quarter of the requests, and its peak. The growth
 over the last half is the figure to watch: a bounded server levels off. A second server runs the same requests with
 oneDNN's two primitive caches at their 1,024-entry defaults (what `taskcli serve` did before
