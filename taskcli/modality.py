@@ -1,9 +1,9 @@
 """Modalities: the kind of input a task reads (texts, images, recordings), as objects holding everything that
 differs by it, so no other module switches on a modality's name: the files it takes, the reader that opens one,
 its dataset folders, the header-level check and figures of the preflight and `taskcli check`, the example input of
-a model card's snippet, infer's chunk size. The registry lists them (`registry.modalities`); a task declares its
-modality by name and `Task.modality` is the object. Cheap to import: images.py, audio.py and files.py import their
-libraries where they use them.
+a model card's snippet, infer's chunk size, serve's warm-up inputs. The registry lists them (`registry.modalities`);
+a task declares its modality by name and `Task.modality` is the object. Cheap to import: images.py, audio.py and
+files.py import their libraries where they use them.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ class Modality:
     chunk_batches: int = 4  # `infer` works this many batches at a time (decoded media are far bigger than text)
     min_chunk: int = 0  # ... and at least this many inputs
     streams: bool = True  # data.streaming is supported
+    # () -> two inputs of different sizes, as a `serve` client sends them: a compiled forward is warmed up on them
+    # before the server listens (Task.warm_up replaces them where the task reads more than a text)
+    warm_up: Callable[[], list] = lambda: []
 
     @property
     def media(self) -> bool:
@@ -96,13 +99,47 @@ def _audio_figures(values: list) -> dict:
     return {"audio_seconds": {**spread(seconds), "total": round(sum(seconds), 2)}}
 
 
-TEXT = Modality("text", example='"Replace this with your text."', chunk_batches=8, min_chunk=256)
+def _upload(name: str, data: bytes) -> dict:
+    import base64
+
+    return {"name": name, "base64": base64.b64encode(data).decode()}
+
+
+def _warm_up_images() -> list:
+    """Two PNGs of different sizes and shades (processors that keep the aspect ratio give two shapes)."""
+    from PIL import Image
+
+    pngs = []
+    for k, size in enumerate(((320, 240), (200, 300))):
+        buffer = io.BytesIO()
+        Image.linear_gradient("L").resize(size).convert("RGB").rotate(90 * k).save(buffer, format="PNG")
+        pngs.append(_upload(f"warm-up-{k + 1}.png", buffer.getvalue()))
+    return pngs
+
+
+def _warm_up_recordings() -> list:
+    """Two WAVs of a 440 Hz tone, 1 s and 1.5 s at 16 kHz."""
+    import numpy as np
+    import soundfile
+
+    waves = []
+    for k, seconds in enumerate((1.0, 1.5)):
+        buffer = io.BytesIO()
+        soundfile.write(buffer, 0.3 * np.sin(2 * np.pi * 440 * np.arange(int(16000 * seconds)) / 16000), 16000,
+                        format="WAV")
+        waves.append(_upload(f"warm-up-{k + 1}.wav", buffer.getvalue()))
+    return waves
+
+
+TEXT = Modality("text", example='"Replace this with your text."', chunk_batches=8, min_chunk=256,
+                warm_up=lambda: ["Alice works for Globex in Paris.",
+                                 "A second, longer text, so that the warm-up batch holds two different lengths."])
 IMAGE = Modality("image", example='"photo.jpg"', suffixes=frozenset(images.IMAGE_SUFFIXES), read=images.load,
                  bad_file=images.BadImage, roles=("image", "mask", "depth"), header_problem=images.header_problem,
-                 figures=_image_figures, streams=False)
+                 figures=_image_figures, streams=False, warm_up=_warm_up_images)
 AUDIO = Modality("audio", example='"clip.flac"', suffixes=frozenset(audio.AUDIO_SUFFIXES), read=audio.decode,
                  bad_file=audio.BadAudio, roles=("audio",), header_problem=audio.header_problem,
-                 figures=_audio_figures)
+                 figures=_audio_figures, warm_up=_warm_up_recordings)
 ALL = (TEXT, IMAGE, AUDIO)
 
 

@@ -194,6 +194,13 @@ def serve(task: str, model: str | None, recipe: str | None, sets: list[str] | No
     run, mdl = model_loading.load_for_inference(task, model, recipe, sets, smoke)
     options = {"batch_size": batch_size} if batch_size else {}  # the recipe's infer settings fill in the rest
     predictor = Predictor(run, mdl, options, max_wait_ms / 1000, limits.max_queue)
+    if run.recipe.infer.compile:  # compile now, not in the first clients' requests
+        try:
+            seconds = predictor.warm_up()
+        except BaseException:
+            run.close()
+            raise
+        log(f"infer.compile: warmed up in {seconds:.1f} s (a batch of 1 and one of 2), before listening")
     log(f"serving {run.task.name} ({model or run.model_source}) on http://{host}:{port}  —  POST /predict, GET /health"
         + ("" if api_key else "  (no --api-key: anyone who can reach the port can use it)"))
     config = uvicorn.Config(

@@ -118,6 +118,25 @@ class Predictor:
                 "queue": self.requests.qsize(), "queue_limit": self.requests.maxsize,
                 "busy_s": round(time.monotonic() - busy, 3) if busy is not None else 0.0, **self.stats}
 
+    def warm_up(self) -> float:
+        """Run the task's warm-up inputs through the model, one alone and then two together, before the server
+        listens: a compiled forward compiles for its first shapes (15-30 s at base size on a small CPU), which would
+        otherwise hold the first clients' requests. Seconds taken; TaskcliError when an input fails."""
+        task = self.run.task
+        inputs = list(task.warm_up) or task.modality.warm_up()
+        start = time.monotonic()
+        for batch in (inputs[:1], inputs):
+            rows = self._read(batch)
+            if all(row.error is None for row in rows):
+                self._predict(rows)
+            failed = [row.error for row in rows if row.error is not None]
+            if failed:
+                raise TaskcliError(f"warming the compiled model up failed: {failed[0]}",
+                                   "leave infer.compile off, or see the server's log above (TASKCLI_DEBUG=1 for the "
+                                   "traceback)")
+        self.stats["predict_calls"] = 0  # (the clients' calls only)
+        return time.monotonic() - start
+
     def submit(self, inputs: list) -> Future:
         """Queue a request's inputs (read by the worker, off the event loop); queue.Full when too many wait."""
         future: Future = Future()

@@ -302,6 +302,9 @@ class Task:
     # label: taskcli/multilabel.py reads them into a list); the run is then multi-label (sigmoid, BCE)
     multi_label: bool = False
     params: type[BaseModel] = NoParams  # schema of the recipe's `params:` section
+    # two inputs as a `serve` client sends them, for warming a compiled forward up, where the modality's plain texts
+    # do not suit the task (QA's question and context, fill-mask's mask); empty: the modality's
+    warm_up: tuple = ()
     seq2seq: bool = False  # generative: Seq2SeqTrainer + predict_with_generate when the model is encoder-decoder
     # True when the loss is plain cross-entropy of `logits` against `labels` (-100 = ignore) and the model
     # needs no labels to run its forward: the engine then computes it as a sum over the global label count,

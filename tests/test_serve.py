@@ -191,6 +191,67 @@ def test_a_failing_batch_is_retried_input_by_input_and_the_worker_lives_on(train
         run.close()
 
 
+def _single_forward_tasks() -> list[str]:
+    from taskcli import registry
+    from taskcli.generation import GenerationOptions
+
+    return [t.name for t in registry.all_tasks() if t.infer_options is not GenerationOptions]
+
+
+@pytest.mark.parametrize("task", _single_forward_tasks())
+def test_every_single_forward_task_warms_up_on_inputs_it_reads(task):
+    """What a compiled server runs before it listens (Predictor.warm_up): the task's own inputs (QA's question and
+    context, fill-mask's mask) or its modality's (texts, generated PNGs and WAVs), one alone then two together, each
+    answered by the model; the clients' predict count starts at 0."""
+    from taskcli import model_loading
+    from taskcli.serve_worker import Predictor
+
+    run, model = model_loading.load_for_inference(task, None, None, None, True)
+    try:
+        predictor = Predictor(run, model, {}, max_wait_s=0.01)
+        answered, predict = [], predictor._predict
+        predictor._predict = lambda rows: (predict(rows), answered.append([r.result is not None for r in rows]))
+        assert predictor.warm_up() > 0
+        assert answered == [[True], [True, True]] and predictor.health()["predict_calls"] == 0
+    finally:
+        run.close()
+
+
+def test_a_warm_up_input_that_fails_stops_the_start_in_one_line(trained):
+    import dataclasses
+
+    run, predictor = _predictor(trained)
+    try:
+        predictor.run = dataclasses.replace(run, task=dataclasses.replace(run.task, warm_up=("Alice", "")))
+        with pytest.raises(Exception) as err:
+            predictor.warm_up()
+        assert err.value.message == "warming the compiled model up failed: input 2 has an empty 'text'"
+    finally:
+        run.close()
+
+
+def test_a_compiled_server_compiles_before_it_listens(trained, tmp_path):
+    """With infer.compile the first requests no longer wait for the compiler: when /health first answers, inductor
+    has written its kernels and no client request has run; the answers are the eager server's."""
+    model = trained("token-classification")
+    server = Server("ner", "--model", model, "--set", "infer.compile=true",
+                    env={"TORCHINDUCTOR_CACHE_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"})
+    try:
+        health = httpx.get(f"{server.url}/health", timeout=10).json()
+        assert list(tmp_path.rglob("*.py")), "no kernels when the server began to listen"
+        assert health["predict_calls"] == health["requests"] == 0
+        compiled = httpx.post(f"{server.url}/predict", json={"inputs": TEXTS[:3]}, timeout=60).json()
+    finally:
+        server.stop()
+    assert "warmed up in" in server.proc.stderr.read()
+    eager = Server("ner", "--model", model)
+    try:
+        expected = httpx.post(f"{eager.url}/predict", json={"inputs": TEXTS[:3]}, timeout=60).json()
+    finally:
+        eager.stop()
+    assert same_rows(expected, compiled, tol=1e-4), (expected, compiled)
+
+
 def test_a_text_is_never_read_as_a_server_file(ner_server, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("Alice\nBob\nCarol\n")

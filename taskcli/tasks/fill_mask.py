@@ -196,6 +196,8 @@ TASK = Task(
     steps=lambda run, model: STEPS,
     render=render,
     params=MLMParams,
+    warm_up=("Paris is the <mask> of France.",
+             "Alice stayed at home because the <mask> was cold and windy all day long."),
     callbacks=(perplexity_callback,),
     cross_entropy_loss=True,
 )

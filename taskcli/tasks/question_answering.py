@@ -275,4 +275,7 @@ TASK = Task(
     steps=lambda run, model: STEPS,
     render=render,
     params=Params,
+    warm_up=({"question": "Where does Alice work?", "context": "Alice works for Globex in Paris."},
+             {"question": "Who hired Bob last year?", "context": "Bob moved to Berlin in spring, and last year "
+                                                                "Initech hired him to lead its new office there."}),
 )
