@@ -22,6 +22,9 @@ from taskcli.errors import TaskcliError
 class Modality:
     name: str  # "text", "image", "audio"; also the dataset column (role) a media task's files are in
     example: str  # one input, as Python source, for the model card's `pipeline(...)` snippet
+    # () -> two inputs of different sizes, as a `serve` client sends them: a compiled forward is warmed up on them
+    # before the server listens (Task.warm_up replaces them where the task reads more than a text)
+    warm_up: Callable[[], list]
     # suffixes of its files, for folders and globs given to `infer` and dataset folders; empty: inputs are texts
     suffixes: frozenset[str] = frozenset()
     read: Callable[[Any], Any] | None = None  # opens one file (a path or a {"bytes", "path"} cell)
@@ -36,9 +39,6 @@ class Modality:
     chunk_batches: int = 4  # `infer` works this many batches at a time (decoded media are far bigger than text)
     min_chunk: int = 0  # ... and at least this many inputs
     streams: bool = True  # data.streaming is supported
-    # () -> two inputs of different sizes, as a `serve` client sends them: a compiled forward is warmed up on them
-    # before the server listens (Task.warm_up replaces them where the task reads more than a text)
-    warm_up: Callable[[], list] = lambda: []
 
     @property
     def media(self) -> bool:

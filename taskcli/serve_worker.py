@@ -128,7 +128,7 @@ class Predictor:
         for batch in (inputs[:1], inputs):
             rows = self._read(batch)
             if all(row.error is None for row in rows):
-                self._predict(rows)
+                self._predict(rows)  # (sets a row's error when it fails)
             failed = [row.error for row in rows if row.error is not None]
             if failed:
                 raise TaskcliError(f"warming the compiled model up failed: {failed[0]}",
